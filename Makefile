@@ -1,0 +1,38 @@
+# The only entry point: every target creates or updates .venv from pyproject.toml first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+sources := ingress worker shared sandbox tests migrations
+
+.PHONY: run test lint format bench chaos services clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@$(BIN)/python -m scripts.run
+
+test: $(STAMP)
+	@$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	@$(BIN)/ruff check $(sources)
+	@$(BIN)/ruff format --check $(sources)
+	@$(BIN)/mypy
+
+format: $(STAMP)
+	@$(BIN)/ruff check --fix $(sources)
+	@$(BIN)/ruff format $(sources)
+
+bench: $(STAMP)
+	@$(BIN)/python -m pytest tests/bench -p no:randomly -s --timeout=1800 -o addopts="" -o testpaths=tests/bench
+
+chaos: $(STAMP)
+	@CHAOS_FULL=1 $(BIN)/python -m pytest tests/e2e -s --timeout=3600
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

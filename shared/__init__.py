@@ -1,0 +1,1 @@
+"""Code shared by the ingress, the worker and the operator CLI."""

@@ -1,0 +1,240 @@
+"""Typed settings, read once from the environment and validated at start-up.
+
+Nothing else in the service reads ``os.environ``: entrypoints call ``Settings.from_env()`` and
+pass the result down.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from shared.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A string whose repr never shows its value."""
+
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookKey:
+    """One HMAC key for webhook signatures, as raw bytes; repr hides it."""
+
+    material: bytes = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "WebhookKey('**********')"
+
+
+def parse_webhook_keys(raw: str) -> tuple[WebhookKey, ...]:
+    """Parse PAYRAILS_WEBHOOK_SECRETS: comma-separated; ``hex:`` marks hex-encoded key bytes."""
+    keys: list[WebhookKey] = []
+    for index, part in enumerate(p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        if part.startswith("hex:"):
+            try:
+                material = bytes.fromhex(part[4:])
+            except ValueError as exc:
+                raise ConfigError(f"PAYRAILS_WEBHOOK_SECRETS key {index} is not valid hex") from exc
+        else:
+            material = part.encode()
+        if not material:
+            raise ConfigError(f"PAYRAILS_WEBHOOK_SECRETS key {index} is empty")
+        keys.append(WebhookKey(material))
+    if not keys:
+        raise ConfigError("PAYRAILS_WEBHOOK_SECRETS must hold at least one key")
+    return tuple(keys)
+
+
+class _Env:
+    """Typed reads from one environment mapping, with precise errors."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def str(self, name: str, default: str) -> str:
+        return self._env.get(name, default).strip() or default
+
+    def opt(self, name: str) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or None
+
+    def int(self, name: str, default: int, *, minimum: int = 0) -> int:
+        raw = self._env.get(name)
+        if raw is None or not raw.strip():
+            return default
+        try:
+            value = int(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+        if value < minimum:
+            raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+        return value
+
+    def float(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        raw = self._env.get(name)
+        if raw is None or not raw.strip():
+            return default
+        try:
+            value = float(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+        if value < minimum:
+            raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+        return value
+
+    def floats(self, name: str, default: str) -> tuple[float, ...]:
+        raw = self.str(name, default)
+        try:
+            values = tuple(float(v) for v in raw.split(",") if v.strip())
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be comma-separated numbers, got {raw!r}") from exc
+        if not values or any(v <= 0 for v in values):
+            raise ConfigError(f"{name} needs at least one positive number, got {raw!r}")
+        return values
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self._env.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw in {"1", "true", "yes", "on"}:
+            return True
+        if raw in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name} must be a boolean, got {raw!r}")
+
+
+LogFormat = Literal["json", "console"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of every process; each field has a README row."""
+
+    log_level: str = "INFO"
+    log_format: LogFormat = "json"
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/payrails"
+    database_pool_size: int = 10
+
+    amqp_url: Secret = Secret("amqp://guest:guest@127.0.0.1:5672/")
+    amqp_name_prefix: str = ""
+    amqp_publish_timeout_seconds: float = 5.0
+    amqp_delivery_limit: int = 50
+
+    payrails_base_url: str = "http://127.0.0.1:8090"
+    payrails_client_id: str = "sandbox-client"
+    payrails_client_secret: Secret = Secret("sandbox-secret")
+    payrails_workspace_id: str = "sandbox-workspace"
+    payrails_workflow_code: str = "payment-acceptance"
+    payrails_webhook_keys: tuple[WebhookKey, ...] = (WebhookKey(b"sandbox-webhook-secret"),)
+    payrails_client_cert: str | None = None
+    payrails_client_key: str | None = None
+    payrails_timeout_seconds: float = 15.0
+    payrails_max_retries: int = 3
+
+    webhook_host: str = "0.0.0.0"
+    webhook_port: int = 8080
+    webhook_max_body_bytes: int = 1024 * 1024
+
+    checkout_host: str = "0.0.0.0"
+    checkout_port: int = 8000
+    public_base_url: str = "http://127.0.0.1:8000"
+    checkout_poll_timeout_seconds: float = 25.0
+    return_poll_timeout_seconds: float = 25.0
+
+    worker_host: str = "0.0.0.0"
+    worker_metrics_port: int = 9100
+    worker_prefetch: int = 64
+    worker_retry_delays_seconds: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
+    worker_shutdown_grace_seconds: float = 20.0
+    outbox_batch_size: int = 200
+    outbox_poll_seconds: float = 1.0
+    sweeper_interval_seconds: float = 30.0
+    sweeper_stuck_after_seconds: float = 300.0
+    sweeper_batch_size: int = 50
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raise ConfigError naming the bad variable."""
+        e = _Env(os.environ if env is None else env)
+        d = cls()
+        log_format = e.str("LOG_FORMAT", d.log_format).lower()
+        if log_format not in ("json", "console"):
+            raise ConfigError(f"LOG_FORMAT must be json or console, got {log_format!r}")
+        database_url = e.str("DATABASE_URL", d.database_url)
+        if not database_url.startswith("postgresql+psycopg://"):
+            raise ConfigError("DATABASE_URL must start with postgresql+psycopg://")
+        return cls(
+            log_level=e.str("LOG_LEVEL", d.log_level).upper(),
+            log_format="json" if log_format == "json" else "console",
+            database_url=database_url,
+            database_pool_size=e.int("DATABASE_POOL_SIZE", d.database_pool_size, minimum=1),
+            amqp_url=Secret(e.str("AMQP_URL", d.amqp_url.reveal())),
+            amqp_name_prefix=e.str("AMQP_NAME_PREFIX", d.amqp_name_prefix),
+            amqp_publish_timeout_seconds=e.float(
+                "AMQP_PUBLISH_TIMEOUT_SECONDS", d.amqp_publish_timeout_seconds, minimum=0.01
+            ),
+            amqp_delivery_limit=e.int("AMQP_DELIVERY_LIMIT", d.amqp_delivery_limit, minimum=1),
+            payrails_base_url=e.str("PAYRAILS_BASE_URL", d.payrails_base_url).rstrip("/"),
+            payrails_client_id=e.str("PAYRAILS_CLIENT_ID", d.payrails_client_id),
+            payrails_client_secret=Secret(
+                e.str("PAYRAILS_CLIENT_SECRET", d.payrails_client_secret.reveal())
+            ),
+            payrails_workspace_id=e.str("PAYRAILS_WORKSPACE_ID", d.payrails_workspace_id),
+            payrails_workflow_code=e.str("PAYRAILS_WORKFLOW_CODE", d.payrails_workflow_code),
+            payrails_webhook_keys=parse_webhook_keys(
+                e.str("PAYRAILS_WEBHOOK_SECRETS", "sandbox-webhook-secret")
+            ),
+            payrails_client_cert=e.opt("PAYRAILS_CLIENT_CERT"),
+            payrails_client_key=e.opt("PAYRAILS_CLIENT_KEY"),
+            payrails_timeout_seconds=e.float(
+                "PAYRAILS_TIMEOUT_SECONDS", d.payrails_timeout_seconds, minimum=0.1
+            ),
+            payrails_max_retries=e.int("PAYRAILS_MAX_RETRIES", d.payrails_max_retries),
+            webhook_host=e.str("WEBHOOK_HOST", d.webhook_host),
+            webhook_port=e.int("WEBHOOK_PORT", d.webhook_port),
+            webhook_max_body_bytes=e.int(
+                "WEBHOOK_MAX_BODY_BYTES", d.webhook_max_body_bytes, minimum=1
+            ),
+            checkout_host=e.str("CHECKOUT_HOST", d.checkout_host),
+            checkout_port=e.int("CHECKOUT_PORT", d.checkout_port),
+            public_base_url=e.str("PUBLIC_BASE_URL", d.public_base_url).rstrip("/"),
+            checkout_poll_timeout_seconds=e.float(
+                "CHECKOUT_POLL_TIMEOUT_SECONDS", d.checkout_poll_timeout_seconds, minimum=0.1
+            ),
+            return_poll_timeout_seconds=e.float(
+                "RETURN_POLL_TIMEOUT_SECONDS", d.return_poll_timeout_seconds, minimum=0.1
+            ),
+            worker_host=e.str("WORKER_HOST", d.worker_host),
+            worker_metrics_port=e.int("WORKER_METRICS_PORT", d.worker_metrics_port),
+            worker_prefetch=e.int("WORKER_PREFETCH", d.worker_prefetch, minimum=1),
+            worker_retry_delays_seconds=e.floats("WORKER_RETRY_DELAYS_SECONDS", "1,5,30,120,600"),
+            worker_shutdown_grace_seconds=e.float(
+                "WORKER_SHUTDOWN_GRACE_SECONDS", d.worker_shutdown_grace_seconds
+            ),
+            outbox_batch_size=e.int("OUTBOX_BATCH_SIZE", d.outbox_batch_size, minimum=1),
+            outbox_poll_seconds=e.float("OUTBOX_POLL_SECONDS", d.outbox_poll_seconds, minimum=0.01),
+            sweeper_interval_seconds=e.float(
+                "SWEEPER_INTERVAL_SECONDS", d.sweeper_interval_seconds, minimum=0.1
+            ),
+            sweeper_stuck_after_seconds=e.float(
+                "SWEEPER_STUCK_AFTER_SECONDS", d.sweeper_stuck_after_seconds
+            ),
+            sweeper_batch_size=e.int("SWEEPER_BATCH_SIZE", d.sweeper_batch_size, minimum=1),
+        )

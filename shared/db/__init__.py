@@ -1,0 +1,1 @@
+"""PostgreSQL: typed models, engine/session factories and migrations."""

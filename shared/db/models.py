@@ -1,0 +1,135 @@
+"""SQLAlchemy 2 typed models (ARCHITECTURE section 5). Schema changes go through Alembic."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Amounts: up to 14 integer digits and 4 fraction digits covers every ISO 4217 minor unit.
+AMOUNT = Numeric(18, 4)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSONB}
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_reference: Mapped[str] = mapped_column(String(64))
+    amount_value: Mapped[Decimal] = mapped_column(AMOUNT)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    execution_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    payment_instrument_id: Mapped[str | None] = mapped_column(String(128))
+    payment_method_code: Mapped[str | None] = mapped_column(String(64))
+    threeds_url: Mapped[str | None] = mapped_column(Text)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    version: Mapped[int] = mapped_column(default=1, server_default=text("1"))
+
+    transitions: Mapped[list[OrderTransition]] = relationship(
+        back_populates="order", order_by="OrderTransition.id", lazy="raise"
+    )
+
+    __table_args__ = (Index("ix_orders_status_updated_at", "status", "updated_at"),)
+
+
+class IdempotencyKey(Base):
+    """One UUIDv4 per (order, Payrails operation), stored before the call and reused on retry."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    operation: Mapped[str] = mapped_column(String(32))
+    key: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    completed_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("order_id", "operation"),)
+
+
+class WebhookEvent(Base):
+    """The inbox: one row per delivered event id, so duplicates are recognised."""
+
+    __tablename__ = "webhook_events"
+
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event_name: Mapped[str] = mapped_column(String(64))
+    execution_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    merchant_reference: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime | None]
+    processed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    outcome: Mapped[str] = mapped_column(String(32))
+
+
+class OrderTransition(Base):
+    """Every status change of an order, with what caused it."""
+
+    __tablename__ = "order_transitions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    from_status: Mapped[str] = mapped_column(String(32))
+    to_status: Mapped[str] = mapped_column(String(32))
+    cause: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    order: Mapped[Order] = relationship(back_populates="transitions", lazy="raise")
+
+
+class OutboxMessage(Base):
+    """A message for commerce backends, written in the same transaction as the transition."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(100), unique=True)
+    exchange: Mapped[str] = mapped_column(String(100))
+    routing_key: Mapped[str] = mapped_column(String(100))
+    body: Mapped[dict[str, Any]]
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    webhook_received_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    published_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(
+            "ix_outbox_unpublished",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+        ),
+    )

@@ -1,0 +1,110 @@
+"""structlog configuration: one call from each entrypoint, with redaction built in.
+
+Every record, structlog's and the standard library's (aiohttp.access, aio_pika, alembic), passes
+through ``redact`` before it is rendered, so secrets, tokens, signatures and card numbers never
+reach the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+REDACTED = "[REDACTED]"
+
+_SECRET_KEY = re.compile(
+    r"(secret|password|passwd|token|authorization|api[-_]?key|signature|cookie|cvv|cvc|"
+    r"card[-_]?number|pan|security[-_]?code|client[-_]?key|credentials?)",
+    re.IGNORECASE,
+)
+# 13-19 digits, optionally split by spaces or dashes: the shape of a PAN.
+_CARD_LIKE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+")
+_URL_CREDENTIALS = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@")
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = int(ch)
+        if i % 2 == 1:
+            n = n * 2 - 9 if n > 4 else n * 2
+        total += n
+    return total % 10 == 0
+
+
+def _mask_card(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    if _luhn_ok(digits):
+        return f"[CARD ****{digits[-4:]}]"
+    return match.group(0)
+
+
+def redact_text(text: str) -> str:
+    """Mask card-like numbers, bearer tokens and URL credentials inside free text."""
+    text = _BEARER.sub("Bearer " + REDACTED, text)
+    text = _URL_CREDENTIALS.sub(r"\1" + REDACTED + "@", text)
+    return _CARD_LIKE.sub(_mask_card, text)
+
+
+def redact_value(key: str, value: Any) -> Any:
+    """Redact one value: by its key's name, then by its content."""
+    if _SECRET_KEY.search(key) and value is not None:
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, bytes):
+        return redact_text(value.decode("utf-8", "replace"))
+    if isinstance(value, Mapping):
+        return {str(k): redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(key, v) for v in value]
+    return value
+
+
+def redact(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: redact every field of the event."""
+    out: MutableMapping[str, Any] = {}
+    for key, value in event_dict.items():
+        out[key] = value if key == "_record" or key == "_from_structlog" else redact_value(key, value)
+    return dict(out)
+
+
+def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
+    """Route structlog and stdlib logging to one redacting renderer on stdout."""
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        cache_logger_on_first_use=True,
+    )
+    renderer: Processor = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    logging.basicConfig(handlers=[handler], level=numeric, force=True)
+    # aiormq logs every reconnect attempt at WARNING with the URL; ours says it once.
+    logging.getLogger("aiormq").setLevel(max(numeric, logging.ERROR))

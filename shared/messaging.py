@@ -1,0 +1,200 @@
+"""RabbitMQ names, the topology (declared idempotently, in one place) and confirmed publishing.
+
+Every name takes ``AMQP_NAME_PREFIX`` in front, so test runs and environments sharing one broker
+never see each other's messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractExchange, DeliveryMode, ExchangeType
+
+from shared import metrics
+from shared.config import Settings
+from shared.errors import PublishError
+
+# Header names shared by producers and consumers.
+HDR_EVENT_NAME = "x-event-name"
+HDR_EVENT_ID = "x-event-id"
+HDR_RECEIVED_AT = "x-received-at"
+HDR_KEY_INDEX = "x-signature-key-index"
+HDR_ATTEMPT = "x-attempt"
+HDR_REASON = "x-dead-letter-reason"
+HDR_SOURCE_QUEUE = "x-source-queue"
+HDR_FAILED_AT = "x-failed-at"
+
+ROUTING_AUTHORIZE = "authorize"
+ORDER_ROUTING_KEYS = ("order.paid", "order.payment_failed", "order.action_required", "order.needs_review")
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Every exchange and queue name, with the environment's prefix applied."""
+
+    prefix: str = ""
+
+    def _n(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    @property
+    def webhooks_exchange(self) -> str:
+        return self._n("payrails.webhooks")
+
+    @property
+    def events_queue(self) -> str:
+        return self._n("reconciler.webhook-events")
+
+    @property
+    def dead_letters_queue(self) -> str:
+        return self._n("reconciler.dead-letters")
+
+    @property
+    def commands_exchange(self) -> str:
+        return self._n("payments.commands")
+
+    @property
+    def authorize_queue(self) -> str:
+        return self._n("reconciler.authorize-commands")
+
+    @property
+    def orders_exchange(self) -> str:
+        return self._n("orders")
+
+    @property
+    def orders_unrouted_exchange(self) -> str:
+        return self._n("orders.unrouted")
+
+    @property
+    def orders_unrouted_queue(self) -> str:
+        return self._n("orders.unrouted")
+
+    def retry_queue(self, source_queue: str, delay_seconds: float) -> str:
+        """The delay queue for one tier: ``reconciler.retry.<source>.<ms>ms``."""
+        short = source_queue.removeprefix(self.prefix).removeprefix("reconciler.")
+        return self._n(f"reconciler.retry.{short}.{int(delay_seconds * 1000)}ms")
+
+    @property
+    def work_queues(self) -> tuple[str, ...]:
+        return (self.events_queue, self.authorize_queue)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Names:
+        return cls(settings.amqp_name_prefix)
+
+
+async def declare_topology(channel: AbstractChannel, settings: Settings) -> Names:
+    """Declare every exchange, queue and binding; safe to run any number of times."""
+    names = Names.from_settings(settings)
+    dead = await channel.declare_queue(
+        names.dead_letters_queue, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    work_args: dict[str, Any] = {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": settings.amqp_delivery_limit,
+        # A bug that rejects, or a message redelivered past the limit, lands in the parking lot.
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": dead.name,
+    }
+    webhooks = await channel.declare_exchange(
+        names.webhooks_exchange, ExchangeType.TOPIC, durable=True
+    )
+    events = await channel.declare_queue(names.events_queue, durable=True, arguments=work_args)
+    await events.bind(webhooks, routing_key="#")
+
+    commands = await channel.declare_exchange(
+        names.commands_exchange, ExchangeType.DIRECT, durable=True
+    )
+    authorize = await channel.declare_queue(names.authorize_queue, durable=True, arguments=work_args)
+    await authorize.bind(commands, routing_key=ROUTING_AUTHORIZE)
+
+    for source in names.work_queues:
+        for delay in settings.worker_retry_delays_seconds:
+            await channel.declare_queue(
+                names.retry_queue(source, delay),
+                durable=True,
+                arguments={
+                    "x-message-ttl": int(delay * 1000),
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": source,
+                },
+            )
+
+    # Unrouted order messages (no commerce backend bound yet) are kept, not returned or lost.
+    unrouted = await channel.declare_exchange(
+        names.orders_unrouted_exchange, ExchangeType.FANOUT, durable=True
+    )
+    unrouted_q = await channel.declare_queue(
+        names.orders_unrouted_queue, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await unrouted_q.bind(unrouted)
+    await channel.declare_exchange(
+        names.orders_exchange,
+        ExchangeType.TOPIC,
+        durable=True,
+        arguments={"alternate-exchange": unrouted.name},
+    )
+    return names
+
+
+def build_message(
+    body: bytes,
+    *,
+    message_id: str,
+    headers: Mapping[str, Any] | None = None,
+    content_type: str = "application/json",
+) -> aio_pika.Message:
+    """A persistent message with a stable id."""
+    return aio_pika.Message(
+        body,
+        message_id=message_id,
+        headers=dict(headers or {}),
+        content_type=content_type,
+        delivery_mode=DeliveryMode.PERSISTENT,
+        timestamp=time.time(),
+    )
+
+
+async def publish_confirmed(
+    exchange: AbstractExchange,
+    message: aio_pika.Message,
+    routing_key: str,
+    *,
+    timeout: float,
+) -> None:
+    """Publish persistent and mandatory, and return only once the broker has confirmed it.
+
+    The channel must be opened with ``publisher_confirms=True, on_return_raises=True``. Raises
+    PublishError for a return, a nack, a timeout or a dropped connection: never hangs past
+    ``timeout``.
+    """
+    label = exchange.name or "(default)"
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            await exchange.publish(message, routing_key, mandatory=True)
+    except TimeoutError as exc:
+        metrics.BROKER_PUBLISHES.labels(label, "timeout").inc()
+        raise PublishError("timeout") from exc
+    except aio_pika.exceptions.PublishError as exc:  # Basic.Return: unroutable
+        metrics.BROKER_PUBLISHES.labels(label, "returned").inc()
+        raise PublishError("returned") from exc
+    except aio_pika.exceptions.DeliveryError as exc:  # Basic.Nack
+        metrics.BROKER_PUBLISHES.labels(label, "nacked").inc()
+        raise PublishError("nacked") from exc
+    except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+        metrics.BROKER_PUBLISHES.labels(label, "disconnected").inc()
+        raise PublishError("disconnected") from exc
+    metrics.BROKER_PUBLISHES.labels(label, "confirmed").inc()
+    metrics.BROKER_PUBLISH_SECONDS.labels(label).observe(time.perf_counter() - started)
+
+
+async def open_channel(connection: aio_pika.abc.AbstractConnection) -> AbstractChannel:
+    """A channel with publisher confirms on and returns raised as errors."""
+    return await connection.channel(publisher_confirms=True, on_return_raises=True)

@@ -1,0 +1,158 @@
+"""Every Prometheus metric of the service, defined here and nowhere else.
+
+Names carry the ``recon_`` prefix, base units and the standard suffixes. Label values come from
+small fixed sets (outcomes, endpoints, event names), never from ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_SLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+# --- webhook ingress -------------------------------------------------------------------------
+WEBHOOK_REQUESTS = Counter(
+    "recon_webhook_requests_total",
+    "Webhook deliveries answered by the ingress, by outcome.",
+    ["outcome"],  # accepted|too_large|missing_signature|bad_signature|bad_payload|unavailable
+)
+WEBHOOK_REQUEST_SECONDS = Histogram(
+    "recon_webhook_request_seconds",
+    "Time from request start to response for webhook deliveries, by outcome.",
+    ["outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
+WEBHOOK_REJECTIONS = Counter(
+    "recon_webhook_rejections_total",
+    "Webhook deliveries refused with a 4xx, by precise reason.",
+    ["reason"],
+)
+WEBHOOK_SIGNATURE_KEY_MATCHES = Counter(
+    "recon_webhook_signature_key_matches_total",
+    "Valid signatures by the index of the PAYRAILS_WEBHOOK_SECRETS key that matched.",
+    ["key_index"],
+)
+BROKER_PUBLISHES = Counter(
+    "recon_broker_publishes_total",
+    "Confirmed-publish attempts to RabbitMQ, by exchange and outcome.",
+    ["exchange", "outcome"],  # confirmed|returned|nacked|timeout|disconnected
+)
+BROKER_PUBLISH_SECONDS = Histogram(
+    "recon_broker_publish_seconds",
+    "Time from publish to the broker's confirm.",
+    ["exchange"],
+    buckets=_LATENCY_BUCKETS,
+)
+BROKER_CONNECTED = Gauge(
+    "recon_broker_connected",
+    "1 while this process holds an open channel to RabbitMQ, else 0.",
+)
+
+# --- Payrails client -------------------------------------------------------------------------
+PAYRAILS_REQUESTS = Counter(
+    "recon_payrails_requests_total",
+    "Calls to the Payrails API, by endpoint and HTTP status (or 'error' for no response).",
+    ["endpoint", "status"],
+)
+PAYRAILS_REQUEST_SECONDS = Histogram(
+    "recon_payrails_request_seconds",
+    "Duration of calls to the Payrails API, by endpoint.",
+    ["endpoint"],
+    buckets=_LATENCY_BUCKETS + (30.0, 60.0),
+)
+PAYRAILS_TOKEN_REFRESHES = Counter(
+    "recon_payrails_token_refreshes_total",
+    "OAuth token requests made to Payrails, by outcome.",
+    ["outcome"],
+)
+
+# --- worker: webhook events ------------------------------------------------------------------
+EVENTS_PROCESSED = Counter(
+    "recon_events_processed_total",
+    "Webhook events finished by the worker, by event name and outcome.",
+    ["event", "outcome"],  # reconciled|duplicate|ignored|retried|dead_lettered
+)
+EVENT_PROCESSING_SECONDS = Histogram(
+    "recon_event_processing_seconds",
+    "Time from delivery to ack for webhook events, by outcome.",
+    ["outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
+MESSAGE_RETRIES = Counter(
+    "recon_message_retries_total",
+    "Messages parked on a delay queue, by source queue and delay tier in seconds.",
+    ["queue", "tier"],
+)
+DEAD_LETTERS = Counter(
+    "recon_dead_letters_total",
+    "Messages sent to the dead-letter queue, by source queue and reason.",
+    ["queue", "reason"],
+)
+ORDER_TRANSITIONS = Counter(
+    "recon_order_transitions_total",
+    "Order state changes, by from-state, to-state and cause.",
+    ["from_status", "to_status", "cause"],
+)
+WEBHOOK_TO_PAID_SECONDS = Histogram(
+    "recon_webhook_to_paid_seconds",
+    "Time from the ingress receiving a webhook to the order.paid message being confirmed.",
+    buckets=_SLOW_BUCKETS,
+)
+
+# --- worker: authorize commands --------------------------------------------------------------
+AUTHORIZE_COMMANDS = Counter(
+    "recon_authorize_commands_total",
+    "Authorize commands finished, by outcome.",
+    ["outcome"],  # authorized|denied|skipped|retried|dead_lettered
+)
+
+# --- worker: outbox relay --------------------------------------------------------------------
+OUTBOX_PUBLISHED = Counter(
+    "recon_outbox_published_total",
+    "Outbox rows published to the orders exchange and confirmed, by routing key.",
+    ["routing_key"],
+)
+OUTBOX_BACKLOG = Gauge(
+    "recon_outbox_backlog",
+    "Outbox rows not yet published.",
+)
+OUTBOX_OLDEST_AGE_SECONDS = Gauge(
+    "recon_outbox_oldest_age_seconds",
+    "Age of the oldest unpublished outbox row (0 when empty).",
+)
+
+# --- worker: sweeper and gauges read from the database / broker ------------------------------
+SWEEPER_RUNS = Counter(
+    "recon_sweeper_runs_total",
+    "Sweeper passes, by outcome.",
+    ["outcome"],  # ok|error
+)
+SWEEPER_REPAIRS = Counter(
+    "recon_sweeper_repairs_total",
+    "Orders the sweeper moved to a new state, by the state reached.",
+    ["to_status"],
+)
+ORDERS_BY_STATUS = Gauge(
+    "recon_orders",
+    "Orders by current status, as last counted by the worker.",
+    ["status"],
+)
+QUEUE_MESSAGES = Gauge(
+    "recon_queue_messages",
+    "Messages ready in each of the service's queues, as last read by the worker.",
+    ["queue"],
+)
+
+# --- checkout --------------------------------------------------------------------------------
+CHECKOUT_REQUESTS = Counter(
+    "recon_checkout_requests_total",
+    "Checkout API requests, by endpoint and outcome.",
+    ["endpoint", "outcome"],
+)
+CHECKOUT_REQUEST_SECONDS = Histogram(
+    "recon_checkout_request_seconds",
+    "Checkout API request duration, by endpoint.",
+    ["endpoint"],
+    buckets=_LATENCY_BUCKETS + (30.0,),
+)

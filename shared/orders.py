@@ -1,0 +1,168 @@
+"""Order queries and the one place where an order changes state.
+
+Every path that moves an order (webhook, poll, return page, sweeper, authorize command) calls
+``apply_observation`` inside its own ``session.begin()`` block. It takes the row lock, asks the
+pure state machine, and writes the order, the transition and the outbox row together, so the
+state change and the message for commerce backends commit or roll back as one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import metrics
+from shared.db.models import IdempotencyKey, Order, OrderTransition, OutboxMessage
+from shared.db.session import OUTBOX_CHANNEL
+from shared.money import Money
+from shared.state_machine import Cause, Observation, OrderStatus, Transition, decide
+
+SCHEMA_VERSION = 1
+ORDERS_EXCHANGE = "orders"  # logical name; the relay applies AMQP_NAME_PREFIX
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def lock_order(
+    session: AsyncSession,
+    *,
+    order_id: int | None = None,
+    reference: str | None = None,
+    execution_id: str | None = None,
+) -> Order | None:
+    """Load one order FOR UPDATE, so its state machine runs serially across workers."""
+    query = select(Order).with_for_update()
+    if order_id is not None:
+        query = query.where(Order.id == order_id)
+    elif execution_id is not None:
+        query = query.where(Order.execution_id == execution_id)
+    elif reference is not None:
+        query = query.where(Order.reference == reference)
+    else:
+        raise ValueError("lock_order needs an order id, an execution id or a reference")
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def find_order_for_event(
+    session: AsyncSession, execution_id: str | None, merchant_reference: str | None
+) -> Order | None:
+    """The order a webhook is about, by execution id first, then by merchantReference; locked."""
+    order = None
+    if execution_id:
+        order = await lock_order(session, execution_id=execution_id)
+    if order is None and merchant_reference:
+        order = await lock_order(session, reference=merchant_reference)
+    return order
+
+
+async def ensure_idempotency_key(session: AsyncSession, order_id: int, operation: str) -> uuid.UUID:
+    """The stored key for (order, operation), creating a UUIDv4 the first time."""
+    stmt = (
+        insert(IdempotencyKey)
+        .values(order_id=order_id, operation=operation, key=uuid.uuid4())
+        .on_conflict_do_nothing(index_elements=["order_id", "operation"])
+    )
+    await session.execute(stmt)
+    key = await session.scalar(
+        select(IdempotencyKey.key).where(
+            IdempotencyKey.order_id == order_id, IdempotencyKey.operation == operation
+        )
+    )
+    assert key is not None  # inserted or already there, inside this transaction
+    return key
+
+
+def order_money(order: Order) -> Money:
+    return Money(order.amount_value, order.currency)
+
+
+def message_body(order: Order, transition: Transition, message_id: str, cause: Cause) -> dict[str, Any]:
+    """The JSON body commerce backends receive (see docs/asyncapi.yaml)."""
+    body: dict[str, Any] = {
+        "schemaVersion": SCHEMA_VERSION,
+        "messageId": message_id,
+        "type": transition.routing_key,
+        "orderReference": order.reference,
+        "customerReference": order.customer_reference,
+        "executionId": order.execution_id,
+        "status": transition.to_status.value,
+        "previousStatus": transition.from_status.value,
+        "amount": order_money(order).to_json(),
+        "cause": cause.value,
+        "occurredAt": utcnow().isoformat(),
+    }
+    if transition.threeds_url:
+        body["redirectUrl"] = transition.threeds_url
+    if transition.reason:
+        body["reason"] = transition.reason
+    return body
+
+
+def outbox_message_id(order: Order, status: OrderStatus) -> str:
+    """Stable per (order, status): a state is announced at most once, and consumers can dedupe."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"recon:order:{order.reference}:{status.value}"))
+
+
+async def apply_observation(
+    session: AsyncSession,
+    order: Order,
+    observed: Observation,
+    cause: Cause,
+    *,
+    event_id: str | None = None,
+    webhook_received_at: datetime | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> Transition | None:
+    """Move a locked order if ``observed`` is newer; write transition and outbox. No commit."""
+    transition = decide(OrderStatus(order.status), observed)
+    if transition is None:
+        return None
+    order.status = transition.to_status.value
+    order.threeds_url = transition.threeds_url
+    if transition.reason:
+        order.failure_reason = transition.reason
+    order.updated_at = utcnow()
+    order.version += 1
+    session.add(
+        OrderTransition(
+            order_id=order.id,
+            from_status=transition.from_status.value,
+            to_status=transition.to_status.value,
+            cause=cause.value,
+            event_id=event_id,
+            detail=dict(detail or {}),
+        )
+    )
+    if transition.routing_key is not None:
+        message_id = outbox_message_id(order, transition.to_status)
+        await session.execute(
+            insert(OutboxMessage)
+            .values(
+                message_id=message_id,
+                exchange=ORDERS_EXCHANGE,
+                routing_key=transition.routing_key,
+                body=message_body(order, transition, message_id, cause),
+                order_id=order.id,
+                webhook_received_at=webhook_received_at,
+            )
+            .on_conflict_do_nothing(index_elements=["message_id"])
+        )
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
+    await session.flush()
+    metrics.ORDER_TRANSITIONS.labels(
+        transition.from_status.value, transition.to_status.value, cause.value
+    ).inc()
+    return transition
+
+
+async def count_orders_by_status(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(select(Order.status, func.count()).group_by(Order.status))
+    return {status: count for status, count in rows.tuples()}

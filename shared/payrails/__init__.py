@@ -1,0 +1,1 @@
+"""Payrails API: the typed execution model and the async client."""

@@ -1,0 +1,102 @@
+"""The order state machine: a pure function from (current state, observation) to a transition.
+
+    created -> authorizing -> action_required -> paid | payment_failed | needs_review
+    (authorizing -> paid directly on the frictionless path)
+
+States are ranked; an order only ever moves to a higher rank, and the three terminal states never
+change. So whichever of the webhook, the poll, the return page or the sweeper sees a state first
+moves the order, and later or older observations change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from shared.payrails.models import Execution, ExecutionOutcome
+
+
+class OrderStatus(StrEnum):
+    CREATED = "created"
+    AUTHORIZING = "authorizing"
+    ACTION_REQUIRED = "action_required"
+    PAID = "paid"
+    PAYMENT_FAILED = "payment_failed"
+    NEEDS_REVIEW = "needs_review"
+
+
+class Cause(StrEnum):
+    """What made us look: recorded on every transition."""
+
+    PLACE_ORDER = "place_order"
+    PRE_AUTHORIZE = "pre_authorize"
+    AUTHORIZE = "authorize"
+    WEBHOOK = "webhook"
+    POLL = "poll"
+    RETURN = "return"
+    SWEEP = "sweep"
+    OPERATOR = "operator"
+
+
+RANK: dict[OrderStatus, int] = {
+    OrderStatus.CREATED: 0,
+    OrderStatus.AUTHORIZING: 1,
+    OrderStatus.ACTION_REQUIRED: 2,
+    OrderStatus.PAID: 3,
+    OrderStatus.PAYMENT_FAILED: 3,
+    OrderStatus.NEEDS_REVIEW: 3,
+}
+TERMINAL = frozenset({OrderStatus.PAID, OrderStatus.PAYMENT_FAILED, OrderStatus.NEEDS_REVIEW})
+STUCK = frozenset({OrderStatus.AUTHORIZING, OrderStatus.ACTION_REQUIRED})
+
+# The message each state announces to commerce backends (ARCHITECTURE section 9).
+ROUTING_KEY: dict[OrderStatus, str] = {
+    OrderStatus.ACTION_REQUIRED: "order.action_required",
+    OrderStatus.PAID: "order.paid",
+    OrderStatus.PAYMENT_FAILED: "order.payment_failed",
+    OrderStatus.NEEDS_REVIEW: "order.needs_review",
+}
+
+_FROM_OUTCOME: dict[ExecutionOutcome, OrderStatus] = {
+    ExecutionOutcome.PENDING: OrderStatus.AUTHORIZING,
+    ExecutionOutcome.ACTION_REQUIRED: OrderStatus.ACTION_REQUIRED,
+    ExecutionOutcome.SUCCEEDED: OrderStatus.PAID,
+    ExecutionOutcome.FAILED: OrderStatus.PAYMENT_FAILED,
+    ExecutionOutcome.UNKNOWN: OrderStatus.NEEDS_REVIEW,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A state some source says the order has reached, with what goes with it."""
+
+    status: OrderStatus
+    threeds_url: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def from_execution(cls, execution: Execution) -> Observation:
+        status = _FROM_OUTCOME[execution.outcome]
+        reason = execution.operation_result if status in TERMINAL - {OrderStatus.PAID} else None
+        return cls(status, execution.threeds_url, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    from_status: OrderStatus
+    to_status: OrderStatus
+    threeds_url: str | None = None
+    reason: str | None = None
+
+    @property
+    def routing_key(self) -> str | None:
+        return ROUTING_KEY.get(self.to_status)
+
+
+def decide(current: OrderStatus, observed: Observation) -> Transition | None:
+    """The transition ``observed`` causes from ``current``, or None if it changes nothing."""
+    if current in TERMINAL or RANK[observed.status] <= RANK[current]:
+        return None
+    if observed.status is OrderStatus.ACTION_REQUIRED and not observed.threeds_url:
+        return None  # a challenge without a URL gives the shopper nothing to do
+    return Transition(current, observed.status, observed.threeds_url, observed.reason)

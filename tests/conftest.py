@@ -1,0 +1,183 @@
+"""Shared fixtures: real RabbitMQ and PostgreSQL, a fresh database per run, fresh names per test.
+
+Services: AMQP_URL / DATABASE_URL when set, else the local defaults; when those are not reachable
+and a Docker engine is, testcontainers starts them. Never a mock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aio_pika
+import psycopg
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.config import Settings
+from shared.db.migrate import upgrade
+from shared.db.session import create_engine, create_sessionmaker
+from shared.messaging import Names, declare_topology
+
+LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+LOCAL_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+RUN_ID = uuid.uuid4().hex[:8]
+_test_counter = itertools.count(1)
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 2):
+            return True
+    except OSError:
+        return False
+
+
+def _docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    result = subprocess.run(["docker", "info"], capture_output=True, check=False, timeout=20)
+    return result.returncode == 0
+
+
+@dataclass(frozen=True)
+class ServiceUrls:
+    amqp_url: str
+    admin_database_url: str  # a database we may CREATE DATABASE from
+
+
+@pytest.fixture(scope="session")
+def service_urls() -> Iterator[ServiceUrls]:
+    amqp = os.environ.get("AMQP_URL", LOCAL_AMQP)
+    database = os.environ.get("TEST_ADMIN_DATABASE_URL", LOCAL_DATABASE)
+    with contextlib.ExitStack() as stack:
+        if not _reachable(amqp, 5672) or not _reachable(database, 5432):
+            if not _docker_available():
+                pytest.exit(
+                    f"RabbitMQ ({amqp}) or PostgreSQL ({database}) is not reachable and no Docker "
+                    "engine is available: start them (see README) and run again.",
+                    returncode=2,
+                )
+            from testcontainers.postgres import PostgresContainer
+            from testcontainers.rabbitmq import RabbitMqContainer
+
+            if not _reachable(amqp, 5672):
+                rabbit = stack.enter_context(RabbitMqContainer("rabbitmq:3.13"))
+                amqp = (
+                    f"amqp://guest:guest@{rabbit.get_container_host_ip()}:"
+                    f"{rabbit.get_exposed_port(5672)}/"
+                )
+            if not _reachable(database, 5432):
+                pg = stack.enter_context(PostgresContainer("postgres:16", driver="psycopg"))
+                database = pg.get_connection_url()
+        yield ServiceUrls(amqp, database)
+
+
+def _plain(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture(scope="session")
+def database_url(service_urls: ServiceUrls) -> Iterator[str]:
+    """A database of this run's own, migrated to head, dropped afterwards."""
+    name = f"recon_test_{RUN_ID}"
+    admin = _plain(service_urls.admin_database_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(service_urls.admin_database_url)
+    url = parts._replace(path=f"/{name}").geturl()
+    upgrade(url)
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def base_env(service_urls: ServiceUrls, database_url: str) -> dict[str, str]:
+    """Environment for Settings.from_env and for subprocesses: this run's services and names."""
+    return {
+        "DATABASE_URL": database_url,
+        "AMQP_URL": service_urls.amqp_url,
+        "AMQP_NAME_PREFIX": f"t{RUN_ID}.",
+        "WORKER_RETRY_DELAYS_SECONDS": "0.2,0.5,1",
+        "AMQP_PUBLISH_TIMEOUT_SECONDS": "2",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        "DATABASE_POOL_SIZE": "5",
+    }
+
+
+@pytest.fixture
+def settings(base_env: dict[str, str]) -> Settings:
+    """Settings with names of this test's own: no two tests share a queue."""
+    env = {**base_env, "AMQP_NAME_PREFIX": f"t{RUN_ID}-{next(_test_counter)}."}
+    return Settings.from_env(env)
+
+
+@pytest.fixture(scope="session")
+async def amqp_connection(service_urls: ServiceUrls) -> AsyncIterator[AbstractRobustConnection]:
+    connection = await aio_pika.connect_robust(service_urls.amqp_url, client_properties={
+        "connection_name": f"tests-{RUN_ID}"
+    })
+    yield connection
+    await connection.close()
+
+
+async def delete_topology(connection: AbstractRobustConnection, settings: Settings) -> None:
+    """Remove every queue and exchange ``declare_topology`` made for these settings."""
+    names = Names.from_settings(settings)
+    queues = [
+        names.events_queue,
+        names.authorize_queue,
+        names.dead_letters_queue,
+        names.orders_unrouted_queue,
+        *(
+            names.retry_queue(source, delay)
+            for source in names.work_queues
+            for delay in settings.worker_retry_delays_seconds
+        ),
+    ]
+    exchanges = [
+        names.webhooks_exchange,
+        names.commands_exchange,
+        names.orders_exchange,
+        names.orders_unrouted_exchange,
+    ]
+    async with connection.channel() as channel:
+        for queue in queues:
+            await channel.queue_delete(queue)
+        for exchange in exchanges:
+            await channel.exchange_delete(exchange)
+
+
+@pytest.fixture
+async def topology(
+    settings: Settings, amqp_connection: AbstractRobustConnection
+) -> AsyncIterator[Names]:
+    """This test's topology, declared before and deleted after."""
+    async with amqp_connection.channel() as channel:
+        names = await declare_topology(channel, settings)
+    yield names
+    await delete_topology(amqp_connection, settings)
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str, base_env: dict[str, str]) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(Settings.from_env(base_env))
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(engine)
