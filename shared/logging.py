@@ -11,18 +11,33 @@ import logging
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 REDACTED = "[REDACTED]"
 
-_SECRET_KEY = re.compile(
-    r"(secret|password|passwd|token|authorization|api[-_]?key|signature|cookie|cvv|cvc|"
-    r"card[-_]?number|pan|security[-_]?code|client[-_]?key|credentials?)",
-    re.IGNORECASE,
+_SECRET_WORDS = frozenset(
+    {
+        "secret",
+        "password",
+        "passwd",
+        "token",
+        "authorization",
+        "signature",
+        "cookie",
+        "cvv",
+        "cvc",
+        "pan",
+        "credential",
+        "credentials",
+        "apikey",
+        "pin",
+    }
 )
+_SECRET_PAIRS = ("api_key", "card_number", "security_code", "client_key", "private_key")
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 # 13-19 digits, optionally split by spaces or dashes: the shape of a PAN.
 _CARD_LIKE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+")
@@ -53,9 +68,17 @@ def redact_text(text: str) -> str:
     return _CARD_LIKE.sub(_mask_card, text)
 
 
+def is_secret_key(key: str) -> bool:
+    """True when a field's name says it holds a secret (``x-api-key``, ``cardNumber``...)."""
+    normal = _CAMEL.sub(r"\1_\2", key).lower().replace("-", "_")
+    return bool(_SECRET_WORDS.intersection(normal.split("_"))) or any(
+        pair in normal for pair in _SECRET_PAIRS
+    )
+
+
 def redact_value(key: str, value: Any) -> Any:
     """Redact one value: by its key's name, then by its content."""
-    if _SECRET_KEY.search(key) and value is not None:
+    if is_secret_key(key) and value is not None:
         return REDACTED
     if isinstance(value, str):
         return redact_text(value)
@@ -72,11 +95,15 @@ def redact(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDi
     """structlog processor: redact every field of the event."""
     out: MutableMapping[str, Any] = {}
     for key, value in event_dict.items():
-        out[key] = value if key == "_record" or key == "_from_structlog" else redact_value(key, value)
+        out[key] = (
+            value if key == "_record" or key == "_from_structlog" else redact_value(key, value)
+        )
     return dict(out)
 
 
-def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
+def configure_logging(
+    level: str = "INFO", *, json: bool = True, stream: TextIO | None = None
+) -> None:
     """Route structlog and stdlib logging to one redacting renderer on stdout."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
@@ -98,7 +125,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     renderer: Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

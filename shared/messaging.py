@@ -31,7 +31,12 @@ HDR_SOURCE_QUEUE = "x-source-queue"
 HDR_FAILED_AT = "x-failed-at"
 
 ROUTING_AUTHORIZE = "authorize"
-ORDER_ROUTING_KEYS = ("order.paid", "order.payment_failed", "order.action_required", "order.needs_review")
+ORDER_ROUTING_KEYS = (
+    "order.paid",
+    "order.payment_failed",
+    "order.action_required",
+    "order.needs_review",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +116,9 @@ async def declare_topology(channel: AbstractChannel, settings: Settings) -> Name
     commands = await channel.declare_exchange(
         names.commands_exchange, ExchangeType.DIRECT, durable=True
     )
-    authorize = await channel.declare_queue(names.authorize_queue, durable=True, arguments=work_args)
+    authorize = await channel.declare_queue(
+        names.authorize_queue, durable=True, arguments=work_args
+    )
     await authorize.bind(commands, routing_key=ROUTING_AUTHORIZE)
 
     for source in names.work_queues:

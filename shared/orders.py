@@ -84,7 +84,9 @@ def order_money(order: Order) -> Money:
     return Money(order.amount_value, order.currency)
 
 
-def message_body(order: Order, transition: Transition, message_id: str, cause: Cause) -> dict[str, Any]:
+def message_body(
+    order: Order, transition: Transition, message_id: str, cause: Cause
+) -> dict[str, Any]:
     """The JSON body commerce backends receive (see docs/asyncapi.yaml)."""
     body: dict[str, Any] = {
         "schemaVersion": SCHEMA_VERSION,

@@ -1,0 +1,81 @@
+"""Webhook parsing and the event-id rule."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.errors import InvalidPayload
+from shared.events import WebhookEvent, derive_event_id, parse_object
+
+COMPLETED = {
+    "event": "executionActionCompleted",
+    "time": "2026-01-01T10:00:00.000Z",
+    "details": {
+        "action": "authorize",
+        "actionId": "1aa0ef20-36cb-4485-b60e-0526c3699014",
+        "success": True,
+        "execution": {"id": "exec-1", "merchantReference": "order-1"},
+    },
+}
+
+
+def test_a_retried_delivery_maps_to_the_same_event_id() -> None:
+    body = json.dumps(COMPLETED).encode()
+    assert WebhookEvent.from_body(body).event_id == WebhookEvent.from_body(body).event_id
+
+
+def test_key_order_does_not_change_the_event_id() -> None:
+    reordered = dict(reversed(list(COMPLETED.items())))
+    assert derive_event_id(reordered) == derive_event_id(COMPLETED)
+
+
+def test_another_action_on_the_same_execution_gets_another_id() -> None:
+    other = {**COMPLETED, "details": {**COMPLETED["details"], "actionId": "other"}}  # type: ignore[dict-item]
+    assert derive_event_id(other) != derive_event_id(COMPLETED)
+
+
+def test_an_explicit_id_wins() -> None:
+    assert derive_event_id({**COMPLETED, "id": "evt_123"}) == "evt_123"
+
+
+def test_event_fields_are_extracted() -> None:
+    event = WebhookEvent.from_body(json.dumps(COMPLETED).encode())
+    assert (event.execution_id, event.merchant_reference, event.success) == (
+        "exec-1",
+        "order-1",
+        True,
+    )
+    assert event.is_reconciled
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(b"not json", "not valid JSON"), (b"[]", "not a JSON object"), (b'{"event": 3}', "no string")],
+)
+def test_unparseable_bodies_raise_invalid_payload(body: bytes, reason: str) -> None:
+    with pytest.raises(InvalidPayload, match=reason):
+        parse_object(body)
+
+
+@given(st.binary(max_size=200))
+def test_parser_only_ever_raises_invalid_payload(body: bytes) -> None:
+    with contextlib.suppress(InvalidPayload):
+        WebhookEvent.from_body(body)
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+        max_leaves=10,
+    )
+)
+def test_any_json_object_with_an_event_parses_or_is_rejected_cleanly(details: object) -> None:
+    body = json.dumps({"event": "x", "details": details}).encode()
+    event = WebhookEvent.from_body(body)
+    assert event.event_id.startswith("drv_")

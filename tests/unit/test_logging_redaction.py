@@ -1,0 +1,62 @@
+"""structlog redaction: secrets, signatures, tokens and card numbers never reach the output."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from shared.logging import configure_logging, redact_text, redact_value
+
+
+class Output(io.StringIO):
+    def lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.getvalue().splitlines()]
+
+
+@pytest.fixture
+def json_logs() -> Iterator[Output]:
+    out = Output()
+    structlog.reset_defaults()
+    configure_logging("INFO", json=True, stream=out)
+    yield out
+    structlog.reset_defaults()
+    logging.basicConfig(force=True, handlers=[logging.NullHandler()])
+
+
+def test_secret_named_fields_are_redacted(json_logs: Output) -> None:
+    structlog.get_logger("t").info(
+        "payrails.call", client_secret="abc", x_signature="c2lnbmF0dXJl", access_token="tok"
+    )
+    line = json_logs.lines()[-1]
+    assert line["client_secret"] == line["x_signature"] == line["access_token"] == "[REDACTED]"
+
+
+def test_card_numbers_in_free_text_are_masked(json_logs: Output) -> None:
+    structlog.get_logger("t").info("note", detail="paid with 4242 4242 4242 4242")
+    out = json_logs.getvalue()
+    assert "4242 4242 4242 4242" not in out
+    assert "****4242" in out
+
+
+def test_stdlib_records_are_redacted_too(json_logs: Output) -> None:
+    logging.getLogger("aiohttp.access").info("GET with Authorization: Bearer abc.def.ghi")
+    out = json_logs.getvalue()
+    assert "abc.def.ghi" not in out
+
+
+def test_nested_mappings_are_redacted() -> None:
+    redacted = redact_value("body", {"card": {"cardNumber": "4111111111111111", "last4": "1111"}})
+    assert redacted == {"card": {"cardNumber": "[REDACTED]", "last4": "1111"}}
+
+
+def test_numbers_that_fail_luhn_are_left_alone() -> None:
+    assert redact_text("order 1234567890123") == "order 1234567890123"
+
+
+def test_url_credentials_are_hidden() -> None:
+    assert "guest:guest" not in redact_text("amqp://guest:guest@127.0.0.1:5672/")
