@@ -6,7 +6,6 @@ pass the result down.
 
 from __future__ import annotations
 
-import binascii
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,14 +66,14 @@ class _Env:
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
 
-    def str(self, name: str, default: str) -> str:
+    def text(self, name: str, default: str) -> str:
         return self._env.get(name, default).strip() or default
 
-    def opt(self, name: str) -> str | None:
+    def optional(self, name: str) -> str | None:
         value = self._env.get(name, "").strip()
         return value or None
 
-    def int(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
         raw = self._env.get(name)
         if raw is None or not raw.strip():
             return default
@@ -86,7 +85,7 @@ class _Env:
             raise ConfigError(f"{name} must be >= {minimum}, got {value}")
         return value
 
-    def float(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
         raw = self._env.get(name)
         if raw is None or not raw.strip():
             return default
@@ -98,8 +97,8 @@ class _Env:
             raise ConfigError(f"{name} must be >= {minimum}, got {value}")
         return value
 
-    def floats(self, name: str, default: str) -> tuple[float, ...]:
-        raw = self.str(name, default)
+    def numbers(self, name: str, default: str) -> tuple[float, ...]:
+        raw = self.text(name, default)
         try:
             values = tuple(float(v) for v in raw.split(",") if v.strip())
         except ValueError as exc:
@@ -108,7 +107,7 @@ class _Env:
             raise ConfigError(f"{name} needs at least one positive number, got {raw!r}")
         return values
 
-    def bool(self, name: str, default: bool) -> bool:
+    def flag(self, name: str, default: bool) -> bool:
         raw = self._env.get(name, "").strip().lower()
         if not raw:
             return default
@@ -136,8 +135,11 @@ class Settings:
     amqp_name_prefix: str = ""
     amqp_publish_timeout_seconds: float = 5.0
     amqp_delivery_limit: int = 50
+    amqp_reconnect_interval_seconds: float = 2.0
 
     payrails_base_url: str = "http://127.0.0.1:8090"
+    # Origin the shopper's browser loads the Secure Fields SDK from; None = payrails_base_url.
+    payrails_sdk_origin: str | None = None
     payrails_client_id: str = "sandbox-client"
     payrails_client_secret: Secret = Secret("sandbox-secret")
     payrails_workspace_id: str = "sandbox-workspace"
@@ -147,10 +149,15 @@ class Settings:
     payrails_client_key: str | None = None
     payrails_timeout_seconds: float = 15.0
     payrails_max_retries: int = 3
+    payrails_retry_backoff_seconds: float = 0.25
+    payrails_retry_after_max_seconds: float = 30.0
+    payrails_long_poll_seconds: float = 30.0
+    payrails_token_refresh_margin_seconds: float = 60.0
 
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 8080
     webhook_max_body_bytes: int = 1024 * 1024
+    ingress_shutdown_grace_seconds: float = 10.0
 
     checkout_host: str = "0.0.0.0"
     checkout_port: int = 8000
@@ -163,6 +170,8 @@ class Settings:
     worker_prefetch: int = 64
     worker_retry_delays_seconds: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
     worker_shutdown_grace_seconds: float = 20.0
+    worker_event_batch_size: int = 50
+    worker_event_batches: int = 4
     outbox_batch_size: int = 200
     outbox_poll_seconds: float = 1.0
     sweeper_interval_seconds: float = 30.0
@@ -174,67 +183,90 @@ class Settings:
         """Read and validate every setting; raise ConfigError naming the bad variable."""
         e = _Env(os.environ if env is None else env)
         d = cls()
-        log_format = e.str("LOG_FORMAT", d.log_format).lower()
+        log_format = e.text("LOG_FORMAT", d.log_format).lower()
         if log_format not in ("json", "console"):
             raise ConfigError(f"LOG_FORMAT must be json or console, got {log_format!r}")
-        database_url = e.str("DATABASE_URL", d.database_url)
+        database_url = e.text("DATABASE_URL", d.database_url)
         if not database_url.startswith("postgresql+psycopg://"):
             raise ConfigError("DATABASE_URL must start with postgresql+psycopg://")
         return cls(
-            log_level=e.str("LOG_LEVEL", d.log_level).upper(),
+            log_level=e.text("LOG_LEVEL", d.log_level).upper(),
             log_format="json" if log_format == "json" else "console",
             database_url=database_url,
-            database_pool_size=e.int("DATABASE_POOL_SIZE", d.database_pool_size, minimum=1),
-            amqp_url=Secret(e.str("AMQP_URL", d.amqp_url.reveal())),
-            amqp_name_prefix=e.str("AMQP_NAME_PREFIX", d.amqp_name_prefix),
-            amqp_publish_timeout_seconds=e.float(
+            database_pool_size=e.integer("DATABASE_POOL_SIZE", d.database_pool_size, minimum=1),
+            amqp_url=Secret(e.text("AMQP_URL", d.amqp_url.reveal())),
+            amqp_name_prefix=e.text("AMQP_NAME_PREFIX", d.amqp_name_prefix),
+            amqp_publish_timeout_seconds=e.number(
                 "AMQP_PUBLISH_TIMEOUT_SECONDS", d.amqp_publish_timeout_seconds, minimum=0.01
             ),
-            amqp_delivery_limit=e.int("AMQP_DELIVERY_LIMIT", d.amqp_delivery_limit, minimum=1),
-            payrails_base_url=e.str("PAYRAILS_BASE_URL", d.payrails_base_url).rstrip("/"),
-            payrails_client_id=e.str("PAYRAILS_CLIENT_ID", d.payrails_client_id),
+            amqp_delivery_limit=e.integer("AMQP_DELIVERY_LIMIT", d.amqp_delivery_limit, minimum=1),
+            amqp_reconnect_interval_seconds=e.number(
+                "AMQP_RECONNECT_INTERVAL_SECONDS", d.amqp_reconnect_interval_seconds, minimum=0.01
+            ),
+            payrails_base_url=e.text("PAYRAILS_BASE_URL", d.payrails_base_url).rstrip("/"),
+            payrails_sdk_origin=(e.optional("PAYRAILS_SDK_ORIGIN") or "").rstrip("/") or None,
+            payrails_client_id=e.text("PAYRAILS_CLIENT_ID", d.payrails_client_id),
             payrails_client_secret=Secret(
-                e.str("PAYRAILS_CLIENT_SECRET", d.payrails_client_secret.reveal())
+                e.text("PAYRAILS_CLIENT_SECRET", d.payrails_client_secret.reveal())
             ),
-            payrails_workspace_id=e.str("PAYRAILS_WORKSPACE_ID", d.payrails_workspace_id),
-            payrails_workflow_code=e.str("PAYRAILS_WORKFLOW_CODE", d.payrails_workflow_code),
+            payrails_workspace_id=e.text("PAYRAILS_WORKSPACE_ID", d.payrails_workspace_id),
+            payrails_workflow_code=e.text("PAYRAILS_WORKFLOW_CODE", d.payrails_workflow_code),
             payrails_webhook_keys=parse_webhook_keys(
-                e.str("PAYRAILS_WEBHOOK_SECRETS", "sandbox-webhook-secret")
+                e.text("PAYRAILS_WEBHOOK_SECRETS", "sandbox-webhook-secret")
             ),
-            payrails_client_cert=e.opt("PAYRAILS_CLIENT_CERT"),
-            payrails_client_key=e.opt("PAYRAILS_CLIENT_KEY"),
-            payrails_timeout_seconds=e.float(
+            payrails_client_cert=e.optional("PAYRAILS_CLIENT_CERT"),
+            payrails_client_key=e.optional("PAYRAILS_CLIENT_KEY"),
+            payrails_timeout_seconds=e.number(
                 "PAYRAILS_TIMEOUT_SECONDS", d.payrails_timeout_seconds, minimum=0.1
             ),
-            payrails_max_retries=e.int("PAYRAILS_MAX_RETRIES", d.payrails_max_retries),
-            webhook_host=e.str("WEBHOOK_HOST", d.webhook_host),
-            webhook_port=e.int("WEBHOOK_PORT", d.webhook_port),
-            webhook_max_body_bytes=e.int(
+            payrails_max_retries=e.integer("PAYRAILS_MAX_RETRIES", d.payrails_max_retries),
+            payrails_retry_backoff_seconds=e.number(
+                "PAYRAILS_RETRY_BACKOFF_SECONDS", d.payrails_retry_backoff_seconds, minimum=0.001
+            ),
+            payrails_retry_after_max_seconds=e.number(
+                "PAYRAILS_RETRY_AFTER_MAX_SECONDS", d.payrails_retry_after_max_seconds
+            ),
+            payrails_long_poll_seconds=e.number(
+                "PAYRAILS_LONG_POLL_SECONDS", d.payrails_long_poll_seconds, minimum=0.1
+            ),
+            payrails_token_refresh_margin_seconds=e.number(
+                "PAYRAILS_TOKEN_REFRESH_MARGIN_SECONDS", d.payrails_token_refresh_margin_seconds
+            ),
+            webhook_host=e.text("WEBHOOK_HOST", d.webhook_host),
+            webhook_port=e.integer("WEBHOOK_PORT", d.webhook_port),
+            webhook_max_body_bytes=e.integer(
                 "WEBHOOK_MAX_BODY_BYTES", d.webhook_max_body_bytes, minimum=1
             ),
-            checkout_host=e.str("CHECKOUT_HOST", d.checkout_host),
-            checkout_port=e.int("CHECKOUT_PORT", d.checkout_port),
-            public_base_url=e.str("PUBLIC_BASE_URL", d.public_base_url).rstrip("/"),
-            checkout_poll_timeout_seconds=e.float(
+            ingress_shutdown_grace_seconds=e.number(
+                "INGRESS_SHUTDOWN_GRACE_SECONDS", d.ingress_shutdown_grace_seconds
+            ),
+            checkout_host=e.text("CHECKOUT_HOST", d.checkout_host),
+            checkout_port=e.integer("CHECKOUT_PORT", d.checkout_port),
+            public_base_url=e.text("PUBLIC_BASE_URL", d.public_base_url).rstrip("/"),
+            checkout_poll_timeout_seconds=e.number(
                 "CHECKOUT_POLL_TIMEOUT_SECONDS", d.checkout_poll_timeout_seconds, minimum=0.1
             ),
-            return_poll_timeout_seconds=e.float(
+            return_poll_timeout_seconds=e.number(
                 "RETURN_POLL_TIMEOUT_SECONDS", d.return_poll_timeout_seconds, minimum=0.1
             ),
-            worker_host=e.str("WORKER_HOST", d.worker_host),
-            worker_metrics_port=e.int("WORKER_METRICS_PORT", d.worker_metrics_port),
-            worker_prefetch=e.int("WORKER_PREFETCH", d.worker_prefetch, minimum=1),
-            worker_retry_delays_seconds=e.floats("WORKER_RETRY_DELAYS_SECONDS", "1,5,30,120,600"),
-            worker_shutdown_grace_seconds=e.float(
+            worker_host=e.text("WORKER_HOST", d.worker_host),
+            worker_metrics_port=e.integer("WORKER_METRICS_PORT", d.worker_metrics_port),
+            worker_prefetch=e.integer("WORKER_PREFETCH", d.worker_prefetch, minimum=1),
+            worker_retry_delays_seconds=e.numbers("WORKER_RETRY_DELAYS_SECONDS", "1,5,30,120,600"),
+            worker_shutdown_grace_seconds=e.number(
                 "WORKER_SHUTDOWN_GRACE_SECONDS", d.worker_shutdown_grace_seconds
             ),
-            outbox_batch_size=e.int("OUTBOX_BATCH_SIZE", d.outbox_batch_size, minimum=1),
-            outbox_poll_seconds=e.float("OUTBOX_POLL_SECONDS", d.outbox_poll_seconds, minimum=0.01),
-            sweeper_interval_seconds=e.float(
+            worker_event_batch_size=e.integer(
+                "WORKER_EVENT_BATCH_SIZE", d.worker_event_batch_size, minimum=1
+            ),
+            worker_event_batches=e.integer("WORKER_EVENT_BATCHES", d.worker_event_batches, minimum=1),
+            outbox_batch_size=e.integer("OUTBOX_BATCH_SIZE", d.outbox_batch_size, minimum=1),
+            outbox_poll_seconds=e.number("OUTBOX_POLL_SECONDS", d.outbox_poll_seconds, minimum=0.01),
+            sweeper_interval_seconds=e.number(
                 "SWEEPER_INTERVAL_SECONDS", d.sweeper_interval_seconds, minimum=0.1
             ),
-            sweeper_stuck_after_seconds=e.float(
+            sweeper_stuck_after_seconds=e.number(
                 "SWEEPER_STUCK_AFTER_SECONDS", d.sweeper_stuck_after_seconds
             ),
-            sweeper_batch_size=e.int("SWEEPER_BATCH_SIZE", d.sweeper_batch_size, minimum=1),
+            sweeper_batch_size=e.integer("SWEEPER_BATCH_SIZE", d.sweeper_batch_size, minimum=1),
         )

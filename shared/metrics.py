@@ -59,12 +59,12 @@ PAYRAILS_REQUEST_SECONDS = Histogram(
     "recon_payrails_request_seconds",
     "Duration of calls to the Payrails API, by endpoint.",
     ["endpoint"],
-    buckets=_LATENCY_BUCKETS + (30.0, 60.0),
+    buckets=(*_LATENCY_BUCKETS, 30.0, 60.0),
 )
 PAYRAILS_TOKEN_REFRESHES = Counter(
     "recon_payrails_token_refreshes_total",
     "OAuth token requests made to Payrails, by outcome.",
-    ["outcome"],
+    ["outcome"],  # ok|rejected|error
 )
 
 # --- worker: webhook events ------------------------------------------------------------------
@@ -104,7 +104,7 @@ WEBHOOK_TO_PAID_SECONDS = Histogram(
 AUTHORIZE_COMMANDS = Counter(
     "recon_authorize_commands_total",
     "Authorize commands finished, by outcome.",
-    ["outcome"],  # authorized|denied|skipped|retried|dead_lettered
+    ["outcome"],  # authorized|denied|skipped|rejected|retried|dead_lettered
 )
 
 # --- worker: outbox relay --------------------------------------------------------------------
@@ -154,5 +154,5 @@ CHECKOUT_REQUEST_SECONDS = Histogram(
     "recon_checkout_request_seconds",
     "Checkout API request duration, by endpoint.",
     ["endpoint"],
-    buckets=_LATENCY_BUCKETS + (30.0,),
+    buckets=(*_LATENCY_BUCKETS, 30.0),
 )

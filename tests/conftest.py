@@ -7,6 +7,7 @@ and a Docker engine is, testcontainers starts them. Never a mock.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import shutil
@@ -18,15 +19,20 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aio_pika
+import aiohttp
 import psycopg
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from sandbox.config import SandboxConfig
+from sandbox.control_client import SandboxHandle
+from sandbox.server import running_sandbox
 from shared.config import Settings
 from shared.db.migrate import upgrade
 from shared.db.session import create_engine, create_sessionmaker
 from shared.messaging import Names, declare_topology
+from shared.payrails.client import PayrailsClient, open_payrails_client
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 LOCAL_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -37,7 +43,9 @@ _test_counter = itertools.count(1)
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 2):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 2
+        ):
             return True
     except OSError:
         return False
@@ -126,9 +134,9 @@ def settings(base_env: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 async def amqp_connection(service_urls: ServiceUrls) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await aio_pika.connect_robust(service_urls.amqp_url, client_properties={
-        "connection_name": f"tests-{RUN_ID}"
-    })
+    connection = await aio_pika.connect_robust(
+        service_urls.amqp_url, client_properties={"connection_name": f"tests-{RUN_ID}"}
+    )
     yield connection
     await connection.close()
 
@@ -181,3 +189,42 @@ async def engine(database_url: str, base_env: dict[str, str]) -> AsyncIterator[A
 @pytest.fixture(scope="session")
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return create_sessionmaker(engine)
+
+
+def sandbox_config_for(settings: Settings) -> SandboxConfig:
+    """A fast sandbox sharing the settings' credentials; webhooks off until a test sets a URL."""
+    return SandboxConfig(
+        client_id=settings.payrails_client_id,
+        client_secret=settings.payrails_client_secret,
+        workspace_id=settings.payrails_workspace_id,
+        webhook_keys=settings.payrails_webhook_keys,
+        webhook_url="",
+        webhook_retry_schedule_seconds=(0.05, 0.1, 0.2, 0.4),
+        webhook_timeout_seconds=2.0,
+        max_wait_seconds=5.0,
+        action_delay_seconds=0.05,
+    )
+
+
+@pytest.fixture
+async def sandbox(settings: Settings) -> AsyncIterator[SandboxHandle]:
+    """The Payrails sandbox, in-process on a free 127.0.0.1 port, with its control helpers."""
+    async with (
+        running_sandbox(sandbox_config_for(settings)) as running,
+        aiohttp.ClientSession() as session,
+    ):
+        yield SandboxHandle(running, session)
+
+
+@pytest.fixture
+async def payrails(settings: Settings, sandbox: SandboxHandle) -> AsyncIterator[PayrailsClient]:
+    """A PayrailsClient pointed at this test's sandbox, with short timeouts and backoff."""
+    fast = dataclasses.replace(
+        settings,
+        payrails_base_url=sandbox.url,
+        payrails_timeout_seconds=5.0,
+        payrails_retry_backoff_seconds=0.02,
+        payrails_long_poll_seconds=5.0,
+    )
+    async with open_payrails_client(fast) as client:
+        yield client

@@ -59,6 +59,10 @@ _SEED_STATUS: dict[str, ExecutionOutcome] = {
     "declined": ExecutionOutcome.FAILED,
     "authorizeFailed": ExecutionOutcome.FAILED,
     "unknown": ExecutionOutcome.UNKNOWN,
+    # Later actions on an authorized execution, as the array shape reads them too.
+    "canceled": ExecutionOutcome.SUCCEEDED,
+    "cancelled": ExecutionOutcome.SUCCEEDED,
+    "refunded": ExecutionOutcome.SUCCEEDED,
 }
 
 

@@ -1,0 +1,32 @@
+"""``python -m sandbox``: serve the Payrails stand-in (SIGTERM/SIGINT shut it down gracefully)."""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from sandbox.app import create_sandbox_app
+from sandbox.config import SandboxConfig
+from shared.logging import configure_logging
+
+
+def main() -> None:
+    config = SandboxConfig.from_env()
+    configure_logging(config.log_level, json=config.log_format == "json")
+    structlog.get_logger("sandbox").info(
+        "sandbox.starting",
+        port=config.port,
+        status_shape=config.status_shape,
+        webhook_url=config.webhook_url or None,
+    )
+    web.run_app(
+        create_sandbox_app(config),
+        host=config.host,
+        port=config.port,
+        print=None,
+        shutdown_timeout=5.0,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,346 @@
+"""What the sandbox's PSPs do: executions, authorize by test card, 3-D Secure, follow-up actions.
+
+Actions are acknowledged at once and complete on a background task after
+``action_delay_seconds``, as Payrails processes them asynchronously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from sandbox import notifications
+from sandbox.cards import Behaviour
+from sandbox.errors import invalid, not_allowed, not_found
+from sandbox.executions import Authorization, Payment, Phase, SandboxExecution, iso
+from sandbox.render import allowed_actions, challenge_url, consumer_wait_url, execution_url
+from sandbox.state import SandboxState
+from sandbox.webhooks import WebhookDispatcher
+from shared.errors import InvalidPayload
+from shared.money import Money
+
+log = structlog.get_logger(__name__)
+
+PRIMARY_PSP = "sandbox-psp-primary"
+SECONDARY_PSP = "sandbox-psp-secondary"
+# Payrails staging was seen adding an authorizePending after a PSP decline (not after 3DS fails).
+TRAILING_PENDING_RESULTS = frozenset({"InsufficientBalance"})
+THREEDS_RESULT = {"challenged": True, "enrolled": "Y", "transStatus": "Y", "version": "2.2.0"}
+
+
+class PaymentEngine:
+    """The executions' behaviour; every change goes through here."""
+
+    def __init__(self, state: SandboxState, webhooks: WebhookDispatcher) -> None:
+        self._state = state
+        self._webhooks = webhooks
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- executions ---------------------------------------------------------------------------
+    def create(self, workflow_code: str, body: Mapping[str, Any]) -> SandboxExecution:
+        reference = body.get("merchantReference")
+        if not isinstance(reference, str) or not reference:
+            raise invalid("merchantReference is required")
+        meta = body.get("meta", {})
+        if not isinstance(meta, Mapping):
+            raise invalid("meta must be an object")
+        holder = body.get("holderReference")
+        workspace = body.get("workspaceId")
+        execution = SandboxExecution(
+            id=str(uuid.uuid4()),
+            workflow_code=workflow_code,
+            merchant_reference=reference,
+            holder_reference=holder if isinstance(holder, str) else "",
+            workspace_id=workspace
+            if isinstance(workspace, str)
+            else self._state.config.workspace_id,
+            meta=dict(meta),
+            created_at=datetime.now(UTC),
+        )
+        execution.add_status("created")
+        self._state.executions[execution.id] = execution
+        self._state.stats.executions_created += 1
+        log.info("sandbox.execution.created", execution_id=execution.id)
+        return execution
+
+    def get(self, workflow_code: str, execution_id: str) -> SandboxExecution:
+        execution = self._state.executions.get(execution_id)
+        if execution is None or execution.workflow_code != workflow_code:
+            raise not_found("execution")
+        return execution
+
+    # --- authorize ----------------------------------------------------------------------------
+    def authorize(
+        self, execution: SandboxExecution, body: Mapping[str, Any], base: str
+    ) -> dict[str, Any]:
+        """Accept an authorize; its outcome follows on a background task."""
+        if "authorize" not in allowed_actions(execution):
+            raise not_allowed(f"authorize is not allowed while the execution is {execution.phase}")
+        authorization = self._parse_authorize(body, base)
+        execution.authorization = authorization
+        execution.phase = Phase.PROCESSING
+        execution.add_status("authorizeRequested")
+        self._state.stats.authorizes[execution.id] += 1
+        self._state.stats.actions["authorize"] += 1
+        self._later(lambda: self._finish_authorize(execution, authorization))
+        log.info("sandbox.authorize.requested", execution_id=execution.id)
+        return self._ack("authorize", authorization.action_id, execution, base)
+
+    def _parse_authorize(self, body: Mapping[str, Any], base: str) -> Authorization:
+        amount = _money(body.get("amount"))
+        return_info = body.get("returnInfo")
+        success_url = return_info.get("success") if isinstance(return_info, Mapping) else None
+        if not isinstance(success_url, str) or not success_url:
+            raise invalid("returnInfo.success is required")
+        composition = body.get("paymentComposition")
+        if not isinstance(composition, list) or not composition:
+            raise invalid("paymentComposition is required")
+        first = composition[0]
+        instrument_id = first.get("paymentInstrumentId") if isinstance(first, Mapping) else None
+        instrument = self._state.instruments.get(str(instrument_id))
+        if instrument is None:
+            raise invalid("paymentComposition[0].paymentInstrumentId is unknown")
+        method = first.get("paymentMethodCode", "card")
+        return Authorization(
+            action_id=str(uuid.uuid4()),
+            amount=amount,
+            instrument_id=instrument.id,
+            method_code=str(method),
+            behaviour=instrument.behaviour,
+            return_success=success_url,
+            base_url=base,
+        )
+
+    def _finish_authorize(self, execution: SandboxExecution, auth: Authorization) -> None:
+        behaviour = auth.behaviour
+        if behaviour in (Behaviour.CHALLENGE, Behaviour.CASCADE):
+            self._pause_for_challenge(execution, auth)
+        elif behaviour is Behaviour.DECLINE:
+            self._fail(
+                execution, auth, _payment(auth, PRIMARY_PSP, "Failed", "InsufficientBalance")
+            )
+        elif behaviour is Behaviour.UNKNOWN:
+            self._fail(execution, auth, _payment(auth, PRIMARY_PSP, "Unknown", "ProviderTimeout"))
+        else:
+            self._succeed(execution, auth, [_payment(auth, PRIMARY_PSP, "Authorized", "Success")])
+
+    def _pause_for_challenge(self, execution: SandboxExecution, auth: Authorization) -> None:
+        payment = _payment(auth, PRIMARY_PSP, "Pending", "HTTPRedirectRequired")
+        execution.payments.append(payment)
+        execution.challenge_pending = True
+        execution.phase = Phase.PENDING
+        execution.add_status("authorizePending")
+        if self._state.config.pending_webhooks:
+            href = challenge_url(self._base(auth), execution.id)
+            body = notifications.action_pending(
+                execution, action_id=auth.action_id, href=href, payments=[payment]
+            )
+            self._webhooks.emit("executionActionPending", execution.id, body)
+
+    def resolve_challenge(self, execution: SandboxExecution, *, completed: bool) -> bool:
+        """The shopper pressed Complete or Fail; False if no challenge was pending."""
+        auth = execution.authorization
+        if not execution.challenge_pending or auth is None:
+            return False
+        execution.challenge_pending = False
+        execution.touch()
+        self._later(lambda: self._finish_challenge(execution, auth, completed=completed))
+        return True
+
+    def _finish_challenge(
+        self, execution: SandboxExecution, auth: Authorization, *, completed: bool
+    ) -> None:
+        pending = execution.payments.pop()
+        threeds = dict(THREEDS_RESULT, transStatus="Y" if completed else "N")
+        if not completed:
+            failed = _payment(auth, PRIMARY_PSP, "Failed", "PayerAuthenticationFailed", threeds)
+            self._fail(execution, auth, failed, payment_id=pending.id)
+            return
+        if auth.behaviour is Behaviour.CASCADE:
+            primary = _payment(auth, PRIMARY_PSP, "Failed", "GenericRejection", threeds)
+            primary.id = pending.id
+            secondary = _payment(auth, SECONDARY_PSP, "Authorized", "Success", threeds)
+            self._succeed(execution, auth, [primary, secondary])
+            return
+        approved = _payment(auth, PRIMARY_PSP, "Authorized", "Success", threeds)
+        approved.id = pending.id
+        self._succeed(execution, auth, [approved])
+
+    def _succeed(
+        self, execution: SandboxExecution, auth: Authorization, payments: list[Payment]
+    ) -> None:
+        execution.payments.extend(payments)
+        execution.phase = Phase.AUTHORIZED
+        execution.add_status("authorizeSuccessful")
+        self._completed(execution, "authorize", auth.action_id, True, auth.amount, payments)
+
+    def _fail(
+        self,
+        execution: SandboxExecution,
+        auth: Authorization,
+        payment: Payment,
+        *,
+        payment_id: str | None = None,
+    ) -> None:
+        if payment_id is not None:
+            payment.id = payment_id
+        execution.payments.append(payment)
+        execution.phase = Phase.FAILED
+        execution.add_status("authorizeFailed")
+        config = self._state.config
+        if (
+            payment.operation_result in TRAILING_PENDING_RESULTS
+            and config.trailing_pending_after_decline
+        ):
+            execution.add_status("authorizePending")  # seen on Payrails staging after declines
+        self._completed(execution, "authorize", auth.action_id, False, auth.amount, [payment])
+
+    # --- capture / cancel / refund ------------------------------------------------------------
+    def act(
+        self, execution: SandboxExecution, action: str, body: Mapping[str, Any], base: str
+    ) -> dict[str, Any]:
+        """Accept a capture, cancel or refund; its completion follows on a background task."""
+        if action not in allowed_actions(execution) or execution.authorization is None:
+            raise not_allowed(f"{action} is not allowed while the execution is {execution.phase}")
+        amount = self._action_amount(execution, action, body)
+        action_id = str(uuid.uuid4())
+        execution.add_status(f"{action}Requested")
+        self._state.stats.actions[action] += 1
+        self._later(lambda: self._finish_action(execution, action, action_id, amount))
+        log.info("sandbox.action.requested", execution_id=execution.id, action=action)
+        return self._ack(action, action_id, execution, base)
+
+    def _action_amount(
+        self, execution: SandboxExecution, action: str, body: Mapping[str, Any]
+    ) -> Money:
+        assert execution.authorization is not None
+        authorized = execution.authorization.amount
+        if "amount" not in body:
+            if action == "refund":
+                return Money(execution.captured - execution.refunded, authorized.currency)
+            return authorized
+        amount = _money(body.get("amount"))
+        if amount.currency != authorized.currency:
+            raise invalid("amount.currency differs from the authorized currency")
+        limit = {
+            "capture": authorized.value,
+            "cancel": authorized.value,
+            "refund": execution.captured - execution.refunded,
+        }[action]
+        if amount.value > limit:
+            raise not_allowed(f"{action} amount exceeds {limit}")
+        if action == "cancel" and amount.value != authorized.value:
+            raise not_allowed("cancel cannot be executed on partial amounts")
+        return amount
+
+    def _finish_action(
+        self, execution: SandboxExecution, action: str, action_id: str, amount: Money
+    ) -> None:
+        approved = [p for p in execution.payments if p.success]
+        if action == "capture":
+            execution.captured = amount.value
+            execution.phase = Phase.CAPTURED
+            status = "Captured"
+        elif action == "refund":
+            execution.refunded += amount.value
+            fully = execution.refunded >= execution.captured
+            execution.phase = Phase.REFUNDED if fully else Phase.CAPTURED
+            status = "Refunded" if fully else "Captured"
+        else:
+            was_captured = execution.captured > Decimal(0)
+            execution.phase = Phase.CANCELED
+            status = "Refunded" if was_captured else "Canceled"
+        for payment in approved:
+            payment.status = status
+        execution.add_status(f"{action}Successful")
+        self._completed(execution, action, action_id, True, amount, approved)
+
+    # --- plumbing -----------------------------------------------------------------------------
+    def _completed(
+        self,
+        execution: SandboxExecution,
+        action: str,
+        action_id: str,
+        success: bool,
+        amount: Money | None,
+        payments: list[Payment],
+    ) -> None:
+        log.info(
+            "sandbox.action.completed", execution_id=execution.id, action=action, success=success
+        )
+        body = notifications.action_completed(
+            execution,
+            action=action,
+            action_id=action_id,
+            success=success,
+            amount=amount,
+            payments=payments,
+        )
+        self._webhooks.emit("executionActionCompleted", execution.id, body)
+
+    def _ack(
+        self, name: str, action_id: str, execution: SandboxExecution, base: str
+    ) -> dict[str, Any]:
+        return {
+            "name": name,
+            "actionId": action_id,
+            "executedAt": iso(datetime.now(UTC)),
+            "links": {
+                "execution": execution_url(base, execution),
+                "consumerWait": consumer_wait_url(base, execution.id),
+            },
+        }
+
+    def _base(self, auth: Authorization) -> str:
+        return self._state.config.public_url or auth.base_url
+
+    def _later(self, step: Callable[[], None]) -> None:
+        task = asyncio.create_task(self._run_later(step))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_later(self, step: Callable[[], None]) -> None:
+        await asyncio.sleep(self._state.config.action_delay_seconds)
+        try:
+            step()
+        except Exception:  # a bug in the sandbox must not vanish inside a task
+            log.exception("sandbox.action.crashed")
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _payment(
+    auth: Authorization,
+    provider: str,
+    status: str,
+    result: str,
+    threeds: Mapping[str, Any] | None = None,
+) -> Payment:
+    return Payment(
+        id=str(uuid.uuid4()),
+        instrument_id=auth.instrument_id,
+        method_code=auth.method_code,
+        amount=auth.amount,
+        provider_id=provider,
+        status=status,
+        operation_result=result,
+        threeds=threeds,
+    )
+
+
+def _money(raw: object) -> Money:
+    if not isinstance(raw, Mapping):
+        raise invalid("amount {value, currency} is required")
+    try:
+        return Money.parse(raw.get("value"), raw.get("currency"))
+    except InvalidPayload as exc:
+        raise invalid(f"amount: {exc}") from exc

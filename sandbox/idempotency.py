@@ -1,0 +1,83 @@
+"""``x-idempotency-key`` on writes: required, a UUIDv4; a repeat replays the first answer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from sandbox.errors import ApiError
+
+HEADER = "x-idempotency-key"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status: int
+    body: bytes
+    content_type: str
+
+    def replay(self) -> web.Response:
+        response = web.Response(status=self.status, body=self.body, content_type=self.content_type)
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+
+
+class IdempotencyStore:
+    """First answers by key; one lock per key so a concurrent repeat waits, then replays."""
+
+    def __init__(self) -> None:
+        self._responses: dict[str, StoredResponse] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    def get(self, key: str) -> StoredResponse | None:
+        return self._responses.get(key)
+
+    def put(self, key: str, response: web.Response) -> None:
+        body = response.body if isinstance(response.body, bytes) else b""
+        self._responses[key] = StoredResponse(
+            response.status, body, response.content_type or "application/json"
+        )
+
+
+def parse_key(raw: str | None) -> str:
+    """The canonical key; ApiError 400 when missing or not a version-4 UUID."""
+    if raw is None or not raw.strip():
+        raise ApiError(400, "request.idempotency-key.missing", f"{HEADER} header is required")
+    try:
+        key = uuid.UUID(raw.strip())
+    except ValueError as exc:
+        raise ApiError(400, "request.idempotency-key.not-uuid", f"{HEADER} must be a UUID") from exc
+    if key.version != 4:
+        raise ApiError(400, "request.idempotency-key.not-uuid", f"{HEADER} must be a UUIDv4")
+    return str(key)
+
+
+async def run_idempotent(
+    request: web.Request,
+    store: IdempotencyStore,
+    handler: Handler,
+    *,
+    on_replay: Callable[[], None],
+) -> web.StreamResponse:
+    """Run ``handler`` once per key; store any answer below 500 and replay it on repeats."""
+    key = parse_key(request.headers.get(HEADER))
+    async with store.lock(key):
+        stored = store.get(key)
+        if stored is not None:
+            on_replay()
+            return stored.replay()
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            response = exc.response()
+        if isinstance(response, web.Response) and response.status < 500:
+            store.put(key, response)
+        return response

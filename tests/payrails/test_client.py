@@ -1,0 +1,295 @@
+"""The client's transport behaviour against the sandbox: tokens, retries, idempotency, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from prometheus_client import REGISTRY
+
+from sandbox.control_client import SandboxHandle
+from shared.config import Secret, Settings
+from shared.payrails.client import PayrailsClient, open_payrails_client
+from shared.payrails.errors import PayrailsAuthError, PayrailsError, PayrailsTransientError
+from shared.payrails.models import ExecutionOutcome
+from tests.payrails.flows import (
+    AMOUNT,
+    APPROVE,
+    authorize_card,
+    instrument_for,
+    new_execution,
+    return_url,
+)
+
+
+class RecordingSleep:
+    """Stands in for asyncio.sleep so a test can see how long the client chose to wait."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+@pytest.fixture
+def client_settings(settings: Settings, sandbox: SandboxHandle) -> Settings:
+    return dataclasses.replace(
+        settings,
+        payrails_base_url=sandbox.url,
+        payrails_timeout_seconds=1.0,
+        payrails_retry_backoff_seconds=0.01,
+    )
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_fifty_concurrent_calls_with_a_stale_token_fetch_exactly_one_new_token(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    execution = await new_execution(payrails)
+    await sandbox.expire_tokens()
+    before = (await sandbox.stats())["tokensIssued"]
+
+    results = await asyncio.gather(*(payrails.get_execution(execution.id) for _ in range(50)))
+
+    assert {r.id for r in results} == {execution.id}
+    assert (await sandbox.stats())["tokensIssued"] == before + 1
+
+
+async def test_fifty_concurrent_calls_after_the_token_expired_locally_fetch_one_token(
+    client_settings: Settings, sandbox: SandboxHandle, http: aiohttp.ClientSession
+) -> None:
+    now = [0.0]
+    client = PayrailsClient(client_settings, http, clock=lambda: now[0])
+    execution = await new_execution(client)
+    now[0] += 10 * sandbox.config.token_ttl_seconds
+
+    await asyncio.gather(*(client.get_execution(execution.id) for _ in range(50)))
+
+    stats = await sandbox.stats()
+    assert stats["tokensIssued"] == 2
+    assert stats["requests"]["get_execution"] == 50
+
+
+async def test_token_is_reused_across_calls(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    for _ in range(3):
+        await new_execution(payrails)
+    assert (await sandbox.stats())["tokensIssued"] == 1
+
+
+async def test_wrong_secret_is_a_typed_auth_error(client_settings: Settings) -> None:
+    wrong = dataclasses.replace(client_settings, payrails_client_secret=Secret("not-it"))
+    async with open_payrails_client(wrong) as client:
+        with pytest.raises(PayrailsAuthError) as caught:
+            await new_execution(client)
+    assert caught.value.status == 401
+    assert caught.value.code == "invalid_client"
+    assert not caught.value.retryable
+
+
+async def test_lost_authorize_response_is_retried_with_the_same_key_and_executed_once(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    instrument = await instrument_for(payrails, sandbox, APPROVE)
+    execution = await new_execution(payrails)
+    await sandbox.set_faults({"endpoints": {"authorize": {"drop_response_rate": 1.0, "times": 1}}})
+
+    ack = await payrails.authorize(
+        execution.id,
+        amount=AMOUNT,
+        payment_instrument_id=instrument,
+        payment_method_code="card",
+        return_url=return_url(execution.id),
+        idempotency_key=uuid.uuid4(),
+    )
+
+    stats = await sandbox.stats()
+    assert ack.name == "authorize"
+    assert stats["faultsInjected"] == {"authorize.drop_response": 1}
+    assert stats["requests"]["authorize"] == 2
+    assert stats["authorizesExecuted"] == {execution.id: 1}
+    assert stats["idempotentReplays"] == 1
+
+
+async def test_lost_create_response_is_retried_with_the_same_key_and_creates_one_execution(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    await sandbox.set_faults(
+        {"endpoints": {"create_execution": {"drop_response_rate": 1.0, "times": 1}}}
+    )
+    execution = await new_execution(payrails)
+    stats = await sandbox.stats()
+    assert stats["executionsCreated"] == 1
+    assert stats["requests"]["create_execution"] == 2
+    assert execution.outcome is ExecutionOutcome.PENDING
+
+
+async def test_repeated_key_replays_the_first_execution(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    key = uuid.uuid4()
+    first = await payrails.create_execution(
+        merchant_reference="order-a", holder_reference="c", meta={}, idempotency_key=key
+    )
+    second = await payrails.create_execution(
+        merchant_reference="order-b", holder_reference="c", meta={}, idempotency_key=key
+    )
+    assert second.id == first.id
+    assert second.merchant_reference == "order-a"
+    assert (await sandbox.stats())["executionsCreated"] == 1
+
+
+async def test_non_v4_idempotency_key_is_a_typed_error(payrails: PayrailsClient) -> None:
+    with pytest.raises(PayrailsError) as caught:
+        await payrails.create_execution(
+            merchant_reference="order-1",
+            holder_reference="c",
+            meta={},
+            idempotency_key=uuid.uuid1(),
+        )
+    assert caught.value.code == "request.idempotency-key.not-uuid"
+    assert caught.value.status == 400
+    assert not caught.value.retryable
+
+
+async def test_rate_limit_is_honoured_with_the_retry_after_delay(
+    client_settings: Settings, sandbox: SandboxHandle, http: aiohttp.ClientSession
+) -> None:
+    sleep = RecordingSleep()
+    client = PayrailsClient(client_settings, http, sleep=sleep)
+    execution = await new_execution(client)
+    await sandbox.set_faults(
+        {
+            "endpoints": {
+                "get_execution": {"rate_limit_rate": 1.0, "retry_after_seconds": 7, "times": 1}
+            }
+        }
+    )
+
+    fetched = await client.get_execution(execution.id)
+
+    assert fetched.id == execution.id
+    assert sleep.delays == [7.0]
+    assert (await sandbox.stats())["faultsInjected"] == {"get_execution.rate_limit": 1}
+
+
+async def test_retry_after_beyond_the_cap_is_a_transient_error_carrying_it(
+    client_settings: Settings, sandbox: SandboxHandle, http: aiohttp.ClientSession
+) -> None:
+    capped = dataclasses.replace(client_settings, payrails_retry_after_max_seconds=5.0)
+    client = PayrailsClient(capped, http, sleep=RecordingSleep())
+    execution = await new_execution(client)
+    await sandbox.set_faults(
+        {"endpoints": {"get_execution": {"rate_limit_rate": 1.0, "retry_after_seconds": 60}}}
+    )
+    with pytest.raises(PayrailsTransientError) as caught:
+        await client.get_execution(execution.id)
+    assert caught.value.status == 429
+    assert caught.value.code == "request.rate-limit"
+    assert caught.value.retry_after == 60.0
+
+
+async def test_server_errors_are_retried_a_bounded_number_of_times(
+    client_settings: Settings, sandbox: SandboxHandle, http: aiohttp.ClientSession
+) -> None:
+    sleep = RecordingSleep()
+    client = PayrailsClient(client_settings, http, sleep=sleep)
+    execution = await new_execution(client)
+    await sandbox.set_faults({"endpoints": {"capture": {"error_rate": 1.0}}})
+
+    with pytest.raises(PayrailsTransientError) as caught:
+        await client.capture(execution.id, idempotency_key=uuid.uuid4())
+
+    assert caught.value.status == 503
+    assert caught.value.retryable
+    assert len(sleep.delays) == client_settings.payrails_max_retries
+    stats = await sandbox.stats()
+    assert stats["requests"]["capture"] == client_settings.payrails_max_retries + 1
+
+
+async def test_hanging_request_times_out_and_the_retry_succeeds(
+    client_settings: Settings, sandbox: SandboxHandle, http: aiohttp.ClientSession
+) -> None:
+    quick = dataclasses.replace(client_settings, payrails_timeout_seconds=0.3)
+    client = PayrailsClient(quick, http)
+    await sandbox.set_faults(
+        {"endpoints": {"create_execution": {"hang_rate": 1.0, "hang_seconds": 5, "times": 1}}}
+    )
+    execution = await new_execution(client)
+    stats = await sandbox.stats()
+    assert stats["faultsInjected"] == {"create_execution.hang": 1}
+    assert stats["executionsCreated"] == 1
+    assert execution.id
+
+
+async def test_long_poll_falls_back_to_a_plain_read_when_the_wait_runs_out(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    execution = await new_execution(payrails)
+    await sandbox.set_config(max_wait_seconds=0.2)
+    fetched = await payrails.get_execution(execution.id, wait_while=["created"], timeout=0.1)
+    assert fetched.latest_code == "created"
+
+
+async def test_capture_then_refund_change_the_execution_statuses(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    execution = await authorize_card(payrails, sandbox, APPROVE)
+    capture = await payrails.capture(execution.id, idempotency_key=uuid.uuid4())
+    captured = await payrails.get_execution(execution.id, wait_while=["captureRequested"])
+    refund = await payrails.refund(execution.id, idempotency_key=uuid.uuid4(), amount=AMOUNT)
+    refunded = await payrails.get_execution(execution.id, wait_while=["refundRequested"])
+
+    assert (capture.name, refund.name) == ("capture", "refund")
+    assert captured.latest_code == "captureSuccessful"
+    assert refunded.latest_code == "refundSuccessful"
+    assert refunded.raw["payments"][-1]["status"] == "Refunded"
+    assert refunded.outcome is ExecutionOutcome.SUCCEEDED
+
+
+async def test_cancel_voids_an_authorized_payment(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    execution = await authorize_card(payrails, sandbox, APPROVE)
+    await payrails.cancel(execution.id, idempotency_key=uuid.uuid4())
+    canceled = await payrails.get_execution(execution.id, wait_while=["cancelRequested"])
+    assert canceled.latest_code == "cancelSuccessful"
+    assert canceled.raw["payments"][-1]["status"] == "Canceled"
+
+
+async def test_action_not_allowed_is_a_typed_error(payrails: PayrailsClient) -> None:
+    execution = await new_execution(payrails)
+    with pytest.raises(PayrailsError) as caught:
+        await payrails.refund(execution.id, idempotency_key=uuid.uuid4())
+    assert caught.value.code == "workflow.action.not-allowed"
+    assert caught.value.status == 400
+
+
+async def test_requests_are_counted_by_endpoint_template_and_status(
+    payrails: PayrailsClient,
+) -> None:
+    def sample() -> float:
+        labels = {"endpoint": "create_execution", "status": "201"}
+        return REGISTRY.get_sample_value("recon_payrails_requests_total", labels) or 0.0
+
+    before = sample()
+    await new_execution(payrails)
+    assert sample() == before + 1
+
+
+async def test_client_init_returns_the_verbatim_payload(payrails: PayrailsClient) -> None:
+    payload = await payrails.client_init(
+        holder_reference="customer-1", init_type="secureFields", idempotency_key=uuid.uuid4()
+    )
+    assert set(payload) == {"version", "data"}

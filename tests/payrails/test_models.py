@@ -1,0 +1,140 @@
+"""Execution.from_api: both status shapes, the latest status by time, the 3-D Secure URL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.payrails.models import Execution, ExecutionOutcome
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+CHALLENGE_URL = "https://pay.example/3ds/1"
+
+
+def statuses(*codes: str) -> list[dict[str, str]]:
+    """Status entries one second apart, in the order given."""
+    return [
+        {"code": code, "time": (START + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")}
+        for i, code in enumerate(codes)
+    ]
+
+
+def body(*codes: str, **extra: Any) -> dict[str, Any]:
+    return {"id": "ex-1", "merchantReference": "order-1", "status": statuses(*codes), **extra}
+
+
+HISTORIES = [
+    ("created",),
+    ("created", "authorizeRequested"),
+    ("created", "authorizeRequested", "authorizeSuccessful"),
+    ("created", "authorizeRequested", "authorizeFailed"),
+    ("created", "authorizeRequested", "authorizeFailed", "authorizePending"),
+    ("created", "authorizeRequested", "authorizePending"),
+    ("created", "authorizeRequested", "authorizePending", "authorizeSuccessful"),
+    ("created", "authorizeRequested", "authorizeFailed", "authorizeRequested"),
+    ("created", "authorizeRequested", "authorizeSuccessful", "captureRequested"),
+]
+
+
+@given(history=st.sampled_from(HISTORIES), data=st.data())
+def test_status_order_in_the_array_never_changes_the_reading(
+    history: tuple[str, ...], data: st.DataObject
+) -> None:
+    ordered = body(*history, requiredAction={"type": "redirect", "href": CHALLENGE_URL})
+    shuffled = dict(ordered, status=data.draw(st.permutations(ordered["status"])))
+    a, b = Execution.from_api(ordered), Execution.from_api(shuffled)
+    assert (a.outcome, a.latest_code, a.threeds_url) == (b.outcome, b.latest_code, b.threeds_url)
+    assert a.statuses == b.statuses
+
+
+def test_trailing_authorize_pending_after_a_decline_is_still_a_failure() -> None:
+    execution = Execution.from_api(
+        body("created", "authorizeRequested", "authorizeFailed", "authorizePending")
+    )
+    assert execution.outcome is ExecutionOutcome.FAILED
+    assert execution.latest_code == "authorizePending"
+
+
+def test_new_authorize_after_a_decline_is_pending_again() -> None:
+    execution = Execution.from_api(
+        body("created", "authorizeRequested", "authorizeFailed", "authorizeRequested")
+    )
+    assert execution.outcome is ExecutionOutcome.PENDING
+
+
+def test_consumer_wait_is_never_used_as_the_challenge_url() -> None:
+    execution = Execution.from_api(
+        body(
+            "created",
+            "authorizeRequested",
+            "authorizePending",
+            links={"consumerWait": "https://pay.example/wait/1"},
+        )
+    )
+    assert execution.threeds_url is None
+    assert execution.outcome is ExecutionOutcome.PENDING
+
+
+def test_required_action_href_wins_over_redirect_and_legacy_links() -> None:
+    execution = Execution.from_api(
+        body(
+            "created",
+            "authorizeRequested",
+            "authorizePending",
+            requiredAction={"type": "redirect", "href": CHALLENGE_URL},
+            links={"redirect": "https://other/2", "3ds": "https://legacy/3", "consumerWait": "x"},
+        )
+    )
+    assert execution.outcome is ExecutionOutcome.ACTION_REQUIRED
+    assert execution.threeds_url == CHALLENGE_URL
+
+
+def test_legacy_3ds_link_is_used_when_nothing_else_is_there() -> None:
+    execution = Execution.from_api(
+        body("created", "authorizePending", links={"3ds": "https://legacy/3"})
+    )
+    assert execution.threeds_url == "https://legacy/3"
+
+
+def test_provider_timeout_after_a_failure_is_unknown() -> None:
+    execution = Execution.from_api(
+        body(
+            "created",
+            "authorizeRequested",
+            "authorizeFailed",
+            payments=[{"status": "Unknown", "operationResult": "ProviderTimeout"}],
+        )
+    )
+    assert execution.outcome is ExecutionOutcome.UNKNOWN
+    assert execution.is_terminal
+
+
+def test_seed_string_statuses_read_like_the_documented_codes() -> None:
+    readings = {
+        status: Execution.from_api({"id": "ex-1", "status": status}).outcome
+        for status in ("authorized", "failed", "pending", "processing", "canceled", "refunded")
+    }
+    assert readings == {
+        "authorized": ExecutionOutcome.SUCCEEDED,
+        "failed": ExecutionOutcome.FAILED,
+        "pending": ExecutionOutcome.PENDING,  # paused, but no URL to send the shopper to
+        "processing": ExecutionOutcome.PENDING,
+        "canceled": ExecutionOutcome.SUCCEEDED,
+        "refunded": ExecutionOutcome.SUCCEEDED,
+    }
+
+
+def test_seed_pending_with_a_required_action_asks_for_the_challenge() -> None:
+    execution = Execution.from_api(
+        {
+            "id": "ex-1",
+            "status": "pending",
+            "actionRequired": "3ds",
+            "requiredAction": {"type": "redirect", "href": CHALLENGE_URL},
+        }
+    )
+    assert execution.outcome is ExecutionOutcome.ACTION_REQUIRED
+    assert execution.threeds_url == CHALLENGE_URL

@@ -1,0 +1,154 @@
+"""Webhooks from the sandbox: signed, in the documented envelope, retried, duplicated, reordered."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from ingress.signature import verify_signature
+from sandbox.control_client import SandboxHandle
+from shared.config import Settings
+from shared.payrails.client import PayrailsClient
+from tests.payrails.flows import APPROVE, CHALLENGE, authorize_card
+from tests.sandbox.receiver import Receiver, running_receiver
+
+
+@pytest.fixture
+async def receiver(sandbox: SandboxHandle) -> AsyncIterator[Receiver]:
+    async with running_receiver() as receiver:
+        await sandbox.set_config(webhook_url=receiver.url)
+        yield receiver
+
+
+async def delivery_status(sandbox: SandboxHandle, delivery_id: str, status: str) -> dict[str, Any]:
+    """The delivery once the sandbox has recorded ``status`` for it (waits up to 5 s)."""
+    async with asyncio.timeout(5):
+        while True:
+            for delivery in await sandbox.deliveries():
+                if delivery["id"] == delivery_id and delivery["status"] == status:
+                    return delivery
+            await asyncio.sleep(0.02)
+
+
+async def test_completed_webhook_is_signed_and_verifies_with_the_ingress_verifier(
+    payrails: PayrailsClient, sandbox: SandboxHandle, receiver: Receiver, settings: Settings
+) -> None:
+    await authorize_card(payrails, sandbox, APPROVE)
+    received = await receiver.next()
+
+    key = settings.payrails_webhook_keys[0].material
+    expected = base64.b64encode(hmac.new(key, received.body, hashlib.sha256).digest()).decode()
+    assert received.signature is not None
+    assert hmac.compare_digest(received.signature, expected)
+    assert verify_signature(received.body, received.signature, settings.payrails_webhook_keys) == 0
+
+
+async def test_completed_webhook_carries_the_documented_envelope(
+    payrails: PayrailsClient, sandbox: SandboxHandle, receiver: Receiver, settings: Settings
+) -> None:
+    execution = await authorize_card(payrails, sandbox, APPROVE)
+    payload = (await receiver.next()).payload
+    details = payload["details"]
+
+    assert payload["event"] == "executionActionCompleted"
+    assert payload["workspaceId"] == settings.payrails_workspace_id
+    assert payload["eventTrigger"] == "action"
+    assert payload["time"].endswith("Z")
+    assert (details["action"], details["success"]) == ("authorize", True)
+    assert details["execution"]["id"] == execution.id
+    assert details["execution"]["merchantReference"] == execution.merchant_reference
+    assert set(details["execution"]) >= {"holderReference", "workflowCode", "meta"}
+    assert details["amount"] == {"value": "12.50", "currency": "EUR"}
+    assert details["paymentComposition"][0]["operationResult"] == "Success"
+    assert details["actionId"]
+
+
+async def test_challenge_sends_a_pending_webhook_with_the_challenge_url(
+    payrails: PayrailsClient, sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    execution = await authorize_card(payrails, sandbox, CHALLENGE)
+    payload = (await receiver.next()).payload
+    assert payload["event"] == "executionActionPending"
+    assert payload["details"]["requiredAction"]["href"] == execution.threeds_url
+
+
+async def test_pending_webhooks_can_be_switched_off(
+    payrails: PayrailsClient, sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    await sandbox.set_config(pending_webhooks=False)
+    execution = await authorize_card(payrails, sandbox, CHALLENGE)
+    await sandbox.answer_challenge(execution.id, complete=True)
+    assert (await receiver.next()).payload["event"] == "executionActionCompleted"
+    assert await sandbox.deliveries(event="executionActionPending") == []
+
+
+async def test_failed_deliveries_are_retried_until_one_succeeds(
+    payrails: PayrailsClient, sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    receiver.answers.extend([500, 503])
+    await authorize_card(payrails, sandbox, APPROVE)
+    bodies = [(await receiver.next()).body for _ in range(3)]
+    (delivery,) = await sandbox.deliveries()
+    delivered = await delivery_status(sandbox, delivery["id"], "delivered")
+
+    assert len(set(bodies)) == 1
+    assert delivered["attempts"] == 3
+
+
+async def test_delivery_fails_after_the_retry_schedule_runs_out(
+    payrails: PayrailsClient, sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    await sandbox.set_config(webhook_retry_schedule_seconds=[0.01, 0.01])
+    receiver.answers.extend([500, 500, 500])
+    await authorize_card(payrails, sandbox, APPROVE)
+    (delivery,) = await sandbox.deliveries()
+    failed = await delivery_status(sandbox, delivery["id"], "failed")
+    assert (failed["attempts"], failed["lastStatus"]) == (3, 500)
+
+
+async def test_duplicated_delivery_arrives_twice_with_the_same_body(
+    payrails: PayrailsClient, sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    await sandbox.set_faults({"webhooks": {"duplicate_rate": 1.0}})
+    await authorize_card(payrails, sandbox, APPROVE)
+    first, second = await receiver.next(), await receiver.next()
+    original, duplicate = await sandbox.deliveries()
+
+    assert first.body == second.body
+    assert first.signature == second.signature
+    assert duplicate["duplicateOf"] == original["id"]
+
+
+async def test_delayed_delivery_is_overtaken_by_a_later_event(
+    payrails: PayrailsClient, sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    await sandbox.set_faults(
+        {"webhooks": {"delay_rate": 1.0, "delay_min_seconds": 1.5, "delay_max_seconds": 1.5}}
+    )
+    delayed = await authorize_card(payrails, sandbox, APPROVE)
+    await sandbox.clear_faults()
+    prompt = await authorize_card(payrails, sandbox, APPROVE)
+
+    arrival = [(await receiver.next()).payload["details"]["execution"]["id"] for _ in range(2)]
+    assert arrival == [prompt.id, delayed.id]
+
+
+async def test_dropped_delivery_is_listed_and_can_be_resent(
+    payrails: PayrailsClient, sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    await sandbox.set_faults({"webhooks": {"drop_rate": 1.0}})
+    execution = await authorize_card(payrails, sandbox, APPROVE)
+    (dropped,) = await sandbox.deliveries(execution_id=execution.id)
+    assert dropped["status"] == "dropped"
+    assert receiver.queue.empty()
+
+    await sandbox.resend(dropped["id"])
+    received = await receiver.next()
+    assert received.payload["details"]["execution"]["id"] == execution.id
+    await delivery_status(sandbox, dropped["id"], "delivered")
