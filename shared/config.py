@@ -259,9 +259,13 @@ class Settings:
             worker_event_batch_size=e.integer(
                 "WORKER_EVENT_BATCH_SIZE", d.worker_event_batch_size, minimum=1
             ),
-            worker_event_batches=e.integer("WORKER_EVENT_BATCHES", d.worker_event_batches, minimum=1),
+            worker_event_batches=e.integer(
+                "WORKER_EVENT_BATCHES", d.worker_event_batches, minimum=1
+            ),
             outbox_batch_size=e.integer("OUTBOX_BATCH_SIZE", d.outbox_batch_size, minimum=1),
-            outbox_poll_seconds=e.number("OUTBOX_POLL_SECONDS", d.outbox_poll_seconds, minimum=0.01),
+            outbox_poll_seconds=e.number(
+                "OUTBOX_POLL_SECONDS", d.outbox_poll_seconds, minimum=0.01
+            ),
             sweeper_interval_seconds=e.number(
                 "SWEEPER_INTERVAL_SECONDS", d.sweeper_interval_seconds, minimum=0.1
             ),

@@ -1,0 +1,1 @@
+"""HTTP front doors: the Payrails webhook ingress and the storefront checkout API."""

@@ -1,0 +1,71 @@
+"""Pure verification of Payrails' X-Signature: base64(HMAC-SHA256(key, raw body))."""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+from base64 import b64decode, b64encode
+from collections.abc import Sequence
+from enum import StrEnum
+
+from shared.config import WebhookKey
+from shared.errors import InvalidSignature
+
+SIGNATURE_HEADER = "X-Signature"
+DIGEST_SIZE = hashlib.sha256().digest_size
+
+
+class SignatureFault(StrEnum):
+    """Why a signature was refused; also the metric's reason label."""
+
+    MISSING = "signature_missing"
+    EMPTY = "signature_empty"
+    NOT_BASE64 = "signature_not_base64"
+    WRONG_LENGTH = "signature_wrong_length"
+    MISMATCH = "signature_mismatch"
+
+
+class SignatureRejected(InvalidSignature):
+    """An InvalidSignature that names its precise fault."""
+
+    def __init__(self, fault: SignatureFault) -> None:
+        super().__init__(fault.value)
+        self.fault = fault
+
+
+def parse_signature(header: str | None) -> bytes:
+    """The 32 digest bytes carried by an X-Signature header value."""
+    if header is None:
+        raise SignatureRejected(SignatureFault.MISSING)
+    value = header.strip()
+    if not value:
+        raise SignatureRejected(SignatureFault.EMPTY)
+    try:
+        digest = b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII characters
+        raise SignatureRejected(SignatureFault.NOT_BASE64) from exc
+    if len(digest) != DIGEST_SIZE:
+        raise SignatureRejected(SignatureFault.WRONG_LENGTH)
+    return digest
+
+
+def sign(body: bytes, key: WebhookKey) -> str:
+    """The X-Signature value Payrails sends for ``body`` under ``key``."""
+    return b64encode(hmac.digest(key.material, body, "sha256")).decode()
+
+
+def verify_signature(body: bytes, header: str | None, keys: Sequence[WebhookKey]) -> int:
+    """The index of the key that signed ``body``; raise SignatureRejected otherwise.
+
+    Every key is tried, each with a constant-time compare, so the time taken does not reveal
+    which key (if any) matched.
+    """
+    expected = parse_signature(header)
+    matched = -1
+    for index, key in enumerate(keys):
+        if hmac.compare_digest(hmac.digest(key.material, body, "sha256"), expected):
+            matched = index if matched < 0 else matched
+    if matched < 0:
+        raise SignatureRejected(SignatureFault.MISMATCH)
+    return matched

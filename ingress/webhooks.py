@@ -1,0 +1,190 @@
+"""POST /webhooks/payrails: verify, then store durably in RabbitMQ before answering 200.
+
+Answers: 200 once the broker confirmed; 413 too large; 401 bad or missing signature; 400 signed
+but not a Payrails event; 503 (with Retry-After) when the broker did not confirm, so Payrails
+retries. Every request ends in exactly one ``webhook.handled`` log line.
+
+The message id is the event id: the body's ``id`` when it has one, else ``drv_`` + a hash of
+(event, details.actionId, details.success, time, execution id), so a retried delivery keeps its
+id (the full rule is in ``shared.events``). Dedupe is the worker's job; the ingress enqueues
+every correctly signed delivery.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.streams import StreamReader
+from prometheus_client import Counter, Histogram
+
+from ingress.broker import Broker, persistent_properties
+from ingress.keys import BROKER, SETTINGS
+from ingress.signature import SIGNATURE_HEADER, SignatureFault, SignatureRejected, verify_signature
+from shared import metrics
+from shared.config import Settings
+from shared.errors import InvalidPayload, PublishError
+from shared.events import WebhookEvent
+from shared.messaging import HDR_EVENT_ID, HDR_EVENT_NAME, HDR_KEY_INDEX, HDR_RECEIVED_AT
+
+log = structlog.get_logger("ingress.webhooks")
+
+RETRY_AFTER_SECONDS = "5"
+MAX_SHORTSTR_BYTES = 255  # AMQP routing keys and message ids are short strings
+ACCEPTED_BODY = b'{"status":"accepted"}'
+
+_PAYLOAD_REASONS = {
+    "body is not valid JSON": "payload_not_json",
+    "body is not a JSON object": "payload_not_object",
+    "body has no string 'event' field": "payload_no_event",
+}
+
+
+class BodyTooLarge(Exception):
+    """The body exceeds WEBHOOK_MAX_BODY_BYTES."""
+
+
+async def read_capped(request: web.Request, limit: int) -> bytes:
+    """The whole body, refusing early (by Content-Length) or as soon as it passes ``limit``."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge
+    content: StreamReader = request.content
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def parse_event(body: bytes) -> WebhookEvent:
+    """The event, or InvalidPayload when it cannot be routed and identified on AMQP."""
+    try:
+        event = WebhookEvent.from_body(body)
+    except RecursionError as exc:
+        raise InvalidPayload("body is nested too deeply") from exc
+    if len(event.name.encode()) > MAX_SHORTSTR_BYTES:
+        raise InvalidPayload("event name is longer than 255 bytes")
+    if len(event.event_id.encode()) > MAX_SHORTSTR_BYTES:
+        raise InvalidPayload("event id is longer than 255 bytes")
+    return event
+
+
+async def publish_event(broker: Broker, body: bytes, event: WebhookEvent, key_index: int) -> None:
+    """Publish the raw body to payrails.webhooks, routed by event name, and await the confirm."""
+    headers = {
+        HDR_EVENT_NAME: event.name,
+        HDR_EVENT_ID: event.event_id,
+        HDR_RECEIVED_AT: datetime.now(UTC).isoformat(timespec="milliseconds"),
+        HDR_KEY_INDEX: key_index,
+    }
+    properties = persistent_properties(message_id=event.event_id, headers=headers)
+    await broker.publish(broker.names.webhooks_exchange, event.name, body, properties)
+
+
+class Refusal(Exception):
+    """A delivery answered with a 4xx: the status, outcome label and precise reason."""
+
+    def __init__(self, status: int, outcome: str, reason: str, detail: str | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.outcome, self.reason, self.detail = status, outcome, reason, detail
+
+
+async def _read(request: web.Request, limit: int) -> bytes:
+    try:
+        return await read_capped(request, limit)
+    except BodyTooLarge as exc:
+        raise Refusal(413, "too_large", "body_too_large") from exc
+    except (HttpProcessingError, web.RequestPayloadError, ConnectionError) as exc:
+        raise Refusal(400, "bad_payload", "body_unreadable") from exc
+
+
+def _verify(request: web.Request, body: bytes, settings: Settings) -> int:
+    try:
+        key_index = verify_signature(
+            body, request.headers.get(SIGNATURE_HEADER), settings.payrails_webhook_keys
+        )
+    except SignatureRejected as exc:
+        outcome = "missing_signature" if exc.fault is SignatureFault.MISSING else "bad_signature"
+        raise Refusal(401, outcome, exc.fault.value) from exc
+    _key_matches(key_index).inc()
+    return key_index
+
+
+def _parse(body: bytes) -> WebhookEvent:
+    try:
+        return parse_event(body)
+    except InvalidPayload as exc:
+        reason = _PAYLOAD_REASONS.get(str(exc), "payload_invalid")
+        raise Refusal(400, "bad_payload", reason, detail=str(exc)) from exc
+
+
+def _refuse(refusal: Refusal, line: dict[str, Any]) -> web.Response:
+    line.update(outcome=refusal.outcome, reason=refusal.reason)
+    metrics.WEBHOOK_REJECTIONS.labels(refusal.reason).inc()
+    body = {"error": refusal.outcome, "reason": refusal.reason}
+    if refusal.detail is not None:
+        body["detail"] = refusal.detail
+    response = web.json_response(body, status=refusal.status)
+    if refusal.status == 413:
+        response.force_close()  # the rest of the body is never read
+    return response
+
+
+async def _enqueue(
+    broker: Broker, body: bytes, event: WebhookEvent, key_index: int, line: dict[str, Any]
+) -> web.Response:
+    try:
+        await publish_event(broker, body, event, key_index)
+    except PublishError as exc:
+        line.update(outcome="unavailable", reason=exc.reason)
+        return web.json_response(
+            {"error": "unavailable", "reason": exc.reason},
+            status=503,
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    line["outcome"] = "accepted"
+    return web.Response(body=ACCEPTED_BODY, content_type="application/json")
+
+
+async def _answer(request: web.Request, line: dict[str, Any]) -> web.Response:
+    settings = request.app[SETTINGS]
+    try:
+        body = await _read(request, settings.webhook_max_body_bytes)
+        line["key_index"] = key_index = _verify(request, body, settings)
+        event = _parse(body)
+    except Refusal as refusal:
+        return _refuse(refusal, line)
+    line.update(webhook_event=event.name, event_id=event.event_id, execution_id=event.execution_id)
+    return await _enqueue(request.app[BROKER], body, event, key_index, line)
+
+
+@cache
+def _key_matches(key_index: int) -> Counter:
+    return metrics.WEBHOOK_SIGNATURE_KEY_MATCHES.labels(str(key_index))
+
+
+@cache
+def _request_metrics(outcome: str) -> tuple[Counter, Histogram]:
+    """The labelled children for one outcome, looked up once."""
+    return metrics.WEBHOOK_REQUESTS.labels(outcome), metrics.WEBHOOK_REQUEST_SECONDS.labels(outcome)
+
+
+async def receive_webhook(request: web.Request) -> web.Response:
+    """The POST /webhooks/payrails handler, with its canonical log line and metrics."""
+    started = time.perf_counter()
+    line: dict[str, Any] = {}
+    response = await _answer(request, line)
+    elapsed = time.perf_counter() - started
+    requests, seconds = _request_metrics(line["outcome"])
+    requests.inc()
+    seconds.observe(elapsed)
+    log.info("webhook.handled", duration_ms=round(elapsed * 1000, 3), **line)
+    return response

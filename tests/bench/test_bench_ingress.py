@@ -1,0 +1,254 @@
+"""Throughput of the webhook ingress against a bare aiohttp POST handler (``make bench``).
+
+Both servers run in their own process on 127.0.0.1 and are loaded by the same ``wrk`` run
+(32 connections, 10 s after a 2 s warm-up) with the same signed Payrails-shaped bodies. Prints
+req/s, p50 and p99 of each and the ratio ingress/bare. Never asserts on speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+
+from ingress.signature import sign
+from shared.config import Settings
+from tests.conftest import delete_topology
+from tests.ingress.proxy import free_port
+
+CONNECTIONS = 32
+THREADS = 1
+DURATION_SECONDS = 10
+WARMUP_SECONDS = 2
+DISTINCT_BODIES = 2000
+
+BARE_SERVER = """
+import sys
+from aiohttp import web
+from ingress.__main__ import new_event_loop
+
+async def handle(request: web.Request) -> web.Response:
+    await request.read()
+    return web.Response(body=b'{"status":"accepted"}', content_type="application/json")
+
+app = web.Application()
+app.router.add_post("/webhooks/payrails", handle)
+app.router.add_get("/readyz", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None,
+            loop=new_event_loop())
+"""
+
+LUA_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\\nRESULT {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"non2xx":%d,"errors":%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non2xx: int
+    errors: int
+    cpu_us_per_request: float
+
+    def line(self) -> str:
+        return (
+            f"{self.name:<8} {self.rps:>9.0f} req/s   p50 {self.p50_ms:6.2f} ms   "
+            f"p99 {self.p99_ms:6.2f} ms   server CPU {self.cpu_us_per_request:5.0f} us/req   "
+            f"non-2xx {self.non2xx}   socket errors {self.errors}"
+        )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if not stat.exists():
+        return 0.0
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ensure_wrk() -> str:
+    """The wrk binary; installed with apt-get when missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk is not installed: trying `apt-get install -y wrk` ...")
+    install = subprocess.run(
+        ["apt-get", "install", "-y", "wrk"], capture_output=True, text=True, check=False
+    )
+    found = shutil.which("wrk")
+    if found is None:
+        pytest.fail(
+            "The benchmark needs the wrk load generator and could not install it "
+            f"(apt-get exit {install.returncode}: {install.stderr.strip()[-300:]}). "
+            "Install it (Debian/Ubuntu: `apt-get install wrk`, macOS: `brew install wrk`) "
+            "and run `make bench` again."
+        )
+    return found
+
+
+def lua_script(settings: Settings, directory: Path) -> Path:
+    """A wrk script cycling through distinct signed bodies, prebuilt once per thread."""
+    key = settings.payrails_webhook_keys[0]
+    entries = []
+    for n in range(DISTINCT_BODIES):
+        body = json.dumps(
+            {
+                "event": "executionActionCompleted",
+                "time": "2026-11-23T10:00:00.000Z",
+                "workspaceId": "bench-workspace",
+                "eventTrigger": "action",
+                "details": {
+                    "action": "authorize",
+                    "actionId": str(uuid.UUID(int=n)),
+                    "success": True,
+                    "execution": {"id": f"exec-{n}", "merchantReference": f"order-{n}"},
+                    "amount": {"value": "12.34", "currency": "EUR"},
+                },
+            }
+        )
+        entries.append(f'{{[==[{body}]==], "{sign(body.encode(), key)}"}}')
+    script = directory / "webhooks.lua"
+    script.write_text(
+        "local items = {\n" + ",\n".join(entries) + "\n}\n"
+        "local prepared = {}\nlocal i = 0\n"
+        "init = function(args)\n  for n, item in ipairs(items) do\n"
+        '    prepared[n] = wrk.format("POST", "/webhooks/payrails", '
+        '{["Content-Type"] = "application/json", ["X-Signature"] = item[2]}, item[1])\n'
+        "  end\nend\n"
+        "request = function()\n  i = (i % #prepared) + 1\n  return prepared[i]\nend\n" + LUA_DONE
+    )
+    return script
+
+
+async def wait_until_ready(port: int) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(400):
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"server on port {port} never became ready")
+
+
+async def run_wrk(wrk: str, script: Path, port: int, seconds: int) -> dict[str, int]:
+    process = await asyncio.create_subprocess_exec(
+        wrk,
+        f"-t{THREADS}",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}/webhooks/payrails",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    stdout, _ = await process.communicate()
+    line = next(x for x in stdout.decode().splitlines() if x.startswith("RESULT "))
+    parsed: dict[str, int] = json.loads(line.removeprefix("RESULT "))
+    return parsed
+
+
+async def measure(
+    name: str, wrk: str, script: Path, server: asyncio.subprocess.Process, port: int
+) -> Result:
+    await run_wrk(wrk, script, port, WARMUP_SECONDS)
+    cpu_before = cpu_seconds(server.pid)
+    raw = await run_wrk(wrk, script, port, DURATION_SECONDS)
+    cpu = cpu_seconds(server.pid) - cpu_before
+    return Result(
+        name=name,
+        rps=raw["requests"] / (raw["duration_us"] / 1e6),
+        p50_ms=raw["p50_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        non2xx=raw["non2xx"],
+        errors=raw["errors"],
+        cpu_us_per_request=cpu / max(raw["requests"], 1) * 1e6,
+    )
+
+
+async def start(args: list[str], env: dict[str, str], port: int) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *args, env=env, stdout=asyncio.subprocess.DEVNULL
+    )
+    await wait_until_ready(port)
+    return process
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+
+
+@pytest.fixture
+async def bench_settings(
+    settings: Settings, amqp_connection: AbstractRobustConnection
+) -> AsyncIterator[Settings]:
+    """This run's names; the topology (and the messages the bench left) is deleted after."""
+    yield settings
+    await delete_topology(amqp_connection, settings)
+
+
+async def test_bench_ingress_against_a_bare_aiohttp_handler(
+    bench_settings: Settings, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    wrk = ensure_wrk()
+    load_before = (
+        " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        if Path("/proc/loadavg").exists()
+        else "n/a"
+    )
+    script = lua_script(bench_settings, tmp_path)
+    env = {**os.environ, **base_env, "AMQP_NAME_PREFIX": bench_settings.amqp_name_prefix}
+    env.update(WEBHOOK_HOST="127.0.0.1", AMQP_PUBLISH_TIMEOUT_SECONDS="5", LOG_LEVEL="INFO")
+
+    bare_port = free_port()
+    bare = await start(["-c", BARE_SERVER, str(bare_port)], env, bare_port)
+    try:
+        baseline = await measure("bare", wrk, script, bare, bare_port)
+    finally:
+        await stop(bare)
+
+    ingress_port = free_port()
+    ingress = await start(
+        ["-m", "ingress", "webhooks"], {**env, "WEBHOOK_PORT": str(ingress_port)}, ingress_port
+    )
+    try:
+        ours = await measure("ingress", wrk, script, ingress, ingress_port)
+    finally:
+        await stop(ingress)
+
+    print(f"\nload average before the run: {load_before}")
+    print(
+        f"wrk: {CONNECTIONS} connections, {THREADS} thread, {DURATION_SECONDS} s "
+        f"(after {WARMUP_SECONDS} s warm-up), {DISTINCT_BODIES} distinct signed bodies"
+    )
+    print(baseline.line())
+    print(ours.line())
+    print(
+        f"ratio ingress/bare: {ours.rps / baseline.rps:.2f}x   "
+        f"(target >= 0.30x with p99 <= 20 ms; ingress p99 {ours.p99_ms:.2f} ms)"
+    )

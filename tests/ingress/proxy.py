@@ -1,0 +1,82 @@
+"""A TCP proxy on 127.0.0.1 that a test can cut, restore or stall: a broker outage on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on (for now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to a target; ``cut`` drops every connection and stops listening."""
+
+    def __init__(self, target_host: str, target_port: int, port: int | None = None) -> None:
+        self.target = (target_host, target_port)
+        self.port = port or free_port()
+        self.stalled = False
+        self.delay = 0.0
+        self.upstream_traffic = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._serve, "127.0.0.1", self.port, reuse_address=True
+        )
+
+    async def cut(self) -> None:
+        """Stop listening and abort every proxied connection, as a broker crash would."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in self._writers:
+            writer.transport.abort()
+        for task in self._pipes:
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+        self._writers.clear()
+
+    def slow_down(self, delay: float) -> None:
+        """Hold every chunk ``delay`` seconds before forwarding it (order is kept)."""
+        self.delay = delay
+        self.upstream_traffic.clear()
+
+    def stall(self) -> None:
+        """Keep connections open but drop every byte: a dead peer the client cannot see."""
+        self.stalled = True
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            broker_r, broker_w = await asyncio.open_connection(*self.target)
+        except OSError:
+            client_w.transport.abort()
+            return
+        self._writers.update((client_w, broker_w))
+        for reader, writer, upstream in ((client_r, broker_w, True), (broker_r, client_w, False)):
+            task = asyncio.create_task(self._pipe(reader, writer, upstream=upstream))
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
+    ) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                if upstream:
+                    self.upstream_traffic.set()
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                if not self.stalled:
+                    writer.write(data)
+                    await writer.drain()
+        writer.transport.abort()
+        self._writers.discard(writer)

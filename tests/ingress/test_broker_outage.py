@@ -1,0 +1,74 @@
+"""Broker outages, simulated with a TCP proxy in front of the shared RabbitMQ (never stopped)."""
+
+from __future__ import annotations
+
+from ingress.keys import BROKER
+from shared.config import Settings
+from shared.messaging import Names
+from tests.ingress.conftest import Client, StartIngress, post_signed, through, webhook_body
+from tests.ingress.proxy import TcpProxy, free_port
+
+
+async def assert_unavailable(client: Client, settings: Settings) -> str:
+    response = await post_signed(client, webhook_body(), settings)
+    assert response.status == 503
+    assert response.headers["Retry-After"]
+    readiness = await client.get("/readyz")
+    assert readiness.status == 503
+    reason: str = (await response.json())["reason"]
+    return reason
+
+
+async def test_broker_never_reachable_answers_503_and_not_ready(
+    ingress_settings: Settings, start_ingress: StartIngress
+) -> None:
+    settings = through(ingress_settings, free_port())
+    client = await start_ingress(settings, wait_ready=False)
+
+    assert await assert_unavailable(client, settings) == "disconnected"
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_ingress_started_while_broker_down_connects_once_it_is_up(
+    ingress_settings: Settings, topology: Names, proxy: TcpProxy, start_ingress: StartIngress
+) -> None:
+    settings = through(ingress_settings, proxy.port)
+    client = await start_ingress(settings, wait_ready=False)
+    await assert_unavailable(client, settings)
+
+    await proxy.start()
+
+    assert await client.app[BROKER].wait_ready(10)
+    assert (await post_signed(client, webhook_body(), settings)).status == 200
+
+
+async def test_cut_connection_answers_503_and_recovers_without_restart(
+    ingress_settings: Settings, topology: Names, proxy: TcpProxy, start_ingress: StartIngress
+) -> None:
+    settings = through(ingress_settings, proxy.port)
+    await proxy.start()
+    client = await start_ingress(settings)
+    assert (await post_signed(client, webhook_body(), settings)).status == 200
+
+    await proxy.cut()
+    await assert_unavailable(client, settings)
+
+    await proxy.start()
+    assert await client.app[BROKER].wait_ready(10)
+    assert (await post_signed(client, webhook_body(), settings)).status == 200
+    assert (await client.get("/readyz")).status == 200
+
+
+async def test_publish_into_a_silently_dead_connection_fails_within_the_timeout(
+    ingress_settings: Settings, topology: Names, proxy: TcpProxy, start_ingress: StartIngress
+) -> None:
+    """No confirm ever comes back: the publish timeout turns that into a 503, never a hang."""
+    settings = through(ingress_settings, proxy.port)
+    await proxy.start()
+    client = await start_ingress(settings)
+
+    proxy.stall()
+    response = await post_signed(client, webhook_body(), settings)
+
+    assert response.status == 503
+    assert (await response.json())["reason"] == "timeout"

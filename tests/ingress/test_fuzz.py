@@ -1,0 +1,73 @@
+"""Random bodies and headers only ever get 200, 400, 401 or 413."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingress.signature import sign
+from ingress.webhook_app import WEBHOOK_PATH
+from shared.config import Settings
+from shared.messaging import Names
+from tests.ingress.conftest import Client, StartIngress
+
+LIMIT = 2048
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+bodies = st.one_of(
+    st.binary(max_size=LIMIT + 64),
+    st.builds(
+        lambda event, extra: json.dumps({"event": event, **extra}).encode(),
+        st.text(max_size=30),
+        st.dictionaries(st.text(max_size=10), json_values, max_size=4),
+    ),
+)
+header_text = st.text(
+    alphabet=st.characters(codec="latin-1", exclude_categories=("Cc",)), max_size=60
+)
+
+
+@pytest.fixture
+async def fuzz_client(
+    ingress_settings: Settings, topology: Names, start_ingress: StartIngress
+) -> Client:
+    return await start_ingress(dataclasses.replace(ingress_settings, webhook_max_body_bytes=LIMIT))
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=bodies,
+    signature=st.one_of(st.none(), header_text, st.just("sign")),
+    extra_headers=st.dictionaries(
+        st.sampled_from(["Content-Type", "X-Request-Id", "Accept", "X-Signature-Extra"]),
+        header_text,
+        max_size=3,
+    ),
+)
+async def test_random_requests_get_only_200_400_401_or_413(
+    fuzz_client: Client,
+    ingress_settings: Settings,
+    body: bytes,
+    signature: str | None,
+    extra_headers: dict[str, str],
+) -> None:
+    headers = dict(extra_headers)
+    if signature == "sign":
+        headers["X-Signature"] = sign(body, ingress_settings.payrails_webhook_keys[0])
+    elif signature is not None:
+        headers["X-Signature"] = signature
+    response = await fuzz_client.post(WEBHOOK_PATH, data=body, headers=headers)
+    assert response.status in {200, 400, 401, 413}
+    await response.release()
