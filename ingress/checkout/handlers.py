@@ -1,0 +1,103 @@
+"""POST /payments/init and POST /checkout/place-order: parse, call the service, answer."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from ingress.checkout.keys import CHECKOUT, OUTCOME
+from ingress.checkout.orders import OrderView
+from ingress.checkout.place_order import place_order
+from ingress.checkout.service import PaymentsRejected, PaymentsUnavailable
+from ingress.checkout.validation import FieldError, parse_init, parse_place_order
+from shared.errors import InvalidPayload
+from shared.payrails.errors import PayrailsError, PayrailsTransientError
+from shared.state_machine import OrderStatus
+
+
+class InvalidJson(Exception):
+    """The body is not JSON at all."""
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidJson from exc
+
+
+def invalid(request: web.Request, errors: list[FieldError]) -> web.Response:
+    """422 with one entry per field problem."""
+    request[OUTCOME] = "invalid"
+    body = {
+        "error": "validation_failed",
+        "message": "the request has invalid fields",
+        "errors": [e.to_json() for e in errors],
+    }
+    return web.json_response(body, status=422)
+
+
+def not_json(request: web.Request) -> web.Response:
+    request[OUTCOME] = "invalid"
+    body = {"error": "invalid_json", "message": "the body must be a JSON object"}
+    return web.json_response(body, status=400)
+
+
+async def payments_init(request: web.Request) -> web.Response:
+    """Proxy Payrails client/init and return its payload verbatim."""
+    try:
+        parsed = parse_init(await _json_body(request))
+    except InvalidJson:
+        return not_json(request)
+    if isinstance(parsed, list):
+        return invalid(request, parsed)
+    checkout = request.app[CHECKOUT]
+    try:
+        payload = await checkout.payrails.client_init(
+            holder_reference=parsed.holder_reference,
+            init_type=parsed.init_type,
+            idempotency_key=uuid.uuid4(),  # client/init is not per order: a fresh key per call
+        )
+    except PayrailsTransientError as exc:
+        raise PaymentsUnavailable("Payrails is unreachable; try again shortly") from exc
+    except (PayrailsError, InvalidPayload) as exc:
+        raise PaymentsRejected("Payrails refused or garbled client/init") from exc
+    request[OUTCOME] = "ok"
+    return web.json_response(payload, dumps=json.dumps)
+
+
+def place_order_answer(view: OrderView) -> tuple[int, dict[str, Any]]:
+    """The seed's two-case contract, plus 202 processing while the result is not known."""
+    if view.status is OrderStatus.ACTION_REQUIRED and view.threeds_url:
+        body: dict[str, Any] = {
+            "actionRequired": "3ds",
+            "redirectUrl": view.threeds_url,
+            "executionId": view.execution_id,
+            "orderReference": view.reference,
+        }
+        return 200, body
+    body = {
+        "status": view.shopper_status,
+        "executionId": view.execution_id,
+        "orderReference": view.reference,
+    }
+    if view.status is OrderStatus.PAYMENT_FAILED:
+        body["reason"] = view.failure_reason
+    return (202 if body["status"] == "processing" else 200), body
+
+
+async def checkout_place_order(request: web.Request) -> web.Response:
+    """Create or resume the order, start authorize, and answer once the outcome is known."""
+    try:
+        parsed = parse_place_order(await _json_body(request))
+    except InvalidJson:
+        return not_json(request)
+    if isinstance(parsed, list):
+        return invalid(request, parsed)
+    view = await place_order(request.app[CHECKOUT], parsed)
+    status, body = place_order_answer(view)
+    request[OUTCOME] = "action_required" if "actionRequired" in body else body["status"]
+    return web.json_response(body, status=status)

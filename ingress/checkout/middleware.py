@@ -1,0 +1,81 @@
+"""One middleware per checkout request: error translation, metrics and one log line."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from sqlalchemy.exc import OperationalError
+
+from ingress.checkout.keys import OUTCOME
+from ingress.checkout.service import CheckoutError
+from shared import metrics
+from shared.errors import TransientError
+
+log = structlog.get_logger("ingress.checkout")
+
+# Route names of the checkout API: the ``endpoint`` label's whole value set.
+ENDPOINTS = frozenset({"payments_init", "place_order", "payment_return", "order_status"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def error_response(status: int, code: str, message: str, **details: Any) -> web.Response:
+    return web.json_response({"error": code, "message": message, **details}, status=status)
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's response, with the service's errors translated exactly once."""
+    try:
+        return await handler(request)
+    except CheckoutError as exc:
+        request[OUTCOME] = exc.code
+        return error_response(exc.status, exc.code, exc.message, **exc.details)
+    except (TransientError, OperationalError) as exc:
+        log.warning("checkout.dependency_unavailable", error=type(exc).__name__)
+        request[OUTCOME] = "unavailable"
+        return error_response(503, "unavailable", "a dependency is unavailable; retry shortly")
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("X-Request-Id", "")
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+@web.middleware
+async def checkout_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind the request id, answer, then count, time and log the request once."""
+    endpoint = request.match_info.route.name
+    if endpoint not in ENDPOINTS:
+        return await handler(request)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=_request_id(request), endpoint=endpoint)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await _answer(request, handler)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except Exception:
+        log.exception("checkout.unhandled_error")
+        return error_response(500, "internal_error", "the request failed unexpectedly")
+    finally:
+        elapsed = time.perf_counter() - started
+        outcome = request.get(OUTCOME) or f"http_{status}"
+        metrics.CHECKOUT_REQUESTS.labels(endpoint, outcome).inc()
+        metrics.CHECKOUT_REQUEST_SECONDS.labels(endpoint).observe(elapsed)
+        log.info(
+            "checkout.request",
+            method=request.method,
+            path=request.path,
+            status=status,
+            outcome=outcome,
+            duration_ms=round(elapsed * 1000, 1),
+        )

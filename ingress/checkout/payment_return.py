@@ -1,0 +1,119 @@
+"""GET /payment-return/{executionId}: where the 3-D Secure challenge sends the shopper back.
+
+Long-polls the execution out of ``authorizePending``, records what it sees (cause ``return``)
+and answers a page that tells the opener or parent frame, on this origin only, how it ended.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import secrets
+from importlib import resources
+from string import Template
+
+import structlog
+from aiohttp import web
+
+from ingress.checkout.keys import CHECKOUT, OUTCOME, RETURN_TEMPLATE
+from ingress.checkout.orders import OrderView, record_execution, view_by_execution
+from ingress.checkout.service import Checkout, OrderNotFound
+from shared.errors import InvalidPayload
+from shared.payrails.errors import PayrailsError
+from shared.state_machine import TERMINAL, Cause
+
+log = structlog.get_logger(__name__)
+
+RETURN_WAIT_WHILE = ("authorizePending",)
+EXECUTION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_HEADINGS = {
+    "authorized": ("Payment authorized", "Thank you: your payment went through."),
+    "failed": ("Payment failed", "Your payment did not go through."),
+    "processing": ("Payment processing", "We are confirming your payment; this page updates you."),
+}
+
+
+def load_return_template() -> Template:
+    """The page template shipped beside this module."""
+    source = resources.files("ingress.checkout").joinpath("payment_return.html")
+    return Template(source.read_text(encoding="utf-8"))
+
+
+async def resolve_return(checkout: Checkout, execution_id: str) -> OrderView:
+    """Poll the execution after the challenge and record it; the order as it then stands."""
+    view = await view_by_execution(checkout.sessions, execution_id)
+    if view is None:
+        raise OrderNotFound("no order has this execution id")
+    if view.status in TERMINAL:
+        return view
+    try:
+        execution = await checkout.payrails.get_execution(
+            execution_id,
+            wait_while=RETURN_WAIT_WHILE,
+            timeout=checkout.settings.return_poll_timeout_seconds,
+        )
+    except (PayrailsError, InvalidPayload) as exc:
+        log.warning("checkout.return_poll_failed", error=repr(exc))
+        return view
+    await record_execution(checkout.sessions, execution, Cause.RETURN)
+    refreshed = await view_by_execution(checkout.sessions, execution_id)
+    return refreshed or view
+
+
+def return_message(view: OrderView) -> dict[str, str | None]:
+    """What the page posts to its opener or parent (the seed's ``threeds:complete``)."""
+    return {
+        "type": "threeds:complete",
+        "orderReference": view.reference,
+        "status": view.shopper_status,
+        "executionId": view.execution_id,
+        "reason": view.failure_reason,
+    }
+
+
+def _script_json(data: object) -> str:
+    """JSON safe inside a <script> element: no closing tag or entity can be formed."""
+    text = json.dumps(data)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def render_return_page(template: Template, view: OrderView, nonce: str) -> str:
+    status = view.shopper_status
+    heading, detail = _HEADINGS[status]
+    if status == "failed" and view.failure_reason:
+        detail = f"{detail} Reason: {view.failure_reason}."
+    return template.substitute(
+        title=html.escape(heading),
+        heading=html.escape(heading),
+        detail=html.escape(detail),
+        status=status,
+        order_reference=html.escape(view.reference),
+        payload=_script_json(return_message(view)),
+        nonce=nonce,
+    )
+
+
+def _wants_json(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+async def payment_return(request: web.Request) -> web.Response:
+    """GET /payment-return/{executionId}: an HTML page, or JSON for ``Accept: application/json``."""
+    execution_id = request.match_info["executionId"]
+    if not EXECUTION_ID.match(execution_id):
+        raise OrderNotFound("no order has this execution id")
+    view = await resolve_return(request.app[CHECKOUT], execution_id)
+    request[OUTCOME] = view.shopper_status
+    if _wants_json(request):
+        return web.json_response(return_message(view))
+    nonce = secrets.token_urlsafe(16)
+    page = render_return_page(request.app[RETURN_TEMPLATE], view, nonce)
+    response = web.Response(text=page, content_type="text/html")
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response

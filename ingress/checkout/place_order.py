@@ -1,0 +1,217 @@
+"""Place-order: create the order idempotently, create the execution, hand authorize to the worker.
+
+Every step can be repeated by a retry of the same request and picks up where the last attempt
+stopped: the order row is upserted on its reference; the ``create_execution`` idempotency key is
+committed before the call, so Payrails answers a retry with the same execution; the move to
+``authorizing`` commits only once the broker has confirmed the ``authorize`` command, so a
+failed publish leaves the order ``created`` for the next attempt and a second request finds
+``authorizing`` and publishes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from ingress.broker import persistent_properties
+from ingress.checkout.orders import UNRESOLVED, OrderView, record_execution, view_by_reference
+from ingress.checkout.service import (
+    BrokerUnavailable,
+    Checkout,
+    OrderConflict,
+    PaymentsRejected,
+    PaymentsUnavailable,
+)
+from ingress.checkout.validation import PlaceOrderRequest
+from shared.db.models import Order
+from shared.errors import InvalidPayload, PublishError
+from shared.messaging import ROUTING_AUTHORIZE
+from shared.orders import apply_observation, ensure_idempotency_key, lock_order
+from shared.payrails.errors import PayrailsError, PayrailsTransientError
+from shared.payrails.models import Execution, ExecutionOutcome
+from shared.state_machine import Cause, Observation, OrderStatus
+from worker.authorize import AuthorizeCommand
+
+log = structlog.get_logger(__name__)
+
+CREATE_EXECUTION = "create_execution"
+PLACE_ORDER_WAIT_WHILE = ("created", "authorizeRequested")
+# How often a waiting place-order looks at the order, to see a denial or a webhook early.
+ORDER_WATCH_SECONDS = 0.25
+# Allowance on top of the long-poll timeout before we stop waiting for Payrails' answer.
+POLL_GRACE_SECONDS = 5.0
+
+
+def _conflicts(order: Order, request: PlaceOrderRequest) -> list[str]:
+    """The fields in which a repeated request differs from the stored order."""
+    pairs = {
+        "amount.value": (order.amount_value, request.amount.value),
+        "amount.currency": (order.currency, request.amount.currency),
+        "customerReference": (order.customer_reference, request.customer_reference),
+        "paymentInstrumentId": (order.payment_instrument_id, request.payment_instrument_id),
+        "paymentMethodCode": (order.payment_method_code, request.payment_method_code),
+    }
+    return [name for name, (stored, asked) in pairs.items() if stored != asked]
+
+
+async def upsert_order(checkout: Checkout, request: PlaceOrderRequest) -> Order:
+    """Insert the order, or find the existing one and refuse it if the details differ."""
+    async with checkout.sessions.begin() as session:
+        await session.execute(
+            insert(Order)
+            .values(
+                reference=request.order_reference,
+                customer_reference=request.customer_reference,
+                amount_value=request.amount.value,
+                currency=request.amount.currency,
+                status=OrderStatus.CREATED.value,
+                payment_instrument_id=request.payment_instrument_id,
+                payment_method_code=request.payment_method_code,
+            )
+            .on_conflict_do_nothing(index_elements=["reference"])
+        )
+        order = await session.scalar(
+            select(Order).where(Order.reference == request.order_reference)
+        )
+        assert order is not None  # inserted or already there
+        conflicts = _conflicts(order, request)
+        if conflicts:
+            raise OrderConflict(
+                "an order with this orderReference exists with different details",
+                details={"fields": conflicts},
+            )
+        return order
+
+
+async def _create_execution(checkout: Checkout, order: Order) -> Execution:
+    """Create the execution with the order's stored key, committed before the call."""
+    async with checkout.sessions.begin() as session:
+        key = await ensure_idempotency_key(session, order.id, CREATE_EXECUTION)
+    meta: dict[str, Any] = {
+        "order": {"reference": order.reference},
+        "customer": {"reference": order.customer_reference},
+        "tags": {"channel": "web"},
+    }
+    try:
+        return await checkout.payrails.create_execution(
+            merchant_reference=order.reference,
+            holder_reference=order.customer_reference,
+            meta=meta,
+            idempotency_key=key,
+        )
+    except PayrailsTransientError as exc:
+        raise PaymentsUnavailable(
+            "Payrails is unreachable; retry the same request to continue this order"
+        ) from exc
+    except PayrailsError as exc:
+        raise PaymentsRejected(f"Payrails refused to create the execution ({exc.code})") from exc
+    except InvalidPayload as exc:
+        raise PaymentsRejected("Payrails answered create execution with no execution") from exc
+
+
+async def ensure_execution(checkout: Checkout, order: Order) -> str:
+    """The order's execution id, creating the execution at Payrails the first time."""
+    if order.execution_id is not None:
+        return order.execution_id
+    execution = await _create_execution(checkout, order)
+    async with checkout.sessions.begin() as session:
+        await session.execute(
+            update(Order)
+            .where(Order.id == order.id, Order.execution_id.is_(None))
+            .values(execution_id=execution.id)
+        )
+        stored = await session.scalar(select(Order.execution_id).where(Order.id == order.id))
+    assert stored is not None
+    return stored
+
+
+async def start_authorize(checkout: Checkout, order_id: int, execution_id: str) -> bool:
+    """Move created -> authorizing and publish the command, both or neither; True if published."""
+    async with checkout.sessions.begin() as session:
+        order = await lock_order(session, order_id=order_id)
+        if order is None or order.status != OrderStatus.CREATED.value:
+            return False
+        command = AuthorizeCommand(order.reference, execution_id)
+        await apply_observation(
+            session, order, Observation(OrderStatus.AUTHORIZING), Cause.PLACE_ORDER
+        )
+        try:
+            await checkout.broker.publish(
+                checkout.names.commands_exchange,
+                ROUTING_AUTHORIZE,
+                command.to_body(),
+                persistent_properties(message_id=command.message_id, headers={}),
+            )
+        except PublishError as exc:
+            raise BrokerUnavailable(
+                "the authorize command could not be queued; retry the same request"
+            ) from exc
+    log.debug("checkout.authorize_queued", order_reference=command.order_reference)
+    return True
+
+
+async def _watch_order(checkout: Checkout, reference: str) -> None:
+    """Return once another path (hook denial, webhook) has resolved the order."""
+    while True:
+        await asyncio.sleep(ORDER_WATCH_SECONDS)
+        view = await view_by_reference(checkout.sessions, reference)
+        if view is not None and view.status not in UNRESOLVED:
+            return
+
+
+async def _poll(checkout: Checkout, execution_id: str) -> Execution | None:
+    """Long-poll the execution out of its pre-authorize states until our own deadline.
+
+    Payrails may end a long-poll before our timeout; we ask again with the time left. None if
+    Payrails could not be asked at all.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + checkout.settings.checkout_poll_timeout_seconds
+    execution: Execution | None = None
+    while (remaining := deadline - loop.time()) > 0:
+        try:
+            execution = await checkout.payrails.get_execution(
+                execution_id, wait_while=PLACE_ORDER_WAIT_WHILE, timeout=remaining
+            )
+        except (PayrailsError, InvalidPayload) as exc:
+            log.warning("checkout.poll_failed", error=repr(exc))
+            return execution
+        if execution.outcome is not ExecutionOutcome.PENDING:
+            return execution
+        await asyncio.sleep(min(ORDER_WATCH_SECONDS, max(deadline - loop.time(), 0)))
+    return execution
+
+
+async def await_outcome(checkout: Checkout, reference: str, execution_id: str) -> None:
+    """Wait for the poll or another path to resolve the order; record what the poll saw."""
+    poll = asyncio.create_task(_poll(checkout, execution_id))
+    watch = asyncio.create_task(_watch_order(checkout, reference))
+    limit = checkout.settings.checkout_poll_timeout_seconds + POLL_GRACE_SECONDS
+    try:
+        await asyncio.wait({poll, watch}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (poll, watch):
+            task.cancel()
+        await asyncio.gather(poll, watch, return_exceptions=True)
+    if not poll.done() or poll.cancelled():
+        return
+    execution = poll.result()  # re-raises what is not a PayrailsError: a bug, not an outcome
+    if execution is not None:
+        await record_execution(checkout.sessions, execution, Cause.POLL)
+
+
+async def place_order(checkout: Checkout, request: PlaceOrderRequest) -> OrderView:
+    """The whole place-order flow; returns the order as it stands when the answer is known."""
+    order = await upsert_order(checkout, request)
+    execution_id = await ensure_execution(checkout, order)
+    await start_authorize(checkout, order.id, execution_id)
+    view = await view_by_reference(checkout.sessions, order.reference)
+    if view is not None and view.status in UNRESOLVED:
+        await await_outcome(checkout, order.reference, execution_id)
+        view = await view_by_reference(checkout.sessions, order.reference)
+    assert view is not None
+    return view

@@ -1,0 +1,16 @@
+"""The checkout API's routes; their names are the metrics' ``endpoint`` label."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ingress.checkout.handlers import checkout_place_order, payments_init
+from ingress.checkout.orders_api import get_order
+from ingress.checkout.payment_return import payment_return
+
+
+def setup_checkout_routes(app: web.Application) -> None:
+    app.router.add_post("/payments/init", payments_init, name="payments_init")
+    app.router.add_post("/checkout/place-order", checkout_place_order, name="place_order")
+    app.router.add_get("/payment-return/{executionId}", payment_return, name="payment_return")
+    app.router.add_get("/orders/{reference}", get_order, name="order_status")

@@ -1,0 +1,71 @@
+"""What the checkout's service logic needs, built once per app, and the errors it raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ingress.broker import Broker
+from shared.config import Settings
+from shared.errors import ReconError
+from shared.messaging import Names
+from shared.payrails.client import PayrailsClient
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """Settings, names, the session factory, the Payrails client and the command publisher."""
+
+    settings: Settings
+    names: Names
+    sessions: async_sessionmaker[AsyncSession]
+    payrails: PayrailsClient
+    broker: Broker
+
+
+class CheckoutError(ReconError):
+    """A request the checkout answers with an error status and a stable error code."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class OrderConflict(CheckoutError):
+    """The reference exists with another amount, currency, customer or instrument."""
+
+    status = 409
+    code = "order_conflict"
+
+
+class PaymentsUnavailable(CheckoutError):
+    """Payrails could not be reached; the same request can be retried."""
+
+    status = 503
+    code = "payrails_unavailable"
+
+
+class PaymentsRejected(CheckoutError):
+    """Payrails refused the call for a reason a retry will not change."""
+
+    status = 502
+    code = "payrails_rejected"
+
+
+class BrokerUnavailable(CheckoutError):
+    """The authorize command could not be handed to the broker; retry the same request."""
+
+    status = 503
+    code = "broker_unavailable"
+
+
+class OrderNotFound(CheckoutError):
+    """No order with this reference or execution id."""
+
+    status = 404
+    code = "not_found"

@@ -1,0 +1,91 @@
+"""The checkout app: payment init, place-order, the 3-D Secure return page, order status.
+
+Resources live in cleanup contexts, set up in order and torn down in reverse: the database
+engine, the broker (the same context as the webhook ingress), the Payrails client, and last the
+``Checkout`` service object built from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from sqlalchemy import text
+
+from ingress.broker import broker_ctx
+from ingress.checkout.keys import CHECKOUT, PAYRAILS, RETURN_TEMPLATE, SESSIONS
+from ingress.checkout.middleware import checkout_middleware
+from ingress.checkout.payment_return import load_return_template
+from ingress.checkout.routes import setup_checkout_routes
+from ingress.checkout.service import Checkout
+from ingress.health import add_health_routes, broker_ready
+from ingress.keys import BROKER, SETTINGS
+from shared.config import Settings
+from shared.db.session import create_engine, create_sessionmaker
+from shared.messaging import Names
+from shared.payrails.client import open_payrails_client
+
+CHECKOUT_MAX_BODY_BYTES = 64 * 1024
+READY_CHECK_SECONDS = 2.0
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    engine = create_engine(app[SETTINGS])
+    app[SESSIONS] = create_sessionmaker(engine)
+    yield
+    await engine.dispose()
+
+
+async def payrails_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with open_payrails_client(app[SETTINGS]) as client:
+        app[PAYRAILS] = client
+        yield
+
+
+async def checkout_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[CHECKOUT] = Checkout(
+        settings=settings,
+        names=Names.from_settings(settings),
+        sessions=app[SESSIONS],
+        payrails=app[PAYRAILS],
+        broker=app[BROKER],
+    )
+    yield
+
+
+async def database_ready(app: web.Application) -> bool:
+    """True when the database answers a trivial query quickly."""
+    try:
+        async with asyncio.timeout(READY_CHECK_SECONDS), app[SESSIONS]() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception:  # any failure to reach the database means not ready
+        return False
+    return True
+
+
+def setup_storefront(app: web.Application) -> None:
+    """Mount the demo storefront when its module is installed; the API works without it."""
+    try:
+        storefront = importlib.import_module("ingress.storefront")
+    except ModuleNotFoundError as exc:
+        if exc.name != "ingress.storefront":
+            raise
+        return
+    storefront.setup_storefront_routes(app)
+
+
+def create_checkout_app(settings: Settings) -> web.Application:
+    """The app behind ``python -m ingress checkout``."""
+    app = web.Application(
+        middlewares=[checkout_middleware], client_max_size=CHECKOUT_MAX_BODY_BYTES
+    )
+    app[SETTINGS] = settings
+    app[RETURN_TEMPLATE] = load_return_template()
+    app.cleanup_ctx.extend([database_ctx, broker_ctx, payrails_ctx, checkout_ctx])
+    setup_checkout_routes(app)
+    add_health_routes(app, {"broker": broker_ready, "database": database_ready})
+    setup_storefront(app)
+    return app

@@ -1,0 +1,207 @@
+"""Place-order end to end: the checkout app, the authorize consumer and the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sandbox.control_client import SandboxHandle
+from sandbox.keys import STATE
+from shared import metrics
+from tests.checkout.conftest import (
+    CHALLENGE,
+    DECLINE,
+    FRICTIONLESS,
+    UNKNOWN,
+    AuthorizeConsumer,
+    DenyAll,
+    count_orders,
+    order_body,
+    outbox_of,
+    transitions_of,
+)
+
+Client = TestClient[web.Request, web.Application]
+
+
+async def test_a_frictionless_card_is_authorized_in_the_answer(
+    checkout: Client,
+    sandbox: SandboxHandle,
+    authorize_consumer: AuthorizeConsumer,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    response = await checkout.post("/checkout/place-order", json=body)
+    answer = await response.json()
+    assert response.status == 200, answer
+    assert answer["status"] == "authorized"
+    assert answer["orderReference"] == body["orderReference"]
+    reference = body["orderReference"]
+    assert await transitions_of(sessions, reference) == [
+        ("created", "authorizing", "place_order"),
+        ("authorizing", "paid", "poll"),
+    ]
+    assert await outbox_of(sessions, reference) == ["order.paid"]
+    order = await (await checkout.get(f"/orders/{reference}")).json()
+    assert order["status"] == "paid"
+    assert order["confirmedBy"] == "poll"
+    assert order["executionId"] == answer["executionId"]
+    assert order["amount"] == {"value": "129.90", "currency": "EUR"}
+    assert order["actionRequired"] is None
+
+
+async def test_the_execution_carries_metadata_only(
+    checkout: Client, sandbox: SandboxHandle, authorize_consumer: AuthorizeConsumer
+) -> None:
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    answer = await (await checkout.post("/checkout/place-order", json=body)).json()
+    execution = sandbox.running.app[STATE].executions[answer["executionId"]]
+    assert execution.merchant_reference == body["orderReference"]
+    assert execution.holder_reference == "customer-1"
+    assert dict(execution.meta) == {
+        "order": {"reference": body["orderReference"]},
+        "customer": {"reference": "customer-1"},
+        "tags": {"channel": "web"},
+    }
+    stats = await sandbox.stats()
+    assert stats["executionsCreated"] == 1
+    assert stats["authorizesExecuted"] == {answer["executionId"]: 1}
+
+
+async def test_a_declined_card_fails_with_the_reason(
+    checkout: Client,
+    sandbox: SandboxHandle,
+    authorize_consumer: AuthorizeConsumer,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    body = await order_body(checkout, sandbox, DECLINE)
+    response = await checkout.post("/checkout/place-order", json=body)
+    answer = await response.json()
+    assert response.status == 200, answer
+    assert answer["status"] == "failed"
+    assert answer["reason"] == "InsufficientBalance"
+    assert await outbox_of(sessions, body["orderReference"]) == ["order.payment_failed"]
+
+
+async def test_an_unknown_outcome_answers_processing_and_goes_to_review(
+    checkout: Client, sandbox: SandboxHandle, authorize_consumer: AuthorizeConsumer
+) -> None:
+    body = await order_body(checkout, sandbox, UNKNOWN)
+    response = await checkout.post("/checkout/place-order", json=body)
+    answer = await response.json()
+    assert response.status == 202, answer
+    assert answer["status"] == "processing"
+    order = await (await checkout.get(f"/orders/{body['orderReference']}")).json()
+    assert order["status"] == "needs_review"
+    assert order["failureReason"] == "ProviderTimeout"
+
+
+async def test_a_pre_authorize_denial_fails_the_order_without_calling_payrails(
+    checkout: Client,
+    sandbox: SandboxHandle,
+    authorize_consumer: AuthorizeConsumer,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    hook = DenyAll("velocity check failed")
+    authorize_consumer.hook = hook
+    before = metrics.AUTHORIZE_COMMANDS.labels("denied")._value.get()
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    response = await checkout.post("/checkout/place-order", json=body)
+    answer = await response.json()
+    assert response.status == 200, answer
+    assert answer == {
+        "status": "failed",
+        "reason": "velocity check failed",
+        "executionId": answer["executionId"],
+        "orderReference": body["orderReference"],
+    }
+    assert hook.checked == [body["orderReference"]]
+    assert (await sandbox.stats())["authorizesExecuted"] == {}
+    assert await transitions_of(sessions, body["orderReference"]) == [
+        ("created", "authorizing", "place_order"),
+        ("authorizing", "payment_failed", "pre_authorize"),
+    ]
+    assert metrics.AUTHORIZE_COMMANDS.labels("denied")._value.get() == before + 1
+
+
+async def test_the_same_body_again_answers_the_current_state_without_a_second_authorize(
+    checkout: Client, sandbox: SandboxHandle, authorize_consumer: AuthorizeConsumer
+) -> None:
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    first = await (await checkout.post("/checkout/place-order", json=body)).json()
+    again = await checkout.post("/checkout/place-order", json=body)
+    assert again.status == 200
+    assert await again.json() == first
+    stats = await sandbox.stats()
+    assert stats["executionsCreated"] == 1
+    assert stats["authorizesExecuted"] == {first["executionId"]: 1}
+
+
+async def test_a_different_amount_for_an_existing_reference_is_a_conflict(
+    checkout: Client, sandbox: SandboxHandle, authorize_consumer: AuthorizeConsumer
+) -> None:
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    await checkout.post("/checkout/place-order", json=body)
+    changed = {**body, "amount": {"value": "1.00", "currency": "EUR"}}
+    response = await checkout.post("/checkout/place-order", json=changed)
+    answer = await response.json()
+    assert response.status == 409
+    assert answer["error"] == "order_conflict"
+    assert answer["fields"] == ["amount.value"]
+
+
+async def test_ten_concurrent_identical_requests_create_one_execution_and_one_authorize(
+    checkout: Client,
+    sandbox: SandboxHandle,
+    authorize_consumer: AuthorizeConsumer,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    responses = await asyncio.gather(
+        *(checkout.post("/checkout/place-order", json=body) for _ in range(10))
+    )
+    answers = [await r.json() for r in responses]
+    assert {r.status for r in responses} == {200}
+    assert {a["status"] for a in answers} == {"authorized"}
+    assert len({a["executionId"] for a in answers}) == 1
+    stats = await sandbox.stats()
+    assert stats["executionsCreated"] == 1
+    assert stats["authorizesExecuted"] == {answers[0]["executionId"]: 1}
+    assert await count_orders(sessions, body["orderReference"]) == 1
+    assert await outbox_of(sessions, body["orderReference"]) == ["order.paid"]
+
+
+async def test_a_poll_timeout_answers_processing_and_the_order_is_readable(
+    checkout: Client, sandbox: SandboxHandle
+) -> None:
+    """No authorize consumer runs here, so the execution never leaves ``created``."""
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    response = await checkout.post("/checkout/place-order", json=body)
+    answer = await response.json()
+    assert response.status == 202, answer
+    assert answer == {
+        "status": "processing",
+        "executionId": answer["executionId"],
+        "orderReference": body["orderReference"],
+    }
+    order = await (await checkout.get(f"/orders/{body['orderReference']}")).json()
+    assert order["status"] == "authorizing"
+    assert order["confirmedBy"] == "place_order"
+
+
+async def test_a_challenge_answers_the_redirect_url(
+    checkout: Client, sandbox: SandboxHandle, authorize_consumer: AuthorizeConsumer
+) -> None:
+    body = await order_body(checkout, sandbox, CHALLENGE)
+    response = await checkout.post("/checkout/place-order", json=body)
+    answer = await response.json()
+    assert response.status == 200, answer
+    assert answer["actionRequired"] == "3ds"
+    assert answer["redirectUrl"] == f"{sandbox.url}/public/3ds/{answer['executionId']}"
+    order = await (await checkout.get(f"/orders/{body['orderReference']}")).json()
+    assert order["status"] == "action_required"
+    assert order["actionRequired"] == "3ds"
+    assert order["redirectUrl"] == answer["redirectUrl"]

@@ -1,0 +1,242 @@
+"""The authorize consumer: the pre-authorize hook, then POST authorize with the stored key.
+
+Outcomes: ``authorized`` (Payrails acknowledged), ``denied`` (the hook said no: the order is
+``payment_failed``), ``skipped`` (the order is past authorizing, or was acknowledged already),
+``rejected`` (Payrails refused for good: the order goes to ``needs_review``), ``retried`` and
+``dead_lettered`` (transient failures, then the parking lot after the last delay tier).
+
+An order is never authorized twice: only an order still ``created`` or ``authorizing`` is
+authorized, under its row lock; the ``authorize`` idempotency key is committed before the call
+and reused on every retry; and once Payrails has acknowledged, the key is marked completed so a
+redelivered command is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import metrics
+from shared.db.models import IdempotencyKey, Order
+from shared.errors import InvalidPayload, PublishError, TransientError
+from shared.orders import apply_observation, ensure_idempotency_key, lock_order, order_money, utcnow
+from shared.payrails.errors import PayrailsError, PayrailsTransientError
+from shared.state_machine import Cause, Observation, OrderStatus
+from worker.deps import Deps
+from worker.preauthorize import AllowAll, Decision, PreAuthorizeHook
+from worker.retry import dead_letter, retry_later
+
+log = structlog.get_logger(__name__)
+
+AUTHORIZE_OPERATION = "authorize"
+AUTHORIZABLE = frozenset({OrderStatus.CREATED, OrderStatus.AUTHORIZING})
+
+
+class AuthorizeOutcome(StrEnum):
+    AUTHORIZED = "authorized"
+    DENIED = "denied"
+    SKIPPED = "skipped"
+    REJECTED = "rejected"
+    RETRIED = "retried"
+    DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizeCommand:
+    """The ``authorize`` command the checkout publishes to ``payments.commands``."""
+
+    order_reference: str
+    execution_id: str
+
+    @property
+    def message_id(self) -> str:
+        """Stable per order, so a republished command is recognisably the same one."""
+        return f"authorize:{self.order_reference}"
+
+    def to_body(self) -> bytes:
+        return json.dumps(
+            {"orderReference": self.order_reference, "executionId": self.execution_id}
+        ).encode()
+
+    @classmethod
+    def from_body(cls, body: bytes) -> AuthorizeCommand:
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidPayload("authorize command is not valid JSON") from exc
+        if not isinstance(data, dict):
+            raise InvalidPayload("authorize command is not a JSON object")
+        reference, execution_id = data.get("orderReference"), data.get("executionId")
+        if not isinstance(reference, str) or not reference:
+            raise InvalidPayload("authorize command has no orderReference")
+        if not isinstance(execution_id, str) or not execution_id:
+            raise InvalidPayload("authorize command has no executionId")
+        return cls(reference, execution_id)
+
+
+def return_url(deps: Deps, execution_id: str) -> str:
+    """Where the 3-D Secure challenge sends the shopper back (returnInfo.success)."""
+    return f"{deps.settings.public_base_url}/payment-return/{execution_id}"
+
+
+def _is_authorizable(order: Order, command: AuthorizeCommand) -> bool:
+    return (
+        OrderStatus(order.status) in AUTHORIZABLE
+        and order.execution_id == command.execution_id
+        and order.payment_instrument_id is not None
+        and order.payment_method_code is not None
+    )
+
+
+async def _key_completed(session: AsyncSession, order_id: int) -> bool:
+    completed = await session.scalar(
+        select(IdempotencyKey.completed_at).where(
+            IdempotencyKey.order_id == order_id, IdempotencyKey.operation == AUTHORIZE_OPERATION
+        )
+    )
+    return completed is not None
+
+
+async def _load(deps: Deps, command: AuthorizeCommand) -> Order | None:
+    """The order if it may still be authorized, read without a lock for the hook."""
+    async with deps.sessions.begin() as session:
+        order = await session.scalar(
+            select(Order).where(Order.reference == command.order_reference)
+        )
+        if order is None or not _is_authorizable(order, command):
+            return None
+        if await _key_completed(session, order.id):
+            return None
+        return order
+
+
+async def _decide(
+    deps: Deps, order_id: int, command: AuthorizeCommand, decision: Decision
+) -> tuple[AuthorizeOutcome, Order | None, uuid.UUID | None]:
+    """Under the row lock: record a denial, or commit the key and the authorizing state."""
+    async with deps.sessions.begin() as session:
+        order = await lock_order(session, order_id=order_id)
+        if order is None or not _is_authorizable(order, command):
+            return AuthorizeOutcome.SKIPPED, None, None
+        if not decision.allowed:
+            reason = decision.reason or "denied by pre-authorize checks"
+            observed = Observation(OrderStatus.PAYMENT_FAILED, reason=reason)
+            await apply_observation(session, order, observed, Cause.PRE_AUTHORIZE)
+            return AuthorizeOutcome.DENIED, None, None
+        key = await ensure_idempotency_key(session, order.id, AUTHORIZE_OPERATION)
+        await apply_observation(
+            session, order, Observation(OrderStatus.AUTHORIZING), Cause.AUTHORIZE
+        )
+        return AuthorizeOutcome.AUTHORIZED, order, key
+
+
+async def _mark_completed(deps: Deps, order_id: int) -> None:
+    async with deps.sessions.begin() as session:
+        await session.execute(
+            update(IdempotencyKey)
+            .where(
+                IdempotencyKey.order_id == order_id,
+                IdempotencyKey.operation == AUTHORIZE_OPERATION,
+            )
+            .values(completed_at=utcnow())
+        )
+
+
+async def authorize_order(
+    deps: Deps, command: AuthorizeCommand, hook: PreAuthorizeHook
+) -> AuthorizeOutcome:
+    """Run the hook, then authorize at Payrails once; raises TransientError to retry."""
+    candidate = await _load(deps, command)
+    if candidate is None:
+        return AuthorizeOutcome.SKIPPED
+    decision = await hook.check(candidate)
+    outcome, order, key = await _decide(deps, candidate.id, command, decision)
+    if outcome is not AuthorizeOutcome.AUTHORIZED or order is None or key is None:
+        return outcome
+    assert order.payment_instrument_id is not None
+    assert order.payment_method_code is not None
+    try:
+        await deps.payrails.authorize(
+            command.execution_id,
+            amount=order_money(order),
+            payment_instrument_id=order.payment_instrument_id,
+            payment_method_code=order.payment_method_code,
+            return_url=return_url(deps, command.execution_id),
+            idempotency_key=key,
+        )
+    except PayrailsTransientError:
+        raise
+    except (PayrailsError, InvalidPayload) as exc:
+        await _refer_to_review(deps, order.id, exc)
+        return AuthorizeOutcome.REJECTED
+    await _mark_completed(deps, order.id)
+    return outcome
+
+
+async def _refer_to_review(deps: Deps, order_id: int, exc: PayrailsError | InvalidPayload) -> None:
+    """A refusal a retry will not change: an operator decides, nothing is retried by itself.
+
+    Conservative on purpose: a refused or unreadable answer cannot prove that no money moved.
+    """
+    code = (exc.code or exc.status) if isinstance(exc, PayrailsError) else "unreadable answer"
+    log.error("authorize.rejected", error=repr(exc))
+    async with deps.sessions.begin() as session:
+        order = await lock_order(session, order_id=order_id)
+        if order is None:
+            return
+        observed = Observation(OrderStatus.NEEDS_REVIEW, reason=f"authorize refused: {code}")
+        await apply_observation(session, order, observed, Cause.AUTHORIZE)
+
+
+async def _process(
+    message: AbstractIncomingMessage, deps: Deps, hook: PreAuthorizeHook
+) -> AuthorizeOutcome:
+    """One command to one outcome; retry and dead-letter hand-offs are confirmed publishes."""
+    queue = deps.names.authorize_queue
+    try:
+        command = AuthorizeCommand.from_body(message.body)
+    except InvalidPayload:
+        await dead_letter(message, deps, source_queue=queue, reason="invalid_payload")
+        return AuthorizeOutcome.DEAD_LETTERED
+    try:
+        with structlog.contextvars.bound_contextvars(
+            order_reference=command.order_reference, execution_id=command.execution_id
+        ):
+            return await authorize_order(deps, command, hook)
+    except (TransientError, OperationalError) as exc:
+        log.warning("authorize.transient_failure", error=type(exc).__name__)
+        result = await retry_later(message, deps, source_queue=queue, reason="transient")
+        return AuthorizeOutcome(result)
+
+
+async def handle_authorize(
+    message: AbstractIncomingMessage, deps: Deps, *, hook: PreAuthorizeHook | None = None
+) -> None:
+    """Consume one authorize command; ack only after the outcome is durable."""
+    started = time.perf_counter()
+    async with message.process(requeue=False, ignore_processed=True):
+        with structlog.contextvars.bound_contextvars(
+            message_id=message.message_id, redelivered=message.redelivered
+        ):
+            try:
+                outcome = await _process(message, deps, hook or AllowAll())
+            except PublishError:
+                log.warning("authorize.handoff_failed")
+                await message.nack(requeue=True)
+                return
+            await message.ack()
+            metrics.AUTHORIZE_COMMANDS.labels(outcome.value).inc()
+            log.info(
+                "authorize.finished",
+                outcome=outcome.value,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
