@@ -1,0 +1,240 @@
+"""PostgreSQL and RabbitMQ for ``make run``: reach them, else start them, else say how.
+
+Order of attempts when a service is not reachable: a locally installed server (Debian's
+``pg_ctlcluster``, ``rabbitmq-server -detached``), then Docker compose, then instructions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aio_pika
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from shared.config import Settings
+from shared.db.migrate import upgrade
+from shared.messaging import Names, declare_topology
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = "deploy/compose.yaml"
+POSTGRES_CLUSTERS = Path("/etc/postgresql")
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+START_TIMEOUT_SECONDS = 60.0
+READY_TIMEOUT_SECONDS = 30.0
+# The credentials deploy/compose.yaml gives its PostgreSQL and RabbitMQ (local development values).
+COMPOSE_URLS: Mapping[str, str] = {
+    "postgres": "postgresql+psycopg://recon:recon@127.0.0.1:5432/payrails",
+    "rabbitmq": "amqp://recon:recon@127.0.0.1:5672/",
+}
+
+Say = Callable[[str], None]
+
+
+class ServicesUnavailable(Exception):
+    """PostgreSQL or RabbitMQ is down and could not be started; the message says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A server the stack needs, where the settings say it is."""
+
+    name: str
+    variable: str
+    compose_service: str
+    host: str
+    port: int
+
+    @property
+    def is_local(self) -> bool:
+        return self.host in LOCAL_HOSTS
+
+    def describe(self) -> str:
+        return f"{self.name} at {self.host}:{self.port} ({self.variable})"
+
+
+def services_of(settings: Settings) -> tuple[Service, Service]:
+    """PostgreSQL and RabbitMQ as DATABASE_URL and AMQP_URL name them."""
+    db = urlsplit(settings.database_url)
+    amqp = urlsplit(settings.amqp_url.reveal())
+    return (
+        Service(
+            "PostgreSQL", "DATABASE_URL", "postgres", db.hostname or "127.0.0.1", db.port or 5432
+        ),
+        Service(
+            "RabbitMQ", "AMQP_URL", "rabbitmq", amqp.hostname or "127.0.0.1", amqp.port or 5672
+        ),
+    )
+
+
+def is_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_reachable(service: Service, timeout: float = START_TIMEOUT_SECONDS) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_reachable(service.host, service.port):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _run(argv: Sequence[str], timeout: float = 120.0) -> bool:
+    # Fixed argument lists built from shutil.which results: nothing here comes from the user.
+    result = subprocess.run(argv, capture_output=True, check=False, timeout=timeout)  # noqa: S603
+    return result.returncode == 0
+
+
+def start_local_postgres(say: Say) -> bool:
+    """Start every Debian PostgreSQL cluster named ``main``; False when none could start."""
+    ctl = shutil.which("pg_ctlcluster")
+    versions = sorted(p.parent.name for p in POSTGRES_CLUSTERS.glob("*/main"))
+    if ctl is None or not versions:
+        return False
+    started = []
+    for version in versions:
+        say(f"starting the local PostgreSQL {version} cluster")
+        started.append(_run([ctl, "--skip-systemctl-redirect", version, "main", "start"]))
+    return any(started)
+
+
+def start_local_rabbitmq(say: Say) -> bool:
+    """Start a locally installed RabbitMQ in the background; False when it could not start."""
+    server = shutil.which("rabbitmq-server")
+    if server is None:
+        return False
+    say("starting the local RabbitMQ (rabbitmq-server -detached)")
+    return _run([server, "-detached"])
+
+
+def docker_command() -> str | None:
+    """The docker CLI when a Docker engine answers, else None."""
+    docker = shutil.which("docker")
+    if docker is None:
+        return None
+    try:
+        return docker if _run([docker, "info"], timeout=20) else None
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def compose_up(docker: str, services: Sequence[Service], say: Say) -> bool:
+    names = [s.compose_service for s in services]
+    say(f"starting {', '.join(names)} with docker compose -f {COMPOSE_FILE}")
+    return _run([docker, "compose", "-f", str(ROOT / COMPOSE_FILE), "up", "-d", *names], 600)
+
+
+def instructions(down: Sequence[Service]) -> str:
+    """Exactly what to do when nothing could start the services."""
+    names = " ".join(s.compose_service for s in down)
+    lines = [
+        *(f"{s.describe()} is not reachable." for s in down),
+        "Start them one of these ways, then run `make run` again:",
+        f"  - Docker:        docker compose -f {COMPOSE_FILE} up -d {names}",
+        "  - Debian/Ubuntu: sudo apt-get install postgresql rabbitmq-server",
+        "                   (then: sudo pg_ctlcluster <version> main start; "
+        "sudo rabbitmq-server -detached)",
+        "  - macOS:         brew install postgresql@16 rabbitmq && "
+        "brew services start postgresql@16 && brew services start rabbitmq",
+        "  - or point DATABASE_URL / AMQP_URL at servers that are running.",
+    ]
+    return "\n".join(lines)
+
+
+def _start_locally(service: Service, say: Say) -> bool:
+    starters = {"PostgreSQL": start_local_postgres, "RabbitMQ": start_local_rabbitmq}
+    return service.is_local and starters[service.name](say) and wait_reachable(service)
+
+
+def ensure_services(settings: Settings, env: Mapping[str, str], say: Say) -> dict[str, str]:
+    """Make PostgreSQL and RabbitMQ reachable, or raise ServicesUnavailable with instructions.
+
+    Returns the variables to add to the environment: compose's credentials for each service
+    that compose started and whose URL the environment does not set.
+    """
+    down = [s for s in services_of(settings) if not is_reachable(s.host, s.port)]
+    down = [s for s in down if not _start_locally(s, say)]
+    overrides: dict[str, str] = {}
+    if not down:
+        return overrides
+    docker = docker_command() if all(s.is_local for s in down) else None
+    if docker is not None and compose_up(docker, down, say):
+        overrides = {
+            s.variable: COMPOSE_URLS[s.compose_service] for s in down if s.variable not in env
+        }
+        down = [s for s in down if not wait_reachable(s)]
+    if down:
+        raise ServicesUnavailable(instructions(down))
+    for variable in overrides:
+        say(f"using {variable} with the credentials of {COMPOSE_FILE}")
+    return overrides
+
+
+def ensure_database(database_url: str, say: Say) -> None:
+    """CREATE DATABASE for DATABASE_URL's database when the server lacks it.
+
+    Retries while a freshly started server still refuses connections.
+    """
+    url = make_url(database_url)
+    name = url.database or "postgres"
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while True:
+        try:
+            conn = psycopg.connect(admin, autocommit=True, connect_timeout=5)
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    with conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if found is None:
+            say(f"creating database {name}")
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+async def _declare(settings: Settings) -> Names:
+    """Declare the topology, retrying while a freshly started broker finishes booting."""
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while True:
+        try:
+            connection = await aio_pika.connect(settings.amqp_url.reveal(), timeout=5)
+        except (OSError, aio_pika.exceptions.AMQPError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1)
+            continue
+        async with connection:
+            return await declare_topology(await connection.channel(), settings)
+
+
+def prepare(env: Mapping[str, str], say: Say) -> dict[str, str]:
+    """Services reachable, database present and migrated, topology declared.
+
+    Returns the environment to run the stack with.
+    """
+    settings = Settings.from_env(env)
+    effective = {**env, **ensure_services(settings, env, say)}
+    settings = Settings.from_env(effective)
+    ensure_database(settings.database_url, say)
+    say("applying migrations")
+    upgrade(settings.database_url)
+    names = asyncio.run(_declare(settings))
+    say(f"topology declared (queues: {names.events_queue}, {names.authorize_queue}, ...)")
+    return effective

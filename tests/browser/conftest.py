@@ -1,0 +1,69 @@
+"""Headless Chromium (Debian's chromium + chromium-driver) and the whole stack behind it."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+from tests.run.stack import RunningStack, delete_stack_topology, launch, stack_env
+
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,900",
+)
+INSTALL_HINT = "install Debian's packages: apt-get install chromium chromium-driver"
+
+
+def chromium_binary() -> str:
+    """The system Chromium; a clear failure (never a skip, never a download) without it."""
+    binary = shutil.which("chromium")
+    if binary is None:
+        pytest.fail(f"the browser tests need Chromium and it is not installed: {INSTALL_HINT}")
+    if not CHROMEDRIVER.exists():
+        pytest.fail(f"the browser tests need {CHROMEDRIVER} and it is missing: {INSTALL_HINT}")
+    return binary
+
+
+@pytest.fixture(scope="module")
+def chrome() -> Iterator[webdriver.Chrome]:
+    """One headless Chromium for the module, with a fresh profile and network logging on."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium_binary()
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    # Network events let a test see every request body the browser sent, and to whom.
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        options.add_argument(f"--user-data-dir={profile}")
+        # An explicit driver path: selenium-manager never runs, so nothing is downloaded.
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+        try:
+            yield driver
+        finally:
+            driver.quit()
+
+
+@pytest.fixture(scope="module")
+def demo(base_env: dict[str, str]) -> Iterator[RunningStack]:
+    """``make run`` on free ports with this run's database and names of its own."""
+    env = stack_env(base_env, "browser")
+    stack = launch(env)
+    yield stack
+    stack.stop()
+    stack.save_log("demo-stack")
+    delete_stack_topology(env)

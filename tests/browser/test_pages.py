@@ -1,0 +1,109 @@
+"""The storefront pages and the Secure Fields assets, served without a browser."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from ingress.keys import SETTINGS
+from ingress.storefront import TEST_CARDS, setup_storefront_routes
+from sandbox.secure_fields import ASSETS, FIELD_PATH, SDK_PATH, setup_secure_fields_routes
+from shared.config import Settings
+
+Client = TestClient[web.Request, web.Application]
+StartStorefront = Callable[[Settings], Awaitable[Client]]
+
+
+@pytest.fixture
+async def storefront() -> AsyncIterator[StartStorefront]:
+    """Start a bare app with only the storefront routes, for the given settings."""
+    clients: list[Client] = []
+
+    async def start(settings: Settings) -> Client:
+        app = web.Application()
+        app[SETTINGS] = settings
+        setup_storefront_routes(app)
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def sandbox_assets() -> AsyncIterator[Client]:
+    app = web.Application()
+    setup_secure_fields_routes(app)
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+async def test_checkout_page_loads_the_sdk_from_the_payrails_origin(
+    storefront: StartStorefront,
+) -> None:
+    client = await storefront(Settings(payrails_base_url="http://127.0.0.1:18090"))
+    response = await client.get("/")
+    page = await response.text()
+    assert response.status == 200
+    assert f'<script src="http://127.0.0.1:18090{SDK_PATH}"></script>' in page
+    assert (
+        "script-src 'self' http://127.0.0.1:18090;" in response.headers["Content-Security-Policy"]
+    )
+
+
+async def test_checkout_page_prefers_the_sdk_origin_setting(storefront: StartStorefront) -> None:
+    settings = Settings(
+        payrails_base_url="http://sandbox:8090", payrails_sdk_origin="http://127.0.0.1:8090"
+    )
+    page = await (await (await storefront(settings)).get("/")).text()
+    assert f'<script src="http://127.0.0.1:8090{SDK_PATH}"></script>' in page
+    assert "http://sandbox:8090" not in page
+
+
+async def test_checkout_page_has_the_three_card_mounts_the_modal_and_every_test_card(
+    storefront: StartStorefront,
+) -> None:
+    page = await (await (await storefront(Settings())).get("/")).text()
+    for element_id in ("card-number", "card-expiry", "card-cvv", "place-order", "threeds-iframe"):
+        assert f'id="{element_id}"' in page
+    for card in TEST_CARDS:
+        assert card.number in page
+
+
+async def test_confirmation_page_escapes_the_reference(storefront: StartStorefront) -> None:
+    response = await (await storefront(Settings())).get("/order-confirmation/%3Cb%3Ex")
+    page = await response.text()
+    assert response.status == 200
+    assert 'data-reference="&lt;b&gt;x"' in page
+    assert "<b>x" not in page
+
+
+async def test_storefront_scripts_are_served(storefront: StartStorefront) -> None:
+    client = await storefront(Settings())
+    for name in ("checkout.js", "confirmation.js"):
+        response = await client.get(f"/static/{name}")
+        assert response.status == 200
+        assert response.content_type == "application/javascript"
+
+
+async def test_sandbox_serves_the_sdk_and_every_field_asset(sandbox_assets: Client) -> None:
+    for path, (_, content_type) in ASSETS.items():
+        response = await sandbox_assets.get(path)
+        assert response.status == 200, path
+        assert response.content_type == content_type
+
+
+async def test_field_page_may_be_framed_but_only_talks_to_its_own_origin(
+    sandbox_assets: Client,
+) -> None:
+    response = await sandbox_assets.get(FIELD_PATH, params={"type": "CVV"})
+    policy = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors *" in policy
+    assert "connect-src 'self'" in policy
+    assert "script-src 'self'" in policy
