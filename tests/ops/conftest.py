@@ -1,0 +1,47 @@
+"""Ops fixtures: worker dependencies on the sandbox, and a shop whose webhooks are dropped."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sandbox.control_client import SandboxHandle
+from shared.config import Settings
+from shared.messaging import Names, open_channel
+from shared.payrails.client import PayrailsClient
+from tests.ops.shop import STUCK_AFTER, Shop
+from worker.deps import Deps
+
+
+@pytest.fixture
+async def ops_deps(
+    settings: Settings,
+    topology: Names,
+    sessions: async_sessionmaker[AsyncSession],
+    sandbox: SandboxHandle,
+    payrails: PayrailsClient,
+    amqp_connection: AbstractRobustConnection,
+) -> AsyncIterator[Deps]:
+    """Worker dependencies with Payrails at this test's sandbox and a month as the threshold."""
+    tuned = dataclasses.replace(
+        settings,
+        payrails_base_url=sandbox.url,
+        sweeper_stuck_after_seconds=STUCK_AFTER.total_seconds(),
+    )
+    channel = await open_channel(amqp_connection)
+    yield Deps(tuned, topology, sessions, payrails, channel)
+    await channel.close()
+
+
+@pytest.fixture
+async def shop(
+    payrails: PayrailsClient, sandbox: SandboxHandle, sessions: async_sessionmaker[AsyncSession]
+) -> Shop:
+    """A shop whose webhooks the sandbox drops, every one of them."""
+    await sandbox.set_config(webhook_url="http://127.0.0.1:9/webhooks/payrails")
+    await sandbox.set_faults({"webhooks": {"drop_rate": 1}})
+    return Shop(payrails, sandbox, sessions)

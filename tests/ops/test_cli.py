@@ -1,0 +1,324 @@
+"""The ``recon`` CLI against the real broker, database and sandbox.
+
+Commands run through click's CliRunner in a thread: the CLI runs its own event loop there, while
+this test's loop keeps serving the in-process sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from click.testing import CliRunner, Result
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sandbox.control_client import SandboxHandle
+from shared.config import Settings
+from shared.db.models import Order
+from shared.events import derive_event_id
+from shared.messaging import HDR_ATTEMPT, HDR_EVENT_ID, HDR_EVENT_NAME, HDR_RECEIVED_AT
+from tests.ops.shop import APPROVE, Shop, order_status, transitions_of
+from worker.cli import cli
+from worker.consumer import EventsConsumer
+from worker.deps import Deps
+from worker.retry import dead_letter
+
+Invoke = Callable[..., Coroutine[Any, Any, Result]]
+
+
+@pytest.fixture
+def recon(base_env: dict[str, str], settings: Settings, sandbox: SandboxHandle) -> Invoke:
+    """Run ``recon ARGS`` with this test's names and sandbox; returns click's Result."""
+    env = {
+        **base_env,
+        "AMQP_NAME_PREFIX": settings.amqp_name_prefix,
+        "PAYRAILS_BASE_URL": sandbox.url,
+    }
+
+    async def invoke(*args: str, stdin: str | None = None) -> Result:
+        runner = CliRunner()
+        return await asyncio.to_thread(runner.invoke, cli, list(args), input=stdin, env=env)
+
+    return invoke
+
+
+async def dead_letter_webhook(deps: Deps, sandbox: SandboxHandle, execution_id: str) -> str:
+    """Route the webhook the sandbox dropped through the events queue into the DLQ, as the worker
+    does when its retries run out; return the dead letter's id."""
+    (delivery,) = await sandbox.deliveries(execution_id=execution_id)
+    body = json.dumps(delivery["body"]).encode()
+    event_id = derive_event_id(delivery["body"])
+    headers = {
+        HDR_EVENT_NAME: delivery["event"],
+        HDR_EVENT_ID: event_id,
+        HDR_RECEIVED_AT: datetime.now(UTC).isoformat(),
+        HDR_ATTEMPT: 3,
+    }
+    exchange = await deps.channel.get_exchange(deps.names.webhooks_exchange)
+    message = aio_pika.Message(body, headers=headers, message_id=event_id)
+    await exchange.publish(message, delivery["event"], mandatory=True)
+    queue = await deps.channel.get_queue(deps.names.events_queue)
+    incoming = await queue.get(timeout=5)
+    assert incoming is not None
+    await dead_letter(
+        incoming, deps, source_queue=deps.names.events_queue, reason="payrails_unavailable"
+    )
+    await incoming.ack()
+    return event_id
+
+
+async def ready(connection: AbstractRobustConnection, queue: str) -> int:
+    """Messages ready on ``queue`` now. A fresh channel each time: a robust channel answers a
+    passive declare from its cache, with the count of the first declare."""
+    async with connection.channel() as channel:
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+
+
+@pytest.fixture
+async def events_consumer(
+    ops_deps: Deps, amqp_connection: AbstractRobustConnection
+) -> AsyncIterator[Callable[[], Coroutine[Any, Any, None]]]:
+    """Starts the real webhook-events consumer on demand; stops it afterwards."""
+    channel = await amqp_connection.channel(publisher_confirms=False)
+    consumer = EventsConsumer(ops_deps, channel)
+    started = False
+
+    async def start() -> None:
+        nonlocal started
+        await consumer.start()
+        started = True
+
+    yield start
+    if started:
+        await consumer.stop()
+    await channel.close()
+
+
+async def wait_for_status(
+    sessions: async_sessionmaker[AsyncSession], reference: str, status: str
+) -> None:
+    async with asyncio.timeout(15):
+        while await order_status(sessions, reference) != status:
+            await asyncio.sleep(0.05)
+
+
+async def test_dlq_list_shows_each_dead_letter_and_leaves_it_in_the_queue(
+    recon: Invoke,
+    ops_deps: Deps,
+    shop: Shop,
+    sandbox: SandboxHandle,
+    amqp_connection: AbstractRobustConnection,
+) -> None:
+    reference, execution_id = await shop.pay(APPROVE)
+    letter_id = await dead_letter_webhook(ops_deps, sandbox, execution_id)
+
+    result = await recon("dlq", "list")
+
+    assert result.exit_code == 0, result.output
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith(letter_id)]
+    for column in (
+        "payrails_unavailable",
+        "3",
+        "executionActionCompleted",
+        execution_id,
+        reference,
+    ):
+        assert column in row.split()
+    assert await ready(amqp_connection, ops_deps.names.dead_letters_queue) == 1
+
+
+async def test_dlq_replay_dry_run_prints_the_change_and_changes_nothing(
+    recon: Invoke,
+    ops_deps: Deps,
+    shop: Shop,
+    sandbox: SandboxHandle,
+    sessions: async_sessionmaker[AsyncSession],
+    amqp_connection: AbstractRobustConnection,
+) -> None:
+    reference, execution_id = await shop.pay(APPROVE)
+    letter_id = await dead_letter_webhook(ops_deps, sandbox, execution_id)
+
+    result = await recon("dlq", "replay", "--all", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith(letter_id)]
+    assert row.split()[1:4] == [reference, "authorizing", "paid"]
+    assert await ready(amqp_connection, ops_deps.names.dead_letters_queue) == 1
+    assert await ready(amqp_connection, ops_deps.names.events_queue) == 0
+    assert await order_status(sessions, reference) == "authorizing"
+    assert await transitions_of(sessions, reference) == []
+
+
+async def test_dlq_replay_republishes_and_the_worker_reconciles(
+    recon: Invoke,
+    ops_deps: Deps,
+    shop: Shop,
+    sandbox: SandboxHandle,
+    sessions: async_sessionmaker[AsyncSession],
+    events_consumer: Callable[[], Coroutine[Any, Any, None]],
+    amqp_connection: AbstractRobustConnection,
+) -> None:
+    reference, execution_id = await shop.pay(APPROVE)
+    letter_id = await dead_letter_webhook(ops_deps, sandbox, execution_id)
+
+    result = await recon("dlq", "replay", "--id", letter_id)
+
+    assert result.exit_code == 0, result.output
+    assert f"{letter_id}: replayed to {ops_deps.names.events_queue}" in result.stdout
+    assert await ready(amqp_connection, ops_deps.names.dead_letters_queue) == 0
+    queue = await ops_deps.channel.get_queue(ops_deps.names.events_queue)
+    replayed = await queue.get(timeout=5)
+    assert replayed is not None
+    assert replayed.headers[HDR_ATTEMPT] == 0
+    await replayed.nack(requeue=True)
+    await events_consumer()
+    await wait_for_status(sessions, reference, "paid")
+    assert await transitions_of(sessions, reference) == [("authorizing", "paid", "webhook")]
+
+
+async def test_dlq_replay_of_an_unknown_id_fails_and_keeps_the_queue(
+    recon: Invoke,
+    ops_deps: Deps,
+    shop: Shop,
+    sandbox: SandboxHandle,
+    amqp_connection: AbstractRobustConnection,
+) -> None:
+    _, execution_id = await shop.pay(APPROVE)
+    await dead_letter_webhook(ops_deps, sandbox, execution_id)
+
+    result = await recon("dlq", "replay", "--id", "no-such-letter")
+
+    assert result.exit_code == 1
+    assert await ready(amqp_connection, ops_deps.names.dead_letters_queue) == 1
+
+
+async def test_dlq_purge_asks_first_and_deletes_with_yes(
+    recon: Invoke,
+    ops_deps: Deps,
+    shop: Shop,
+    sandbox: SandboxHandle,
+    amqp_connection: AbstractRobustConnection,
+) -> None:
+    _, execution_id = await shop.pay(APPROVE)
+    await dead_letter_webhook(ops_deps, sandbox, execution_id)
+
+    declined = await recon("dlq", "purge", stdin="n\n")
+    count_after_decline = await ready(amqp_connection, ops_deps.names.dead_letters_queue)
+    purged = await recon("dlq", "purge", "--yes")
+
+    assert declined.exit_code == 1
+    assert count_after_decline == 1
+    assert purged.exit_code == 0
+    assert "purged 1 message(s)" in purged.stdout
+    assert await ready(amqp_connection, ops_deps.names.dead_letters_queue) == 0
+
+
+async def test_orders_reconcile_repolls_now_and_show_prints_the_timeline(
+    recon: Invoke, ops_deps: Deps, shop: Shop, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference, _ = await shop.pay(APPROVE)
+
+    reconciled = await recon("orders", "reconcile", reference)
+    shown = await recon("orders", "show", reference)
+
+    assert reconciled.exit_code == 0, reconciled.output
+    assert f"{reference}: authorizing -> paid" in reconciled.stdout
+    assert await transitions_of(sessions, reference) == [("authorizing", "paid", "operator")]
+    assert shown.exit_code == 0, shown.output
+    assert "status:         paid" in shown.stdout
+    assert any(
+        line.split()[1:4] == ["authorizing", "paid", "operator"]
+        for line in shown.stdout.splitlines()
+    )
+
+
+async def test_review_list_shows_orders_in_needs_review(
+    recon: Invoke, ops_deps: Deps, shop: Shop, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference, _ = await shop.pay(APPROVE)
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Order)
+            .where(Order.reference == reference)
+            .values(status="needs_review", failure_reason="ProviderTimeout")
+        )
+
+    result = await recon("review", "list")
+
+    assert result.exit_code == 0, result.output
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith(reference)]
+    assert "ProviderTimeout" in row
+
+
+async def test_unknown_orders_exit_1_and_a_replay_without_a_target_exits_2(recon: Invoke) -> None:
+    shown = await recon("orders", "show", "no-such-order")
+    reconciled = await recon("orders", "reconcile", "no-such-order")
+    replay = await recon("dlq", "replay")
+
+    assert (shown.exit_code, reconciled.exit_code, replay.exit_code) == (1, 1, 2)
+    assert "not found" in shown.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["dlq"],
+        ["dlq", "list"],
+        ["dlq", "replay"],
+        ["dlq", "purge"],
+        ["orders"],
+        ["orders", "show"],
+        ["orders", "reconcile"],
+        ["review"],
+        ["review", "list"],
+    ],
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = CliRunner().invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage: " in result.output
+
+
+def test_an_unreachable_broker_is_exit_1_with_a_message_and_no_password() -> None:
+    result = CliRunner().invoke(
+        cli, ["dlq", "list"], env={"AMQP_URL": "amqp://ops:hunter2@127.0.0.1:1/"}
+    )
+
+    assert result.exit_code == 1
+    assert "AMQPConnectionError" in result.output
+    assert "hunter2" not in result.output
+
+
+async def test_a_message_the_broker_dead_lettered_is_replayed_to_its_x_death_queue(
+    recon: Invoke, ops_deps: Deps, amqp_connection: AbstractRobustConnection
+) -> None:
+    names = ops_deps.names
+    await ops_deps.channel.default_exchange.publish(
+        aio_pika.Message(b'{"event": "executionActionCompleted"}', message_id="poison-1"),
+        names.events_queue,
+    )
+    queue = await ops_deps.channel.get_queue(names.events_queue)
+    incoming = await queue.get(timeout=5)
+    assert incoming is not None
+    await incoming.reject(requeue=False)  # the queue's dead-letter exchange takes it
+    async with asyncio.timeout(5):
+        while await ready(amqp_connection, names.dead_letters_queue) == 0:
+            await asyncio.sleep(0.02)
+
+    listed = await recon("dlq", "list")
+    replayed = await recon("dlq", "replay", "--id", "poison-1")
+
+    (row,) = [line for line in listed.stdout.splitlines() if line.startswith("poison-1")]
+    assert row.split()[1] == "rejected"
+    assert row.split()[-1] == names.events_queue
+    assert replayed.exit_code == 0, replayed.output
+    assert await ready(amqp_connection, names.events_queue) == 1

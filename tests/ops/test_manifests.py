@@ -1,0 +1,283 @@
+"""compose.yaml, the Kubernetes manifests and the Dockerfile agree with the code's settings.
+
+Variable names come from the settings modules themselves (shared/config.py, sandbox/config.py),
+ports from the Settings defaults, paths from the apps. Docker is not needed: this reads files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from aiohttp import web
+
+from ingress.checkout_app import create_checkout_app
+from ingress.webhook_app import WEBHOOK_PATH, create_webhook_app
+from sandbox.app import create_sandbox_app
+from sandbox.config import SandboxConfig
+from shared.config import Settings
+from tests.ops.deploy_files import (
+    COMPOSE,
+    DEPLOY,
+    ROOT,
+    k8s_documents,
+    load_yaml,
+    settings_variables,
+)
+from worker.health import create_health_app
+
+SERVICE_VARIABLES = settings_variables(ROOT / "shared" / "config.py")
+SANDBOX_VARIABLES = settings_variables(ROOT / "sandbox" / "config.py")
+SECRET_VARIABLES = {
+    "DATABASE_URL",
+    "AMQP_URL",
+    "PAYRAILS_CLIENT_SECRET",
+    "PAYRAILS_WEBHOOK_SECRETS",
+}
+DEFAULTS = Settings()
+# process (by its command) -> (the port variable, the port the code listens on)
+PROCESSES: dict[tuple[str, ...], tuple[str, int]] = {
+    ("python", "-m", "ingress", "webhooks"): ("WEBHOOK_PORT", DEFAULTS.webhook_port),
+    ("python", "-m", "ingress", "checkout"): ("CHECKOUT_PORT", DEFAULTS.checkout_port),
+    ("python", "-m", "worker"): ("WORKER_METRICS_PORT", DEFAULTS.worker_metrics_port),
+    ("python", "-m", "sandbox"): ("SANDBOX_PORT", SandboxConfig().port),
+}
+MIGRATE = ("alembic", "upgrade", "head")
+
+
+def served_paths(command: tuple[str, ...]) -> set[str]:
+    """The GET paths the process ``command`` starts serves, read from its app factory."""
+    apps: dict[tuple[str, ...], Callable[[], web.Application]] = {
+        ("python", "-m", "ingress", "webhooks"): lambda: create_webhook_app(DEFAULTS),
+        ("python", "-m", "ingress", "checkout"): lambda: create_checkout_app(DEFAULTS),
+        ("python", "-m", "worker"): lambda: create_health_app({}),
+        ("python", "-m", "sandbox"): lambda: create_sandbox_app(SandboxConfig()),
+    }
+    app = apps[command]()
+    return {r.resource.canonical for r in app.router.routes() if r.method == "GET" and r.resource}
+
+
+def test_the_settings_reader_finds_the_documented_variables() -> None:
+    assert {"DATABASE_URL", "AMQP_URL", "WEBHOOK_PORT", "SWEEPER_INTERVAL_SECONDS"} <= (
+        SERVICE_VARIABLES
+    )
+    assert {"SANDBOX_PORT", "SANDBOX_WEBHOOK_URL", "PAYRAILS_CLIENT_ID"} <= SANDBOX_VARIABLES
+    assert [port for _, port in PROCESSES.values()] == [8080, 8000, 9100, 8090]
+
+
+# --- compose ---------------------------------------------------------------------------------
+def compose_services() -> dict[str, dict[str, Any]]:
+    services: dict[str, dict[str, Any]] = load_yaml(COMPOSE)["services"]
+    return services
+
+
+def own_services() -> dict[str, dict[str, Any]]:
+    """The services that run this project's image."""
+    return {n: s for n, s in compose_services().items() if s.get("image") == "payrails-recon:local"}
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    assert isinstance(env, dict), "environment must be a mapping"
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def test_compose_runs_every_process_of_the_service() -> None:
+    services = compose_services()
+    assert {
+        "rabbitmq",
+        "postgres",
+        "migrate",
+        "sandbox",
+        "ingress-webhooks",
+        "ingress-checkout",
+        "worker",
+        "prometheus",
+        "grafana",
+    } <= services.keys()
+    commands = {tuple(s["command"]) for s in own_services().values()}
+    assert commands == {*PROCESSES, MIGRATE}
+
+
+@pytest.mark.parametrize(
+    "name", ["migrate", "sandbox", "ingress-webhooks", "ingress-checkout", "worker"]
+)
+def test_compose_environment_variables_are_read_by_the_code(name: str) -> None:
+    service = own_services()[name]
+    env = environment(service)
+    known = SANDBOX_VARIABLES if name == "sandbox" else SERVICE_VARIABLES
+    assert env.keys() - known == set(), f"{name} sets variables the code never reads"
+    if name == "sandbox":
+        SandboxConfig.from_env(env)
+    else:
+        Settings.from_env(env)  # every value parses
+
+
+def test_compose_ports_and_health_checks_match_the_code() -> None:
+    for name, service in own_services().items():
+        command = tuple(service["command"])
+        if command == MIGRATE:
+            continue
+        variable, port = PROCESSES[command]
+        assert environment(service).get(variable, str(port)) == str(port), name
+        assert f"{port}:{port}" in service["ports"], name
+        probe = " ".join(service["healthcheck"]["test"])
+        match = re.search(rf"http://127\.0\.0\.1:{port}(/[a-z/_]+)'", probe)
+        assert match, f"{name} health check does not call its own port {port}"
+        assert match.group(1) in served_paths(command), f"{name} checks a path it does not serve"
+
+
+def test_compose_services_reach_each_other_on_the_real_ports() -> None:
+    services = own_services()
+    sandbox = urlsplit(environment(services["ingress-checkout"])["PAYRAILS_BASE_URL"])
+    assert (sandbox.hostname, sandbox.port) == ("sandbox", SandboxConfig().port)
+    webhook = urlsplit(environment(services["sandbox"])["SANDBOX_WEBHOOK_URL"])
+    assert (webhook.hostname, webhook.port, webhook.path) == (
+        "ingress-webhooks",
+        DEFAULTS.webhook_port,
+        WEBHOOK_PATH,
+    )
+    for name in ("ingress-webhooks", "ingress-checkout", "worker"):
+        amqp = urlsplit(environment(services[name])["AMQP_URL"])
+        assert amqp.hostname == "rabbitmq", name
+    for name in ("migrate", "ingress-checkout", "worker"):
+        assert urlsplit(environment(services[name])["DATABASE_URL"]).hostname == "postgres", name
+
+
+def test_compose_mounts_files_that_exist() -> None:
+    for name, service in compose_services().items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_prometheus_scrapes_each_process_on_its_metrics_port() -> None:
+    config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
+    targets = {
+        job["job_name"]: target
+        for job in config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    assert targets["recon-ingress-webhooks"] == f"ingress-webhooks:{DEFAULTS.webhook_port}"
+    assert targets["recon-ingress-checkout"] == f"ingress-checkout:{DEFAULTS.checkout_port}"
+    assert targets["recon-worker"] == f"worker:{DEFAULTS.worker_metrics_port}"
+
+
+def test_grafana_dashboard_uses_the_provisioned_datasource() -> None:
+    provisioned = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yaml")
+    uid = provisioned["datasources"][0]["uid"]
+    dashboard = (DEPLOY / "grafana" / "dashboards" / "recon.json").read_text()
+    assert set(re.findall(r'"uid": "([^"]+)"', dashboard)) - {
+        "payrails-recon",
+        "-- Grafana --",
+    } == {uid}
+
+
+# --- Kubernetes ------------------------------------------------------------------------------
+def of_kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in k8s_documents() if doc["kind"] == kind]
+
+
+def configmap_data() -> dict[str, str]:
+    return {k: str(v) for cm in of_kind("ConfigMap") for k, v in cm.get("data", {}).items()}
+
+
+def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = workload["spec"]["template"]["spec"]
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def test_k8s_manifests_hold_the_expected_objects() -> None:
+    kinds = [doc["kind"] for doc in k8s_documents()]
+    assert kinds.count("Deployment") == 3
+    assert {"Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Job"} <= set(kinds)
+    assert "Secret" not in kinds, "secrets are referenced, never shipped"
+    commands = {tuple(c["command"]) for d in of_kind("Deployment") for c in containers(d)}
+    assert commands == set(PROCESSES) - {("python", "-m", "sandbox")}
+    (job,) = of_kind("Job")
+    assert [tuple(c["command"]) for c in containers(job)] == [MIGRATE]
+
+
+def test_k8s_environment_variables_are_read_by_the_code_and_secrets_are_references() -> None:
+    data = configmap_data()
+    assert data.keys() - SERVICE_VARIABLES == set()
+    assert data.keys() & SECRET_VARIABLES == set(), "a secret in a ConfigMap"
+    for workload in [*of_kind("Deployment"), *of_kind("Job")]:
+        for container in containers(workload):
+            for env in container.get("env", []):
+                assert env["name"] in SERVICE_VARIABLES, env["name"]
+                if env["name"] in SECRET_VARIABLES:
+                    assert "value" not in env, f"{env['name']} must come from a Secret"
+                    assert env["valueFrom"]["secretKeyRef"]["name"]
+            for source in container.get("envFrom", []):
+                assert "configMapRef" in source, "only ConfigMaps are loaded whole"
+    Settings.from_env({**data, **{name: "x" for name in SECRET_VARIABLES - {"DATABASE_URL"}}})
+
+
+def port_number(container: dict[str, Any], port: int | str) -> int:
+    if isinstance(port, int):
+        return port
+    (number,) = [p["containerPort"] for p in container["ports"] if p["name"] == port]
+    return int(number)
+
+
+def test_k8s_deployments_probe_the_real_ports_and_paths() -> None:
+    data = configmap_data()
+    for deployment in of_kind("Deployment"):
+        (container,) = containers(deployment)
+        variable, port = PROCESSES[tuple(container["command"])]
+        assert data.get(variable, str(port)) == str(port)
+        assert [p["containerPort"] for p in container["ports"]] == [port]
+        live, ready = container["livenessProbe"]["httpGet"], container["readinessProbe"]["httpGet"]
+        assert (live["path"], port_number(container, live["port"])) == ("/healthz", port)
+        served = served_paths(tuple(container["command"]))
+        # /readyz where the process serves it; the worker's /healthz checks its dependencies.
+        readiness = "/readyz" if "/readyz" in served else "/healthz"
+        assert (ready["path"], port_number(container, ready["port"])) == (readiness, port)
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            path = container[probe]["httpGet"]["path"]
+            assert path in served, f"{container['name']} {probe} {path} is not served"
+        resources = container["resources"]
+        assert resources["requests"]["cpu"]
+        assert resources["requests"]["memory"]
+        assert resources["limits"]["memory"]
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_k8s_services_pdbs_and_hpas_point_at_real_deployments() -> None:
+    deployments = {d["metadata"]["name"]: d for d in of_kind("Deployment")}
+    labels = {name: d["spec"]["template"]["metadata"]["labels"] for name, d in deployments.items()}
+    for service in of_kind("Service"):
+        selector = service["spec"]["selector"]
+        (target,) = [n for n, lbl in labels.items() if selector.items() <= lbl.items()]
+        (container,) = containers(deployments[target])
+        for port in service["spec"]["ports"]:
+            assert port_number(container, port["targetPort"]) in {
+                p["containerPort"] for p in container["ports"]
+            }
+    for pdb in of_kind("PodDisruptionBudget"):
+        selector = pdb["spec"]["selector"]["matchLabels"]
+        assert any(selector.items() <= lbl.items() for lbl in labels.values())
+    scaled = {hpa["spec"]["scaleTargetRef"]["name"] for hpa in of_kind("HorizontalPodAutoscaler")}
+    assert "ingress-webhooks" in scaled
+    assert scaled <= deployments.keys()
+
+
+# --- Dockerfile ------------------------------------------------------------------------------
+def test_dockerfile_is_multi_stage_slim_and_runs_as_a_non_root_user() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", text, re.M)
+    assert len(re.findall(r"^FROM ", text, re.M)) >= 2
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users
+    assert users[-1].split(":")[0] not in {"0", "root"}
+    exposed = {int(p) for line in re.findall(r"^EXPOSE (.+)$", text, re.M) for p in line.split()}
+    assert exposed == {port for _, port in PROCESSES.values()}
+    assert "COPY --chown=root:root migrations" in text
+    assert "alembic.ini" in text

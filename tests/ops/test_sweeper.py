@@ -1,0 +1,131 @@
+"""The sweeper repairs orders whose webhook never came, once, whatever the number of replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from prometheus_client import REGISTRY
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sandbox.control_client import SandboxHandle
+from shared.db.models import Order
+from tests.ops.shop import APPROVE, CHALLENGE, Shop, make_stuck, order_status, transitions_of
+from worker.deps import Deps
+from worker.sweeper import run_sweeper, sweep_once
+
+
+def sample(name: str, labels: dict[str, str]) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_sweeper_repairs_an_order_whose_webhook_the_sandbox_dropped(
+    ops_deps: Deps, shop: Shop, sandbox: SandboxHandle, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference, execution_id = await shop.pay(APPROVE)
+    deliveries = await sandbox.deliveries(execution_id=execution_id)
+    assert deliveries
+    assert {d["status"] for d in deliveries} == {"dropped"}
+    await make_stuck(sessions, [reference])
+    repairs = sample("recon_sweeper_repairs_total", {"to_status": "paid"})
+
+    result = await sweep_once(ops_deps)
+
+    assert [c.reference for c in result.claimed] == [reference]
+    assert result.repaired == {reference: "paid"}
+    assert await order_status(sessions, reference) == "paid"
+    assert await transitions_of(sessions, reference) == [("authorizing", "paid", "sweep")]
+    assert sample("recon_sweeper_repairs_total", {"to_status": "paid"}) == repairs + 1
+
+
+async def test_sweeper_leaves_recent_orders_alone(
+    ops_deps: Deps, shop: Shop, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference, _ = await shop.pay(APPROVE)
+
+    result = await sweep_once(ops_deps)
+
+    assert reference not in {c.reference for c in result.claimed}
+    assert await order_status(sessions, reference) == "authorizing"
+
+
+async def test_two_sweepers_at_once_claim_and_poll_each_order_once(
+    ops_deps: Deps, shop: Shop, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    references = [(await shop.pay(APPROVE))[0] for _ in range(6)]
+    await make_stuck(sessions, references)
+    replica = dataclasses.replace(
+        ops_deps, settings=dataclasses.replace(ops_deps.settings, sweeper_batch_size=3)
+    )
+    polls = sample("recon_payrails_requests_total", {"endpoint": "get_execution", "status": "200"})
+
+    first, second = await asyncio.gather(sweep_once(replica), sweep_once(replica))
+
+    claimed_first = {c.reference for c in first.claimed}
+    claimed_second = {c.reference for c in second.claimed}
+    assert claimed_first.isdisjoint(claimed_second)
+    assert claimed_first | claimed_second == set(references)
+    after = sample("recon_payrails_requests_total", {"endpoint": "get_execution", "status": "200"})
+    assert after - polls == len(references)
+    for reference in references:
+        assert await transitions_of(sessions, reference) == [("authorizing", "paid", "sweep")]
+
+
+async def test_an_unanswered_challenge_stays_until_payrails_reports_its_end(
+    ops_deps: Deps, shop: Shop, sandbox: SandboxHandle, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The sweeper never guesses: a challenge stays pending until Payrails reports its end."""
+    reference, execution_id = await shop.pay(CHALLENGE, status="action_required")
+    await make_stuck(sessions, [reference])
+
+    still_pending = await sweep_once(ops_deps)
+    await sandbox.answer_challenge(execution_id, complete=False)
+    await ops_deps.payrails.get_execution(execution_id, wait_while=["authorizePending"])
+    await make_stuck(sessions, [reference])
+    ended = await sweep_once(ops_deps)
+
+    assert [c.reference for c in still_pending.claimed] == [reference]
+    assert still_pending.repaired == {}
+    assert ended.repaired == {reference: "payment_failed"}
+    assert await transitions_of(sessions, reference) == [
+        ("action_required", "payment_failed", "sweep")
+    ]
+
+
+async def test_one_failing_order_does_not_stop_the_pass(
+    ops_deps: Deps, shop: Shop, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    good, _ = await shop.pay(APPROVE)
+    broken, _ = await shop.pay(APPROVE)
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Order).where(Order.reference == broken).values(execution_id="exec_missing")
+        )
+    await make_stuck(sessions, [good, broken])
+
+    result = await sweep_once(ops_deps)
+
+    assert result.failed == (broken,)
+    assert result.repaired == {good: "paid"}
+
+
+async def test_run_sweeper_sweeps_every_interval_until_stopped(
+    ops_deps: Deps, shop: Shop, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference, _ = await shop.pay(APPROVE)
+    await make_stuck(sessions, [reference])
+    fast = dataclasses.replace(
+        ops_deps, settings=dataclasses.replace(ops_deps.settings, sweeper_interval_seconds=0.1)
+    )
+    runs = sample("recon_sweeper_runs_total", {"outcome": "ok"})
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_sweeper(fast, stop))
+
+    async with asyncio.timeout(10):
+        while sample("recon_sweeper_runs_total", {"outcome": "ok"}) < runs + 2:
+            await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
+
+    assert await order_status(sessions, reference) == "paid"
