@@ -42,6 +42,8 @@ class SandboxConfig:
     token_ttl_seconds: int = 600
     max_wait_seconds: float = 30.0
     action_delay_seconds: float = 0.2
+    # An unanswered 3-D Secure challenge expires (Payrails' authorize example: PT30M).
+    challenge_expiry_seconds: float = 1800.0
     status_shape: StatusShape = "documented"
     trailing_pending_after_decline: bool = True
     random_seed: int | None = None
@@ -75,6 +77,9 @@ class SandboxConfig:
             token_ttl_seconds=r.integer("SANDBOX_TOKEN_TTL_SECONDS", d.token_ttl_seconds),
             max_wait_seconds=r.number("SANDBOX_MAX_WAIT_SECONDS", d.max_wait_seconds),
             action_delay_seconds=r.number("SANDBOX_ACTION_DELAY_SECONDS", d.action_delay_seconds),
+            challenge_expiry_seconds=r.number(
+                "SANDBOX_CHALLENGE_EXPIRY_SECONDS", d.challenge_expiry_seconds
+            ),
             status_shape="seed"
             if r.choice("SANDBOX_STATUS_SHAPE", d.status_shape, STATUS_SHAPES) == "seed"
             else "documented",
@@ -97,6 +102,7 @@ class SandboxConfig:
             "tokenTtlSeconds": self.token_ttl_seconds,
             "maxWaitSeconds": self.max_wait_seconds,
             "actionDelaySeconds": self.action_delay_seconds,
+            "challengeExpirySeconds": self.challenge_expiry_seconds,
             "statusShape": self.status_shape,
             "trailingPendingAfterDecline": self.trailing_pending_after_decline,
         }

@@ -127,6 +127,7 @@ _PARSERS: Mapping[str, Callable[[object], Any]] = {
     "token_ttl_seconds": _ttl,
     "max_wait_seconds": _non_negative,
     "action_delay_seconds": _non_negative,
+    "challenge_expiry_seconds": _non_negative,
     "webhook_timeout_seconds": _non_negative,
     "webhook_retry_schedule_seconds": _schedule,
 }

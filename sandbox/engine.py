@@ -142,6 +142,20 @@ class PaymentEngine:
                 execution, action_id=auth.action_id, href=href, payments=[payment]
             )
             self._webhooks.emit("executionActionPending", execution.id, body)
+        self._later(
+            lambda: self._expire_challenge(execution, auth),
+            delay=self._state.config.challenge_expiry_seconds,
+        )
+
+    def _expire_challenge(self, execution: SandboxExecution, auth: Authorization) -> None:
+        """The shopper never answered: the authorization fails with an expired payment."""
+        if not execution.challenge_pending or execution.authorization is not auth:
+            return
+        execution.challenge_pending = False
+        pending = execution.payments.pop()
+        expired = _payment(auth, PRIMARY_PSP, "Expired", "AuthenticationRequired")
+        log.info("sandbox.challenge.expired", execution_id=execution.id)
+        self._fail(execution, auth, expired, payment_id=pending.id)
 
     def resolve_challenge(self, execution: SandboxExecution, *, completed: bool) -> bool:
         """The shopper pressed Complete or Fail; False if no challenge was pending."""
@@ -300,13 +314,13 @@ class PaymentEngine:
     def _base(self, auth: Authorization) -> str:
         return self._state.config.public_url or auth.base_url
 
-    def _later(self, step: Callable[[], None]) -> None:
-        task = asyncio.create_task(self._run_later(step))
+    def _later(self, step: Callable[[], None], *, delay: float | None = None) -> None:
+        task = asyncio.create_task(self._run_later(step, delay))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_later(self, step: Callable[[], None]) -> None:
-        await asyncio.sleep(self._state.config.action_delay_seconds)
+    async def _run_later(self, step: Callable[[], None], delay: float | None) -> None:
+        await asyncio.sleep(self._state.config.action_delay_seconds if delay is None else delay)
         try:
             step()
         except Exception:  # a bug in the sandbox must not vanish inside a task

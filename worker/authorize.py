@@ -13,10 +13,8 @@ redelivered command is skipped.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from dataclasses import dataclass
 from enum import StrEnum
 
 import structlog
@@ -26,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import metrics
+from shared.commands import AuthorizeCommand
 from shared.db.models import IdempotencyKey, Order
 from shared.errors import InvalidPayload, PublishError, TransientError
 from shared.orders import apply_observation, ensure_idempotency_key, lock_order, order_money, utcnow
@@ -48,39 +47,6 @@ class AuthorizeOutcome(StrEnum):
     REJECTED = "rejected"
     RETRIED = "retried"
     DEAD_LETTERED = "dead_lettered"
-
-
-@dataclass(frozen=True, slots=True)
-class AuthorizeCommand:
-    """The ``authorize`` command the checkout publishes to ``payments.commands``."""
-
-    order_reference: str
-    execution_id: str
-
-    @property
-    def message_id(self) -> str:
-        """Stable per order, so a republished command is recognisably the same one."""
-        return f"authorize:{self.order_reference}"
-
-    def to_body(self) -> bytes:
-        return json.dumps(
-            {"orderReference": self.order_reference, "executionId": self.execution_id}
-        ).encode()
-
-    @classmethod
-    def from_body(cls, body: bytes) -> AuthorizeCommand:
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InvalidPayload("authorize command is not valid JSON") from exc
-        if not isinstance(data, dict):
-            raise InvalidPayload("authorize command is not a JSON object")
-        reference, execution_id = data.get("orderReference"), data.get("executionId")
-        if not isinstance(reference, str) or not reference:
-            raise InvalidPayload("authorize command has no orderReference")
-        if not isinstance(execution_id, str) or not execution_id:
-            raise InvalidPayload("authorize command has no executionId")
-        return cls(reference, execution_id)
 
 
 def return_url(deps: Deps, execution_id: str) -> str:

@@ -27,6 +27,7 @@ from ingress.checkout.service import (
     PaymentsUnavailable,
 )
 from ingress.checkout.validation import PlaceOrderRequest
+from shared.commands import AuthorizeCommand
 from shared.db.models import Order
 from shared.errors import InvalidPayload, PublishError
 from shared.messaging import ROUTING_AUTHORIZE
@@ -34,7 +35,6 @@ from shared.orders import apply_observation, ensure_idempotency_key, lock_order
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.payrails.models import Execution, ExecutionOutcome
 from shared.state_machine import Cause, Observation, OrderStatus
-from worker.authorize import AuthorizeCommand
 
 log = structlog.get_logger(__name__)
 

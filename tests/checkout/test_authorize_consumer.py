@@ -16,6 +16,7 @@ from ingress.checkout.place_order import ensure_execution, start_authorize, upse
 from ingress.checkout.validation import PlaceOrderRequest, parse_place_order
 from sandbox.control_client import SandboxHandle
 from shared import metrics
+from shared.commands import AuthorizeCommand
 from shared.db.models import IdempotencyKey, Order
 from shared.messaging import (
     HDR_REASON,
@@ -26,7 +27,6 @@ from shared.messaging import (
     publish_confirmed,
 )
 from tests.checkout.conftest import FRICTIONLESS, AuthorizeConsumer, order_body
-from worker.authorize import AuthorizeCommand
 
 Client = TestClient[web.Request, web.Application]
 

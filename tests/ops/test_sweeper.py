@@ -93,6 +93,23 @@ async def test_an_unanswered_challenge_stays_until_payrails_reports_its_end(
     ]
 
 
+async def test_a_challenge_left_past_its_expiry_ends_as_payrails_reports(
+    ops_deps: Deps, shop: Shop, sandbox: SandboxHandle, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await sandbox.set_config(challenge_expiry_seconds=0.2)
+    reference, execution_id = await shop.pay(CHALLENGE, status="action_required")
+    expired = await ops_deps.payrails.get_execution(execution_id, wait_while=["authorizePending"])
+    await make_stuck(sessions, [reference])
+
+    result = await sweep_once(ops_deps)
+
+    assert expired.operation_result == "AuthenticationRequired"
+    assert result.repaired == {reference: "payment_failed"}
+    assert await transitions_of(sessions, reference) == [
+        ("action_required", "payment_failed", "sweep")
+    ]
+
+
 async def test_one_failing_order_does_not_stop_the_pass(
     ops_deps: Deps, shop: Shop, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
