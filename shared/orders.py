@@ -128,6 +128,29 @@ async def apply_observation(
     transition = decide(OrderStatus(order.status), observed)
     if transition is None:
         return None
+    await record_transition(
+        session,
+        order,
+        transition,
+        cause,
+        event_id=event_id,
+        webhook_received_at=webhook_received_at,
+        detail=detail,
+    )
+    return transition
+
+
+async def record_transition(
+    session: AsyncSession,
+    order: Order,
+    transition: Transition,
+    cause: Cause,
+    *,
+    event_id: str | None = None,
+    webhook_received_at: datetime | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Write a decided transition: the order, its history row and its outbox message."""
     order.status = transition.to_status.value
     order.threeds_url = transition.threeds_url
     if transition.reason:
@@ -163,7 +186,6 @@ async def apply_observation(
     metrics.ORDER_TRANSITIONS.labels(
         transition.from_status.value, transition.to_status.value, cause.value
     ).inc()
-    return transition
 
 
 async def count_orders_by_status(session: AsyncSession) -> dict[str, int]:

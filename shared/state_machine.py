@@ -100,3 +100,13 @@ def decide(current: OrderStatus, observed: Observation) -> Transition | None:
     if observed.status is OrderStatus.ACTION_REQUIRED and not observed.threeds_url:
         return None  # a challenge without a URL gives the shopper nothing to do
     return Transition(current, observed.status, observed.threeds_url, observed.reason)
+
+
+REVIEW_VERDICTS = frozenset({OrderStatus.PAID, OrderStatus.PAYMENT_FAILED})
+
+
+def resolve_review(current: OrderStatus, verdict: OrderStatus, note: str) -> Transition | None:
+    """A person's verdict on an order in needs_review: the one way out of a terminal state."""
+    if current is not OrderStatus.NEEDS_REVIEW or verdict not in REVIEW_VERDICTS:
+        return None
+    return Transition(current, verdict, None, note)

@@ -27,9 +27,9 @@ from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import ConfigError, PublishError, ReconError
 from shared.logging import configure_logging, redact_text
 from shared.messaging import Names, open_channel
-from shared.orders import apply_observation, lock_order, order_money
+from shared.orders import apply_observation, lock_order, order_money, record_transition
 from shared.payrails.client import PayrailsClient, open_payrails_client
-from shared.state_machine import Cause, Observation, OrderStatus, Transition
+from shared.state_machine import Cause, Observation, OrderStatus, Transition, resolve_review
 from worker import dlq
 
 T = TypeVar("T")
@@ -427,6 +427,40 @@ async def _needs_review(settings: Settings) -> list[Order]:
             .order_by(Order.updated_at)
         )
         return list(rows)
+
+
+@review_group.command("resolve")
+@click.argument("reference")
+@click.option(
+    "--verdict",
+    type=click.Choice([OrderStatus.PAID.value, OrderStatus.PAYMENT_FAILED.value]),
+    required=True,
+    help="What the PSP confirmed: the money moved (paid) or it did not (payment_failed).",
+)
+@click.option("--note", required=True, help="Why: the evidence, e.g. a PSP reference.")
+@pass_runtime
+def review_resolve(runtime: Runtime, reference: str, verdict: str, note: str) -> None:
+    """Close a needs_review order with a person's verdict; announces it like any transition."""
+    problem = run(_resolve(runtime.settings(), reference, OrderStatus(verdict), note))
+    if problem is not None:
+        raise fail(problem)
+    click.echo(f"{reference}: needs_review -> {verdict}")
+
+
+async def _resolve(
+    settings: Settings, reference: str, verdict: OrderStatus, note: str
+) -> str | None:
+    async with database(settings) as sessions, sessions.begin() as session:
+        order = await lock_order(session, reference=reference)
+        if order is None:
+            return f"order {reference} not found"
+        transition = resolve_review(OrderStatus(order.status), verdict, note)
+        if transition is None:
+            return f"order {reference} is {order.status}, not needs_review"
+        await record_transition(
+            session, order, transition, Cause.OPERATOR, detail={"via": "recon review resolve"}
+        )
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

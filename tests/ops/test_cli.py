@@ -16,12 +16,12 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from click.testing import CliRunner, Result
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
 from shared.config import Settings
-from shared.db.models import Order
+from shared.db.models import Order, OutboxMessage
 from shared.events import derive_event_id
 from shared.messaging import HDR_ATTEMPT, HDR_EVENT_ID, HDR_EVENT_NAME, HDR_RECEIVED_AT
 from tests.ops.shop import APPROVE, Shop, order_status, transitions_of
@@ -258,6 +258,33 @@ async def test_review_list_shows_orders_in_needs_review(
     assert "ProviderTimeout" in row
 
 
+async def test_review_resolve_closes_a_needs_review_order_and_announces_it(
+    recon: Invoke, shop: Shop, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference, _ = await shop.pay(APPROVE)
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Order).where(Order.reference == reference).values(status="needs_review")
+        )
+
+    resolved = await recon(
+        "review", "resolve", reference, "--verdict", "paid", "--note", "PSP ref 123 captured"
+    )
+    again = await recon("review", "resolve", reference, "--verdict", "paid", "--note", "twice")
+
+    assert resolved.exit_code == 0, resolved.output
+    assert again.exit_code == 1
+    assert "not needs_review" in again.output
+    async with sessions() as session:
+        order = await session.scalar(select(Order).where(Order.reference == reference))
+        assert order is not None
+        assert order.status == "paid"
+        routing_keys = await session.scalars(
+            select(OutboxMessage.routing_key).where(OutboxMessage.order_id == order.id)
+        )
+        assert "order.paid" in set(routing_keys)
+
+
 async def test_unknown_orders_exit_1_and_a_replay_without_a_target_exits_2(recon: Invoke) -> None:
     shown = await recon("orders", "show", "no-such-order")
     reconciled = await recon("orders", "reconcile", "no-such-order")
@@ -280,6 +307,7 @@ async def test_unknown_orders_exit_1_and_a_replay_without_a_target_exits_2(recon
         ["orders", "reconcile"],
         ["review"],
         ["review", "list"],
+        ["review", "resolve"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.state_machine import RANK, TERMINAL, Observation, OrderStatus, decide
+from shared.state_machine import (
+    RANK,
+    REVIEW_VERDICTS,
+    TERMINAL,
+    Observation,
+    OrderStatus,
+    decide,
+    resolve_review,
+)
 
 URL = "https://sandbox.example/3ds/x"
 observations = st.builds(
@@ -75,3 +83,12 @@ def test_any_ordering_of_one_executions_observations_ends_paid(seen: list[Observ
     final, path = run(OrderStatus.CREATED, seen)
     assert final is OrderStatus.PAID
     assert path.count(OrderStatus.PAID) == 1
+
+
+@given(st.sampled_from(list(OrderStatus)), st.sampled_from(list(OrderStatus)))
+def test_only_a_needs_review_order_takes_a_persons_verdict(
+    current: OrderStatus, verdict: OrderStatus
+) -> None:
+    transition = resolve_review(current, verdict, "checked with the PSP")
+    allowed = current is OrderStatus.NEEDS_REVIEW and verdict in REVIEW_VERDICTS
+    assert (transition is not None) is allowed
