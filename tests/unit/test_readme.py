@@ -17,7 +17,8 @@ def variables_read_by_the_code() -> set[str]:
 
 
 def variables_in_the_readme_tables() -> set[str]:
-    rows = (line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `"))
+    lines = (ROOT / "README.md").read_text().splitlines()
+    rows = (line for line in lines if line.startswith("| `"))
     return {m for row in rows for m in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
 
 
