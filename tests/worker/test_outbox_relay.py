@@ -1,0 +1,113 @@
+"""worker.outbox: rows to exchange ``orders``, confirmed, marked, once, woken by NOTIFY."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import REGISTRY
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.db.models import OutboxMessage
+from shared.orders import apply_observation, lock_order
+from shared.state_machine import Cause, Observation, OrderStatus
+from tests.worker.conftest import Broker, insert_order
+from worker.deps import Deps
+from worker.outbox import OutboxRelay
+
+
+async def paid_order(
+    sessions: async_sessionmaker[AsyncSession], received_at: datetime | None = None
+) -> str:
+    """An order moved to paid through apply_observation: one outbox row, one NOTIFY."""
+    order = await insert_order(sessions, execution_id=str(uuid.uuid4()))
+    async with sessions.begin() as session:
+        locked = await lock_order(session, order_id=order.id)
+        assert locked is not None
+        await apply_observation(
+            session,
+            locked,
+            Observation(OrderStatus.PAID),
+            Cause.WEBHOOK,
+            webhook_received_at=received_at,
+        )
+    return order.reference
+
+
+async def published_at(
+    sessions: async_sessionmaker[AsyncSession], reference: str
+) -> datetime | None:
+    async with sessions() as session:
+        return await session.scalar(
+            select(OutboxMessage.published_at).where(
+                OutboxMessage.body["orderReference"].astext == reference
+            )
+        )
+
+
+async def test_relay_publishes_the_row_with_its_message_id_and_marks_it(
+    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference = await paid_order(sessions)
+
+    while await OutboxRelay(deps).relay_once():
+        pass
+
+    [body] = await broker.messages_for({reference}, 1)
+    assert body["_routing_key"] == "order.paid"
+    assert body["status"] == "paid"
+    assert body["amount"] == {"value": "12.50", "currency": "EUR"}
+    assert body["_message_id"] == body["messageId"]
+    assert await published_at(sessions, reference) is not None
+
+
+async def test_two_relays_at_once_publish_each_row_once(
+    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    references = {await paid_order(sessions) for _ in range(20)}
+    small = dataclasses.replace(
+        deps, settings=dataclasses.replace(deps.settings, outbox_batch_size=3)
+    )
+
+    async def drain(relay: OutboxRelay) -> None:
+        while await relay.relay_once():
+            pass
+
+    await asyncio.gather(drain(OutboxRelay(small)), drain(OutboxRelay(small)))
+
+    bodies = await broker.settled_messages_for(deps.sessions, references)
+    assert sorted(b["orderReference"] for b in bodies) == sorted(references)
+
+
+async def test_notify_wakes_the_relay_long_before_its_poll(
+    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    slow_poll = dataclasses.replace(deps.settings, outbox_poll_seconds=3600.0)
+    relay = OutboxRelay(dataclasses.replace(deps, settings=slow_poll))
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        await asyncio.sleep(0.3)  # the relay's first pass and LISTEN are in place
+        reference = await paid_order(sessions)
+        [body] = await broker.messages_for({reference}, 1, timeout=20)
+        assert body["status"] == "paid"
+    finally:
+        stop.set()
+        await task
+
+
+async def test_paid_message_observes_webhook_to_paid_latency(
+    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    before = REGISTRY.get_sample_value("recon_webhook_to_paid_seconds_count") or 0.0
+    reference = await paid_order(sessions, received_at=datetime.now(UTC) - timedelta(seconds=1))
+
+    while await OutboxRelay(deps).relay_once():
+        pass
+
+    after = REGISTRY.get_sample_value("recon_webhook_to_paid_seconds_count") or 0.0
+    assert after >= before + 1
+    await broker.messages_for({reference}, 1)

@@ -1,0 +1,1 @@
+"""The reconciliation worker: webhook events, authorize commands, outbox relay and sweeper."""
