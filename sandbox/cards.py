@@ -8,6 +8,7 @@ from datetime import date
 from enum import StrEnum
 
 from sandbox.errors import invalid
+from shared.luhn import luhn_ok
 
 
 class Behaviour(StrEnum):
@@ -36,16 +37,6 @@ class Instrument:
     bin: str
     last4: str
     holder_reference: str
-
-
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        n = int(ch)
-        if i % 2 == 1:
-            n = n * 2 - 9 if n > 4 else n * 2
-        total += n
-    return total % 10 == 0
 
 
 def check_card(number: object, month: object, year: object, cvv: object, today: date) -> str:

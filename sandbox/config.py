@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sandbox.faults import EndpointFaults, Faults, WebhookFaults
-from shared.config import Secret, WebhookKey, parse_webhook_keys
+from shared.config import EnvReader, Secret, WebhookKey, parse_webhook_keys
 from shared.errors import ConfigError
 
 StatusShape = Literal["documented", "seed"]
@@ -52,7 +52,7 @@ class SandboxConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SandboxConfig:
         """Read and validate the sandbox settings; raise ConfigError naming the bad variable."""
-        r = _Reader(os.environ if env is None else env)
+        r = EnvReader(os.environ if env is None else env)
         d = cls()
         return cls(
             host=r.text("SANDBOX_HOST", d.host),
@@ -108,7 +108,7 @@ class SandboxConfig:
         }
 
 
-def _faults_from_env(r: _Reader) -> Faults:
+def _faults_from_env(r: EnvReader) -> Faults:
     everywhere = EndpointFaults(
         error_rate=r.rate("SANDBOX_ERROR_RATE"),
         latency_seconds=r.number("SANDBOX_LATENCY_SECONDS", 0.0),
@@ -135,82 +135,3 @@ def _faults_from_env(r: _Reader) -> Faults:
         drop_rate=r.rate("SANDBOX_WEBHOOK_DROP_RATE"),
     )
     return Faults(webhooks=webhooks, endpoints=endpoints)
-
-
-class _Reader:
-    """Typed reads from one environment mapping, with precise errors."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-
-    def raw(self, name: str, default: str) -> str:
-        value = self._env.get(name)
-        return default if value is None else value.strip()
-
-    def text(self, name: str, default: str) -> str:
-        return self._env.get(name, "").strip() or default
-
-    def optional(self, name: str) -> str | None:
-        return self._env.get(name, "").strip() or None
-
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = self.text(name, default).lower()
-        if value not in allowed:
-            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-        return value
-
-    def integer(self, name: str, default: int) -> int:
-        value = self.optional_integer(name)
-        return default if value is None else value
-
-    def optional_integer(self, name: str) -> int | None:
-        raw = self.optional(name)
-        if raw is None:
-            return None
-        try:
-            value = int(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
-        if value < 0:
-            raise ConfigError(f"{name} must be >= 0, got {value}")
-        return value
-
-    def number(self, name: str, default: float) -> float:
-        raw = self.optional(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
-        if value < 0:
-            raise ConfigError(f"{name} must be >= 0, got {value}")
-        return value
-
-    def rate(self, name: str) -> float:
-        value = self.number(name, 0.0)
-        if value > 1:
-            raise ConfigError(f"{name} is a probability between 0 and 1, got {value}")
-        return value
-
-    def numbers(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
-        raw = self.optional(name)
-        if raw is None:
-            return default
-        try:
-            values = tuple(float(v) for v in raw.split(",") if v.strip())
-        except ValueError as exc:
-            raise ConfigError(f"{name} must be comma-separated numbers, got {raw!r}") from exc
-        if any(v < 0 for v in values):
-            raise ConfigError(f"{name} must not hold negative numbers, got {raw!r}")
-        return values
-
-    def flag(self, name: str, default: bool) -> bool:
-        raw = self._env.get(name, "").strip().lower()
-        if not raw:
-            return default
-        if raw in {"1", "true", "yes", "on"}:
-            return True
-        if raw in {"0", "false", "no", "off"}:
-            return False
-        raise ConfigError(f"{name} must be a boolean, got {raw!r}")

@@ -60,23 +60,37 @@ def parse_webhook_keys(raw: str) -> tuple[WebhookKey, ...]:
     return tuple(keys)
 
 
-class _Env:
-    """Typed reads from one environment mapping, with precise errors."""
+class EnvReader:
+    """Typed reads from one environment mapping, with errors that name the variable."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
 
+    def raw(self, name: str, default: str) -> str:
+        """The value as given (stripped), even when empty; ``default`` only when unset."""
+        value = self._env.get(name)
+        return default if value is None else value.strip()
+
     def text(self, name: str, default: str) -> str:
-        return self._env.get(name, default).strip() or default
+        return self._env.get(name, "").strip() or default
 
     def optional(self, name: str) -> str | None:
-        value = self._env.get(name, "").strip()
-        return value or None
+        return self._env.get(name, "").strip() or None
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(name, default).lower()
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
 
     def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
-        raw = self._env.get(name)
-        if raw is None or not raw.strip():
-            return default
+        value = self.optional_integer(name, minimum=minimum)
+        return default if value is None else value
+
+    def optional_integer(self, name: str, *, minimum: int = 0) -> int | None:
+        raw = self.optional(name)
+        if raw is None:
+            return None
         try:
             value = int(raw)
         except ValueError as exc:
@@ -86,8 +100,8 @@ class _Env:
         return value
 
     def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
-        raw = self._env.get(name)
-        if raw is None or not raw.strip():
+        raw = self.optional(name)
+        if raw is None:
             return default
         try:
             value = float(raw)
@@ -97,14 +111,28 @@ class _Env:
             raise ConfigError(f"{name} must be >= {minimum}, got {value}")
         return value
 
-    def numbers(self, name: str, default: str) -> tuple[float, ...]:
-        raw = self.text(name, default)
+    def rate(self, name: str) -> float:
+        """A probability between 0 and 1 (default 0)."""
+        value = self.number(name, 0.0)
+        if value > 1:
+            raise ConfigError(f"{name} is a probability between 0 and 1, got {value}")
+        return value
+
+    def numbers(
+        self, name: str, default: tuple[float, ...], *, positive: bool = False
+    ) -> tuple[float, ...]:
+        """Comma-separated numbers; ``positive`` demands at least one and each above zero."""
+        raw = self.optional(name)
+        if raw is None:
+            return default
         try:
             values = tuple(float(v) for v in raw.split(",") if v.strip())
         except ValueError as exc:
             raise ConfigError(f"{name} must be comma-separated numbers, got {raw!r}") from exc
-        if not values or any(v <= 0 for v in values):
+        if positive and (not values or any(v <= 0 for v in values)):
             raise ConfigError(f"{name} needs at least one positive number, got {raw!r}")
+        if any(v < 0 for v in values):
+            raise ConfigError(f"{name} must not hold negative numbers, got {raw!r}")
         return values
 
     def flag(self, name: str, default: bool) -> bool:
@@ -181,7 +209,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate every setting; raise ConfigError naming the bad variable."""
-        e = _Env(os.environ if env is None else env)
+        e = EnvReader(os.environ if env is None else env)
         d = cls()
         log_format = e.text("LOG_FORMAT", d.log_format).lower()
         if log_format not in ("json", "console"):
@@ -252,7 +280,9 @@ class Settings:
             worker_host=e.text("WORKER_HOST", d.worker_host),
             worker_metrics_port=e.integer("WORKER_METRICS_PORT", d.worker_metrics_port),
             worker_prefetch=e.integer("WORKER_PREFETCH", d.worker_prefetch, minimum=1),
-            worker_retry_delays_seconds=e.numbers("WORKER_RETRY_DELAYS_SECONDS", "1,5,30,120,600"),
+            worker_retry_delays_seconds=e.numbers(
+                "WORKER_RETRY_DELAYS_SECONDS", d.worker_retry_delays_seconds, positive=True
+            ),
             worker_shutdown_grace_seconds=e.number(
                 "WORKER_SHUTDOWN_GRACE_SECONDS", d.worker_shutdown_grace_seconds
             ),

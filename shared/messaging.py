@@ -30,6 +30,20 @@ HDR_REASON = "x-dead-letter-reason"
 HDR_SOURCE_QUEUE = "x-source-queue"
 HDR_FAILED_AT = "x-failed-at"
 
+# Headers the broker adds when it dead-letters; they describe that hop, not our copy.
+BROKER_DEATH_HEADERS = frozenset(
+    {
+        "x-death",
+        "x-first-death-queue",
+        "x-first-death-reason",
+        "x-first-death-exchange",
+        "x-last-death-queue",
+        "x-last-death-reason",
+        "x-last-death-exchange",
+        "x-delivery-count",
+    }
+)
+
 ROUTING_AUTHORIZE = "authorize"
 ORDER_ROUTING_KEYS = (
     "order.paid",

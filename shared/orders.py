@@ -114,80 +114,6 @@ def outbox_message_id(order: Order, status: OrderStatus) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"recon:order:{order.reference}:{status.value}"))
 
 
-async def apply_observation(
-    session: AsyncSession,
-    order: Order,
-    observed: Observation,
-    cause: Cause,
-    *,
-    event_id: str | None = None,
-    webhook_received_at: datetime | None = None,
-    detail: Mapping[str, Any] | None = None,
-) -> Transition | None:
-    """Move a locked order if ``observed`` is newer; write transition and outbox. No commit."""
-    transition = decide(OrderStatus(order.status), observed)
-    if transition is None:
-        return None
-    await record_transition(
-        session,
-        order,
-        transition,
-        cause,
-        event_id=event_id,
-        webhook_received_at=webhook_received_at,
-        detail=detail,
-    )
-    return transition
-
-
-async def record_transition(
-    session: AsyncSession,
-    order: Order,
-    transition: Transition,
-    cause: Cause,
-    *,
-    event_id: str | None = None,
-    webhook_received_at: datetime | None = None,
-    detail: Mapping[str, Any] | None = None,
-) -> None:
-    """Write a decided transition: the order, its history row and its outbox message."""
-    order.status = transition.to_status.value
-    order.threeds_url = transition.threeds_url
-    if transition.reason:
-        order.failure_reason = transition.reason
-    order.updated_at = utcnow()
-    order.version += 1
-    session.add(
-        OrderTransition(
-            order_id=order.id,
-            from_status=transition.from_status.value,
-            to_status=transition.to_status.value,
-            cause=cause.value,
-            event_id=event_id,
-            detail=dict(detail or {}),
-        )
-    )
-    if transition.routing_key is not None:
-        message_id = outbox_message_id(order, transition.to_status)
-        await session.execute(
-            insert(OutboxMessage)
-            .values(
-                message_id=message_id,
-                exchange=ORDERS_EXCHANGE,
-                routing_key=transition.routing_key,
-                body=message_body(order, transition, message_id, cause),
-                order_id=order.id,
-                webhook_received_at=webhook_received_at,
-            )
-            .on_conflict_do_nothing(index_elements=["message_id"])
-        )
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
-    await session.flush()
-    metrics.ORDER_TRANSITIONS.labels(
-        transition.from_status.value, transition.to_status.value, cause.value
-    ).inc()
-
-
 async def count_orders_by_status(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Order.status, func.count()).group_by(Order.status))
     return {row[0]: row[1] for row in rows}
@@ -213,25 +139,65 @@ def _advance(order: Order, transition: Transition) -> None:
     order.version += 1
 
 
+async def apply_observation(
+    session: AsyncSession,
+    order: Order,
+    observed: Observation,
+    cause: Cause,
+    *,
+    event_id: str | None = None,
+    webhook_received_at: datetime | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> Transition | None:
+    """Move a locked order if ``observed`` is newer; write transition and outbox. No commit."""
+    change = Change(order, observed, event_id, webhook_received_at, detail)
+    (transition,) = await apply_observations(session, [change], cause)
+    return transition
+
+
 async def apply_observations(
     session: AsyncSession, changes: Sequence[Change], cause: Cause
 ) -> list[Transition | None]:
     """``apply_observation`` for many locked orders, with a handful of statements in all.
 
-    The same rules row by row (changes to one order apply in sequence), but the transitions,
-    the outbox rows, the NOTIFY and the order updates each go to the database once, which is
-    what lets the events consumer reconcile a whole batch per transaction. No commit.
+    The same rules row by row (changes to one order apply in sequence, each seeing the state
+    the previous one left), then one write for the whole batch, which is what lets the events
+    consumer reconcile a batch per transaction. No commit.
     """
     transitions: list[Transition | None] = []
+    decided: list[tuple[Change, Transition]] = []
+    for change in changes:
+        transition = decide(OrderStatus(change.order.status), change.observed)
+        transitions.append(transition)
+        if transition is not None:
+            _advance(change.order, transition)
+            decided.append((change, transition))
+    await _write_transitions(session, decided, cause)
+    return transitions
+
+
+async def record_transition(
+    session: AsyncSession,
+    order: Order,
+    transition: Transition,
+    cause: Cause,
+    *,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Write a transition decided elsewhere (a person's review verdict). No commit."""
+    _advance(order, transition)
+    observed = Observation(transition.to_status, transition.threeds_url, transition.reason)
+    await _write_transitions(session, [(Change(order, observed, detail=detail), transition)], cause)
+
+
+async def _write_transitions(
+    session: AsyncSession, decided: Sequence[tuple[Change, Transition]], cause: Cause
+) -> None:
+    """The history rows, outbox rows and NOTIFY for already-advanced orders, once per batch."""
     history: list[dict[str, Any]] = []
     outbox: list[dict[str, Any]] = []
-    for change in changes:
+    for change, transition in decided:
         order = change.order
-        transition = decide(OrderStatus(order.status), change.observed)
-        transitions.append(transition)
-        if transition is None:
-            continue
-        _advance(order, transition)
         history.append(
             {
                 "order_id": order.id,
@@ -262,9 +228,7 @@ async def apply_observations(
             insert(OutboxMessage).on_conflict_do_nothing(index_elements=["message_id"]), outbox
         )
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
-    for transition in transitions:
-        if transition is not None:
-            metrics.ORDER_TRANSITIONS.labels(
-                transition.from_status.value, transition.to_status.value, cause.value
-            ).inc()
-    return transitions
+    for _, transition in decided:
+        metrics.ORDER_TRANSITIONS.labels(
+            transition.from_status.value, transition.to_status.value, cause.value
+        ).inc()

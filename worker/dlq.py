@@ -32,6 +32,7 @@ from shared.db.models import Order
 from shared.errors import InvalidPayload, ReconError
 from shared.events import WebhookEvent
 from shared.messaging import (
+    BROKER_DEATH_HEADERS,
     HDR_ATTEMPT,
     HDR_EVENT_ID,
     HDR_EVENT_NAME,
@@ -46,21 +47,7 @@ from shared.payrails.models import parse_time
 from shared.state_machine import Observation, OrderStatus, decide
 
 # Headers that describe the failure; a replayed copy starts clean without them.
-_FAILURE_HEADERS = frozenset(
-    {
-        HDR_REASON,
-        HDR_SOURCE_QUEUE,
-        HDR_FAILED_AT,
-        "x-death",
-        "x-first-death-queue",
-        "x-first-death-reason",
-        "x-first-death-exchange",
-        "x-last-death-queue",
-        "x-last-death-reason",
-        "x-last-death-exchange",
-        "x-delivery-count",
-    }
-)
+_FAILURE_HEADERS = BROKER_DEATH_HEADERS | {HDR_REASON, HDR_SOURCE_QUEUE, HDR_FAILED_AT}
 HDR_REPLAYED_AT = "x-replayed-at"
 
 

@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
 
 from shared import metrics
 from shared.messaging import (
+    BROKER_DEATH_HEADERS,
     HDR_ATTEMPT,
     HDR_FAILED_AT,
     HDR_REASON,
@@ -24,19 +25,6 @@ from shared.messaging import (
 from worker.deps import Deps
 
 RetryResult = Literal["retried", "dead_lettered"]
-# Headers the broker adds on dead-lettering; they belong to that hop, not to our copy.
-_BROKER_HEADERS = frozenset(
-    {
-        "x-death",
-        "x-first-death-queue",
-        "x-first-death-reason",
-        "x-first-death-exchange",
-        "x-last-death-queue",
-        "x-last-death-reason",
-        "x-last-death-exchange",
-        "x-delivery-count",
-    }
-)
 
 
 def attempt_of(message: AbstractIncomingMessage) -> int:
@@ -55,7 +43,7 @@ def attempt_of(message: AbstractIncomingMessage) -> int:
 
 
 def _own_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
-    return {k: v for k, v in (message.headers or {}).items() if k not in _BROKER_HEADERS}
+    return {k: v for k, v in (message.headers or {}).items() if k not in BROKER_DEATH_HEADERS}
 
 
 def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
