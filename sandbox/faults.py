@@ -30,18 +30,21 @@ class EndpointFaults:
     @classmethod
     def from_json(cls, data: object) -> EndpointFaults:
         """Parse one endpoint's knobs (snake_case or camelCase); raise KnobError on nonsense."""
-        if not isinstance(data, Mapping):
-            raise KnobError("endpoint faults must be an object")
-        known = {f.name: f.name for f in fields(cls)} | {
-            _camel(f.name): f.name for f in fields(cls)
-        }
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            name = known.get(str(key))
-            if name is None:
-                raise KnobError(f"unknown fault knob {key!r}")
-            values[name] = _number(name, value)
-        return cls(**values)
+        return cls(**_knobs(cls, data, "fault"))
+
+
+def _knobs(cls: type[Any], data: object, what: str) -> dict[str, Any]:
+    """A knob object's values by field name, accepting snake_case or camelCase keys."""
+    if not isinstance(data, Mapping):
+        raise KnobError(f"{what}s must be an object")
+    known = {f.name: f.name for f in fields(cls)} | {_camel(f.name): f.name for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        name = known.get(str(key))
+        if name is None:
+            raise KnobError(f"unknown {what} knob {key!r}")
+        values[name] = _number(name, value)
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +59,7 @@ class WebhookFaults:
 
     @classmethod
     def from_json(cls, data: object) -> WebhookFaults:
-        if not isinstance(data, Mapping):
-            raise KnobError("webhook faults must be an object")
-        known = {f.name: f.name for f in fields(cls)} | {
-            _camel(f.name): f.name for f in fields(cls)
-        }
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            name = known.get(str(key))
-            if name is None:
-                raise KnobError(f"unknown webhook fault knob {key!r}")
-            values[name] = _number(name, value)
-        return cls(**values)
+        return cls(**_knobs(cls, data, "webhook fault"))
 
 
 @dataclass(frozen=True, slots=True)
