@@ -147,6 +147,9 @@ class EnvReader:
 
 
 LogFormat = Literal["json", "console"]
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# Only ever set explicitly: without them a real Payrails deployment would run on sandbox keys.
+REAL_PAYRAILS_SECRETS = ("PAYRAILS_CLIENT_SECRET", "PAYRAILS_WEBHOOK_SECRETS")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +159,10 @@ class Settings:
     log_level: str = "INFO"
     log_format: LogFormat = "json"
 
-    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/payrails"
+    # repr=False: a production URL carries the database password.
+    database_url: str = field(
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/payrails", repr=False
+    )
     database_pool_size: int = 10
 
     amqp_url: Secret = Secret("amqp://guest:guest@127.0.0.1:5672/")
@@ -209,7 +215,8 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate every setting; raise ConfigError naming the bad variable."""
-        e = EnvReader(os.environ if env is None else env)
+        source = os.environ if env is None else env
+        e = EnvReader(source)
         d = cls()
         log_format = e.text("LOG_FORMAT", d.log_format).lower()
         if log_format not in ("json", "console"):
@@ -217,8 +224,10 @@ class Settings:
         database_url = e.text("DATABASE_URL", d.database_url)
         if not database_url.startswith("postgresql+psycopg://"):
             raise ConfigError("DATABASE_URL must start with postgresql+psycopg://")
+        base_url = e.text("PAYRAILS_BASE_URL", d.payrails_base_url).rstrip("/")
+        _require_real_secrets(base_url, source)
         return cls(
-            log_level=e.text("LOG_LEVEL", d.log_level).upper(),
+            log_level=e.choice("LOG_LEVEL", d.log_level, LOG_LEVELS).upper(),
             log_format="json" if log_format == "json" else "console",
             database_url=database_url,
             database_pool_size=e.integer("DATABASE_POOL_SIZE", d.database_pool_size, minimum=1),
@@ -231,7 +240,7 @@ class Settings:
             amqp_reconnect_interval_seconds=e.number(
                 "AMQP_RECONNECT_INTERVAL_SECONDS", d.amqp_reconnect_interval_seconds, minimum=0.01
             ),
-            payrails_base_url=e.text("PAYRAILS_BASE_URL", d.payrails_base_url).rstrip("/"),
+            payrails_base_url=base_url,
             payrails_sdk_origin=(e.optional("PAYRAILS_SDK_ORIGIN") or "").rstrip("/") or None,
             payrails_client_id=e.text("PAYRAILS_CLIENT_ID", d.payrails_client_id),
             payrails_client_secret=Secret(
@@ -303,4 +312,16 @@ class Settings:
                 "SWEEPER_STUCK_AFTER_SECONDS", d.sweeper_stuck_after_seconds
             ),
             sweeper_batch_size=e.integer("SWEEPER_BATCH_SIZE", d.sweeper_batch_size, minimum=1),
+        )
+
+
+def _require_real_secrets(base_url: str, env: Mapping[str, str]) -> None:
+    """Real Payrails is reached over HTTPS; there, the sandbox's default secrets are refused."""
+    if not base_url.startswith("https://"):
+        return  # a plain-http base URL is the sandbox (locally, in compose or in tests)
+    missing = [name for name in REAL_PAYRAILS_SECRETS if not env.get(name, "").strip()]
+    if missing:
+        raise ConfigError(
+            f"PAYRAILS_BASE_URL is {base_url}, so {' and '.join(missing)} must be set "
+            "explicitly (the sandbox defaults would let anyone sign webhooks)"
         )

@@ -1,7 +1,9 @@
 """Parsing Payrails webhook bodies, and the event-id rule.
 
 Event identity: Payrails documents no top-level event id for payment notifications (only payout
-events carry ``id``). So: the body's ``id`` when it is a non-empty string; otherwise
+events carry ``id``). So: the body's ``id`` when it is a non-empty string (as it is when it fits
+in 200 bytes, else ``"id_" + sha256(id)``, so that long ids neither collide nor break the AMQP
+message id or the inbox key); otherwise
 ``"drv_" + sha256`` over the JSON array ``[event, details.actionId, details.success, time,
 details.execution.id]``. A retried delivery repeats the same body, so it maps to the same id,
 while a later action on the same execution (another actionId or time) gets a new one.
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import InvalidPayload
+
+MAX_EVENT_ID_BYTES = 200  # the inbox key's width; AMQP message ids allow 255
 
 RECONCILED_EVENTS = frozenset(
     {"executionActionCompleted", "executionActionPending", "executionActionUpdated"}
@@ -49,7 +53,9 @@ def derive_event_id(data: Mapping[str, Any]) -> str:
     """The delivery's stable id (see the module docstring for the rule)."""
     explicit = data.get("id")
     if isinstance(explicit, str) and explicit:
-        return explicit[:200]
+        if len(explicit.encode()) <= MAX_EVENT_ID_BYTES:
+            return explicit
+        return "id_" + hashlib.sha256(explicit.encode()).hexdigest()
     parts = [
         data.get("event"),
         _get(data, "details", "actionId"),

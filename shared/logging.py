@@ -50,6 +50,8 @@ _URL_CREDENTIALS = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@")
 
 
 def _mask_card(match: re.Match[str]) -> str:
+    # Only Luhn-valid runs: masking every long digit run would mangle ids, amounts and times
+    # in logs, and a number that fails Luhn cannot be charged.
     digits = re.sub(r"\D", "", match.group(0))
     if luhn_ok(digits):
         return f"[CARD ****{digits[-4:]}]"

@@ -43,6 +43,12 @@ def test_an_explicit_id_wins() -> None:
     assert derive_event_id({**COMPLETED, "id": "evt_123"}) == "evt_123"
 
 
+def test_a_long_explicit_id_is_hashed_not_cut() -> None:
+    first, second = "e" * 300 + "1", "e" * 300 + "2"
+    assert derive_event_id({"id": first}) != derive_event_id({"id": second})
+    assert len(derive_event_id({"id": "é" * 150}).encode()) <= 200
+
+
 def test_event_fields_are_extracted() -> None:
     event = WebhookEvent.from_body(json.dumps(COMPLETED).encode())
     assert (event.execution_id, event.merchant_reference, event.success) == (
