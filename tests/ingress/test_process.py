@@ -88,6 +88,37 @@ async def post(url: str, body: bytes, signature: str) -> int:
         return response.status
 
 
+async def refused_while(port: int, pending: asyncio.Task[int]) -> bool:
+    """True once a new connection is refused while ``pending`` is still in flight."""
+    while not pending.done():
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except ConnectionRefusedError:
+            return not pending.done()
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_after_sigterm_new_connections_are_refused_while_in_flight_ones_finish(
+    ingress_process: IngressProcess, ingress_settings: Settings, proxy: TcpProxy
+) -> None:
+    body = webhook_body()
+    signature = sign(body, ingress_settings.payrails_webhook_keys[0])
+    proxy.slow_down(0.6)  # each way; the confirm still beats the 2 s publish timeout
+    in_flight = asyncio.create_task(post(ingress_process.webhook_url, body, signature))
+    await asyncio.wait_for(proxy.upstream_traffic.wait(), 10)
+
+    ingress_process.process.send_signal(signal.SIGTERM)
+    refused = await refused_while(ingress_process.port, in_flight)
+    await asyncio.wait_for(ingress_process.process.communicate(), 30)  # no second SIGTERM
+
+    assert refused
+    assert ingress_process.process.returncode == 0
+    assert await in_flight == 200
+
+
 async def test_sigterm_lets_the_in_flight_publish_finish_then_closes_the_broker(
     ingress_process: IngressProcess, ingress_settings: Settings, proxy: TcpProxy
 ) -> None:
