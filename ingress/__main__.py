@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_level, json=settings.log_format == "json")
     app, host, port = build_app(args.app, settings)
     structlog.get_logger("ingress").info("ingress.starting", app=args.app, host=host, port=port)
-    # run_app handles SIGTERM/SIGINT: stop listening, let in-flight requests finish within the
-    # grace period, then run the cleanup contexts (channel, then connection).
+    # run_app handles SIGTERM/SIGINT: stop listening, run on_shutdown (the checkout ends its
+    # long-polls there, so a waiting place-order answers 202 processing at once), let in-flight
+    # requests finish within the grace period, then run the cleanup contexts.
     web.run_app(
         app,
         host=host,

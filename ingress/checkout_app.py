@@ -3,6 +3,11 @@
 Resources live in cleanup contexts, set up in order and torn down in reverse: the database
 engine, the broker (the same context as the webhook ingress), the Payrails client, and last the
 ``Checkout`` service object built from them.
+
+Shutdown (SIGTERM) first sets the service's ``stopping`` event from ``on_shutdown``, which runs
+before the runner waits for in-flight requests: a place-order still long-polling Payrails then
+answers 202 processing at once (its authorize is queued, so the order completes without it)
+instead of being cut off when INGRESS_SHUTDOWN_GRACE_SECONDS runs out.
 """
 
 from __future__ import annotations
@@ -52,8 +57,16 @@ async def checkout_ctx(app: web.Application) -> AsyncIterator[None]:
         sessions=app[SESSIONS],
         payrails=app[PAYRAILS],
         broker=app[BROKER],
+        stopping=asyncio.Event(),
     )
     yield
+
+
+async def signal_stopping(app: web.Application) -> None:
+    """on_shutdown: end the long waits of in-flight requests so they answer before the grace."""
+    checkout = app.get(CHECKOUT)
+    if checkout is not None:
+        checkout.stopping.set()
 
 
 async def database_ready(app: web.Application) -> bool:
@@ -85,6 +98,7 @@ def create_checkout_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[RETURN_TEMPLATE] = load_return_template()
     app.cleanup_ctx.extend([database_ctx, broker_ctx, payrails_ctx, checkout_ctx])
+    app.on_shutdown.append(signal_stopping)
     setup_checkout_routes(app)
     add_health_routes(app, {"broker": broker_ready, "database": database_ready})
     setup_storefront(app)

@@ -3,7 +3,14 @@
 Prepares PostgreSQL and RabbitMQ (see scripts/services.py), then runs the sandbox (as Payrails,
 unless PAYRAILS_BASE_URL points at a real Payrails), the webhook ingress, the checkout API and the
 worker as child processes. Ctrl-C or SIGTERM stops them all (SIGTERM, a grace period, then
-SIGKILL) and exits 0; a child that dies takes the others down and the exit status is 1.
+SIGKILL) and exits 0 when every child stopped cleanly; a child that dies takes the others down,
+and a child that fails its stop (an exit status other than 0 or SIGTERM's, or SIGKILL after the
+grace period) makes the exit status 1.
+
+"Real credentials configured" is read from PAYRAILS_BASE_URL alone: the sandbox plays Payrails
+for a plain-http loopback URL, and an https URL means real Payrails. Settings refuse an https
+base URL unless PAYRAILS_CLIENT_SECRET and PAYRAILS_WEBHOOK_SECRETS are set explicitly, so the
+sandbox is left out exactly when real credentials are configured.
 """
 
 from __future__ import annotations
@@ -59,7 +66,10 @@ class Stack:
 
 
 def is_sandbox_url(url: str) -> bool:
-    """A plain-http loopback PAYRAILS_BASE_URL means the local sandbox plays Payrails."""
+    """A plain-http loopback PAYRAILS_BASE_URL means the local sandbox plays Payrails.
+
+    Any other URL is real Payrails, whose secrets shared.config then requires explicitly.
+    """
     parts = urlsplit(url)
     return parts.scheme == "http" and (parts.hostname or "") in LOCAL_HOSTS
 
@@ -223,8 +233,16 @@ async def first_exit(running: Sequence[Running]) -> Running:
     return next(r for r in running if r.exited in done)
 
 
-async def stop_all(running: Sequence[Running], grace: float, force: asyncio.Event) -> None:
-    """SIGTERM every live child, wait up to ``grace`` (or a second Ctrl-C), then SIGKILL."""
+def clean_stop(returncode: int | None) -> bool:
+    """A child stopped cleanly: it exited 0, or SIGTERM ended it."""
+    return returncode in (0, -signal.SIGTERM)
+
+
+async def stop_all(running: Sequence[Running], grace: float, force: asyncio.Event) -> list[str]:
+    """SIGTERM every live child, wait up to ``grace`` (or a second Ctrl-C), then SIGKILL.
+
+    Returns the names of the children that did not stop cleanly (killed, or a failing exit).
+    """
     live = [r for r in running if r.process.returncode is None]
     for r in live:
         with contextlib.suppress(ProcessLookupError):
@@ -240,6 +258,10 @@ async def stop_all(running: Sequence[Running], grace: float, force: asyncio.Even
                 r.process.kill()
     await asyncio.gather(*(r.exited for r in running))
     await asyncio.gather(*(r.pump for r in running))
+    failed = [r for r in live if not clean_stop(r.process.returncode)]
+    for r in failed:
+        say(f"{r.child.name} did not stop cleanly (exit code {r.process.returncode})")
+    return [r.child.name for r in failed]
 
 
 def install_signal_handlers(stop: asyncio.Event, force: asyncio.Event) -> None:
@@ -286,7 +308,8 @@ async def supervise(stack: Stack, env: Mapping[str, str], grace: float) -> int:
     for task in (died, stopped, healthy):
         task.cancel()
     say("stopping")
-    await stop_all(running, grace, force)
+    if await stop_all(running, grace, force):
+        code = 1
     say("stopped" if code == 0 else f"stopped (exit status {code})")
     return code
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -32,6 +33,7 @@ from worker.deps import Deps
 from worker.gauges import run_gauges
 from worker.health import amqp_check, database_check, start_health_server
 from worker.outbox import run_outbox_relay
+from worker.preauthorize import PreAuthorizeHook, load_hook
 from worker.sweeper import run_sweeper
 
 log = structlog.get_logger("worker")
@@ -47,11 +49,17 @@ class Consumer(Protocol):
     async def stop(self) -> None: ...
 
 
-def build_consumer(name: str, deps: Deps, channel: aio_pika.abc.AbstractChannel) -> Consumer:
+def build_consumer(
+    name: str,
+    deps: Deps,
+    channel: aio_pika.abc.AbstractChannel,
+    hook: PreAuthorizeHook | None = None,
+) -> Consumer:
     """The queue consumer for ``name`` (events or authorize), on its own channel."""
     if name == "events":
         return EventsConsumer(deps, channel)
-    return HandlerConsumer(deps, channel, deps.names.authorize_queue, handle_authorize)
+    handler = functools.partial(handle_authorize, hook=hook)
+    return HandlerConsumer(deps, channel, deps.names.authorize_queue, handler)
 
 
 def parse_components(raw: str | None) -> tuple[str, ...]:
@@ -86,10 +94,18 @@ async def open_deps(
 
 
 async def run(
-    settings: Settings, components: Sequence[str], stop: asyncio.Event | None = None
+    settings: Settings,
+    components: Sequence[str],
+    stop: asyncio.Event | None = None,
+    *,
+    hook: PreAuthorizeHook | None = None,
 ) -> None:
-    """Run the chosen components until ``stop`` is set (SIGTERM/SIGINT set it)."""
+    """Run the chosen components until ``stop`` is set (SIGTERM/SIGINT set it).
+
+    ``hook`` is the pre-authorize hook; when not given it is loaded from PRE_AUTHORIZE_HOOK.
+    """
     stop = stop or asyncio.Event()
+    hook = hook or load_hook(settings.pre_authorize_hook)
     async with AsyncExitStack() as stack:
         deps, connection = await open_deps(stack, settings)
         checks = {"amqp": amqp_check(connection), "database": database_check(deps.sessions)}
@@ -99,7 +115,7 @@ async def run(
         for name in (c for c in components if c in ("events", "authorize")):
             channel = await connection.channel(publisher_confirms=False)
             stack.push_async_callback(channel.close)
-            consumer = build_consumer(name, deps, channel)
+            consumer = build_consumer(name, deps, channel, hook)
             await consumer.start()
             consumers.append(consumer)
         tasks = [
@@ -125,13 +141,13 @@ async def _finish(tasks: list[asyncio.Task[None]], grace: float) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def serve(settings: Settings, components: Sequence[str]) -> None:
+async def serve(settings: Settings, components: Sequence[str], hook: PreAuthorizeHook) -> None:
     """``run`` with SIGTERM and SIGINT wired to the stop event."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run(settings, components, stop)
+    await run(settings, components, stop, hook=hook)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -150,11 +166,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         components = parse_components(args.only)
         settings = Settings.from_env()
+        hook = load_hook(settings.pre_authorize_hook)  # once, so a bad path stops start-up
     except (ValueError, ConfigError) as exc:
         sys.exit(f"configuration error: {exc}")
     configure_logging(settings.log_level, json=settings.log_format == "json")
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        runner.run(serve(settings, components))
+        runner.run(serve(settings, components, hook))
 
 
 if __name__ == "__main__":

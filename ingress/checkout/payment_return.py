@@ -1,11 +1,13 @@
 """GET /payment-return/{executionId}: where the 3-D Secure challenge sends the shopper back.
 
-Long-polls the execution out of ``authorizePending``, records what it sees (cause ``return``)
-and answers a page that tells the opener or parent frame, on this origin only, how it ended.
+Long-polls the execution out of ``authorizePending`` (ended early when the app shuts down:
+the page then says processing), records what it sees (cause ``return``) and answers a page
+that tells the opener or parent frame, on this origin only, how it ended.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import re
@@ -21,6 +23,7 @@ from ingress.checkout.orders import OrderView, record_execution, view_by_executi
 from ingress.checkout.service import Checkout, OrderNotFound
 from shared.errors import InvalidPayload
 from shared.payrails.errors import PayrailsError
+from shared.payrails.models import Execution
 from shared.state_machine import TERMINAL, Cause
 
 log = structlog.get_logger(__name__)
@@ -47,18 +50,37 @@ async def resolve_return(checkout: Checkout, execution_id: str) -> OrderView:
         raise OrderNotFound("no order has this execution id")
     if view.status in TERMINAL:
         return view
-    try:
-        execution = await checkout.payrails.get_execution(
-            execution_id,
-            wait_while=RETURN_WAIT_WHILE,
-            timeout=checkout.settings.return_poll_timeout_seconds,
-        )
-    except (PayrailsError, InvalidPayload) as exc:
-        log.warning("checkout.return_poll_failed", error=repr(exc))
+    execution = await _poll_unless_stopping(checkout, execution_id)
+    if execution is None:
         return view
     await record_execution(checkout.sessions, execution, Cause.RETURN)
     refreshed = await view_by_execution(checkout.sessions, execution_id)
     return refreshed or view
+
+
+async def _poll_unless_stopping(checkout: Checkout, execution_id: str) -> Execution | None:
+    """The execution once out of ``authorizePending``; None if Payrails failed or we shut down."""
+    poll = asyncio.create_task(
+        checkout.payrails.get_execution(
+            execution_id,
+            wait_while=RETURN_WAIT_WHILE,
+            timeout=checkout.settings.return_poll_timeout_seconds,
+        )
+    )
+    stopping = asyncio.create_task(checkout.stopping.wait())
+    try:
+        await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (poll, stopping):
+            task.cancel()
+        await asyncio.gather(poll, stopping, return_exceptions=True)
+    if poll.cancelled():
+        return None
+    try:
+        return poll.result()
+    except (PayrailsError, InvalidPayload) as exc:
+        log.warning("checkout.return_poll_failed", error=repr(exc))
+        return None
 
 
 def return_message(view: OrderView) -> dict[str, str | None]:

@@ -6,6 +6,11 @@ committed before the call, so Payrails answers a retry with the same execution; 
 ``authorizing`` commits only once the broker has confirmed the ``authorize`` command, so a
 failed publish leaves the order ``created`` for the next attempt and a second request finds
 ``authorizing`` and publishes nothing.
+
+A retry may carry a new ``paymentInstrumentId`` (the storefront tokenizes the card again on every
+click). While the order is still ``created`` nothing has used the instrument yet, so the retry's
+instrument replaces it under the row lock; once the authorize is queued the order keeps the
+instrument it was authorized with and the retry just reads the current state.
 """
 
 from __future__ import annotations
@@ -44,22 +49,36 @@ PLACE_ORDER_WAIT_WHILE = ("created", "authorizeRequested")
 ORDER_WATCH_SECONDS = 0.25
 # Allowance on top of the long-poll timeout before we stop waiting for Payrails' answer.
 POLL_GRACE_SECONDS = 5.0
+# Pause before asking again after a transient poll failure (within the same deadline).
+POLL_RETRY_SECONDS = 0.5
 
 
 def _conflicts(order: Order, request: PlaceOrderRequest) -> list[str]:
-    """The fields in which a repeated request differs from the stored order."""
+    """The fields in which a repeated request differs from the stored order's terms."""
     pairs = {
         "amount.value": (order.amount_value, request.amount.value),
         "amount.currency": (order.currency, request.amount.currency),
         "customerReference": (order.customer_reference, request.customer_reference),
-        "paymentInstrumentId": (order.payment_instrument_id, request.payment_instrument_id),
-        "paymentMethodCode": (order.payment_method_code, request.payment_method_code),
     }
     return [name for name, (stored, asked) in pairs.items() if stored != asked]
 
 
+def _take_instrument(order: Order, request: PlaceOrderRequest) -> None:
+    """Use the retry's instrument while nothing has been authorized with the stored one."""
+    if order.status != OrderStatus.CREATED.value:
+        return
+    if (order.payment_instrument_id, order.payment_method_code) == (
+        request.payment_instrument_id,
+        request.payment_method_code,
+    ):
+        return
+    order.payment_instrument_id = request.payment_instrument_id
+    order.payment_method_code = request.payment_method_code
+    log.info("checkout.instrument_replaced", order_reference=order.reference)
+
+
 async def upsert_order(checkout: Checkout, request: PlaceOrderRequest) -> Order:
-    """Insert the order, or find the existing one and refuse it if the details differ."""
+    """Insert the order, or lock the existing one: refuse other terms, take a new instrument."""
     async with checkout.sessions.begin() as session:
         await session.execute(
             insert(Order)
@@ -74,16 +93,15 @@ async def upsert_order(checkout: Checkout, request: PlaceOrderRequest) -> Order:
             )
             .on_conflict_do_nothing(index_elements=["reference"])
         )
-        order = await session.scalar(
-            select(Order).where(Order.reference == request.order_reference)
-        )
+        order = await lock_order(session, reference=request.order_reference)
         assert order is not None  # inserted or already there
         conflicts = _conflicts(order, request)
         if conflicts:
             raise OrderConflict(
-                "an order with this orderReference exists with different details",
+                "this orderReference exists with another amount, currency or customer",
                 details={"fields": conflicts},
             )
+        _take_instrument(order, request)
         return order
 
 
@@ -166,7 +184,8 @@ async def _watch_order(checkout: Checkout, reference: str) -> None:
 async def _poll(checkout: Checkout, execution_id: str) -> Execution | None:
     """Long-poll the execution out of its pre-authorize states until our own deadline.
 
-    Payrails may end a long-poll before our timeout; we ask again with the time left. None if
+    Payrails may end a long-poll before our timeout; we ask again with the time left. A
+    transient failure (Payrails briefly down) is retried within the same deadline. None if
     Payrails could not be asked at all.
     """
     loop = asyncio.get_running_loop()
@@ -177,6 +196,10 @@ async def _poll(checkout: Checkout, execution_id: str) -> Execution | None:
             execution = await checkout.payrails.get_execution(
                 execution_id, wait_while=PLACE_ORDER_WAIT_WHILE, timeout=remaining
             )
+        except PayrailsTransientError as exc:
+            log.warning("checkout.poll_retrying", error=repr(exc))
+            await asyncio.sleep(min(POLL_RETRY_SECONDS, max(deadline - loop.time(), 0)))
+            continue
         except (PayrailsError, InvalidPayload) as exc:
             log.warning("checkout.poll_failed", error=repr(exc))
             return execution
@@ -187,16 +210,23 @@ async def _poll(checkout: Checkout, execution_id: str) -> Execution | None:
 
 
 async def await_outcome(checkout: Checkout, reference: str, execution_id: str) -> None:
-    """Wait for the poll or another path to resolve the order; record what the poll saw."""
+    """Wait for the poll or another path to resolve the order; record what the poll saw.
+
+    Returns early, with nothing recorded, when the app is shutting down: the authorize is
+    queued already, so the shopper is told ``processing`` and the order completes anyway.
+    """
     poll = asyncio.create_task(_poll(checkout, execution_id))
     watch = asyncio.create_task(_watch_order(checkout, reference))
+    stopping = asyncio.create_task(checkout.stopping.wait())
     limit = checkout.settings.checkout_poll_timeout_seconds + POLL_GRACE_SECONDS
     try:
-        await asyncio.wait({poll, watch}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            {poll, watch, stopping}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
-        for task in (poll, watch):
+        for task in (poll, watch, stopping):
             task.cancel()
-        await asyncio.gather(poll, watch, return_exceptions=True)
+        await asyncio.gather(poll, watch, stopping, return_exceptions=True)
     if not poll.done() or poll.cancelled():
         return
     execution = poll.result()  # re-raises what is not a PayrailsError: a bug, not an outcome

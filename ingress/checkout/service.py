@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,13 +16,17 @@ from shared.payrails.client import PayrailsClient
 
 @dataclass(frozen=True)
 class Checkout:
-    """Settings, names, the session factory, the Payrails client and the command publisher."""
+    """Settings, names, the session factory, the Payrails client and the command publisher.
+
+    ``stopping`` is set when the app begins to shut down: long waits end early on it.
+    """
 
     settings: Settings
     names: Names
     sessions: async_sessionmaker[AsyncSession]
     payrails: PayrailsClient
     broker: Broker
+    stopping: asyncio.Event
 
 
 class CheckoutError(ReconError):
@@ -37,7 +42,7 @@ class CheckoutError(ReconError):
 
 
 class OrderConflict(CheckoutError):
-    """The reference exists with another amount, currency, customer or instrument."""
+    """The reference exists with another amount, currency or customer."""
 
     status = 409
     code = "order_conflict"

@@ -11,6 +11,8 @@
   const amountEl = document.getElementById('order-amount')
   const AMOUNT = { value: amountEl.dataset.value, currency: amountEl.dataset.currency }
   const CUSTOMER_REFERENCE = customerReference()
+  // Place-order refusals after which the same orderReference can never succeed.
+  const NEW_ORDER_AFTER = [409, 502]
   let cardContainer = null
 
   function randomHex (bytes) {
@@ -58,8 +60,11 @@
     errorBox.textContent = describeError(response)
     errorBox.hidden = false
     errorBox.dataset.orderReference = response.orderReference || window.currentOrderReference
-    // A declined order is final: the next attempt is a new order.
-    if (response.status === 'failed') startNewOrder()
+    // A declined order is final, and a 409 or 502 is a refusal that retrying the same order
+    // cannot fix: the next attempt is a new order. After a 503 the same order is retried.
+    if (response.status === 'failed' || NEW_ORDER_AFTER.includes(response.httpStatus)) {
+      startNewOrder()
+    }
     setBusy(false)
   }
 
@@ -73,6 +78,7 @@
     if (!response.ok && response.status !== 202 && !payload.status) {
       payload.message = payload.message || payload.error || `HTTP ${response.status}`
     }
+    payload.httpStatus = response.status
     return payload
   }
 

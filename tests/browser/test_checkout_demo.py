@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
@@ -31,6 +33,17 @@ def order_via_api(demo: RunningStack, reference: str) -> dict[str, object]:
     status, order = get_json(f"{demo.urls['Checkout API']}/orders/{reference}")
     assert status == 200, order
     return dict(order)
+
+
+def set_sandbox_faults(demo: RunningStack, faults: dict[str, object]) -> None:
+    request = urllib.request.Request(
+        f"{demo.urls['Payrails sandbox']}/_sandbox/faults",
+        data=json.dumps(faults).encode(),
+        headers={"Content-Type": "application/json"},
+        method="PUT",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
 
 
 def checkout_with(chrome: Chrome, demo: RunningStack, number: str) -> str:
@@ -111,3 +124,22 @@ def test_an_invalid_card_is_highlighted_and_never_leaves_the_browser(
     assert error == "Check the highlighted card details"
     pan = "4242424242424241"
     assert not [r for r in sent_requests(chrome) if pan in r["url"] + r["body"]]
+
+
+def test_place_order_again_after_payrails_was_down_pays_the_same_order(
+    chrome: Chrome, demo: RunningStack
+) -> None:
+    """The second click tokenizes the card again: the same order takes the new instrument."""
+    set_sandbox_faults(demo, {"endpoints": {"create_execution": {"error_rate": 1}}})
+    try:
+        reference = checkout_with(chrome, demo, FRICTIONLESS)
+        error = wait_for_checkout_error(chrome)
+    finally:
+        set_sandbox_faults(demo, {})
+    assert "retry" in error
+    assert chrome.execute_script("return window.currentOrderReference") == reference
+    assert order_via_api(demo, reference)["status"] == "created"
+    place_order(chrome)
+    status, _ = wait_for_final_confirmation(chrome, reference)
+    screenshot(chrome, "retried-after-payrails-down")
+    assert (status, order_via_api(demo, reference)["status"]) == ("paid", "paid")

@@ -188,3 +188,32 @@ async def test_an_authorize_payrails_refuses_sends_the_order_to_review(
     assert order["confirmedBy"] == "authorize"
     assert authorize_outcomes("rejected") == before + 1
     assert (await sandbox.stats())["authorizesExecuted"] == {}
+
+
+async def test_an_authorize_whose_answer_was_lost_is_retried_with_the_same_key_once(
+    checkout: Client,
+    sandbox: SandboxHandle,
+    authorize_consumer: AuthorizeConsumer,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Payrails does the authorize but the answer never arrives: the retry's call is replayed.
+
+    Nobody polls this order, so the retried command still finds it authorizing and calls again.
+    """
+    await sandbox.set_faults({"endpoints": {"authorize": {"drop_response_rate": 1, "times": 1}}})
+    retried, authorized = authorize_outcomes("retried"), authorize_outcomes("authorized")
+    command = await authorizing_order(checkout, sandbox)
+
+    async def acknowledged() -> bool:
+        return authorize_outcomes("authorized") == authorized + 1
+
+    await eventually(acknowledged)
+    assert authorize_outcomes("retried") == retried + 1
+    keys = await authorize_keys(sessions, command.order_reference)
+    assert len(keys) == 1
+    assert keys[0].completed_at is not None
+    stats = await sandbox.stats()
+    assert stats["faultsInjected"]["authorize.drop_response"] == 1
+    assert stats["requests"]["authorize"] == 2
+    assert stats["idempotentReplays"] == 1
+    assert stats["authorizesExecuted"] == {command.execution_id: 1}

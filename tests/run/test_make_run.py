@@ -10,8 +10,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from ingress.storefront import TEST_CARD_NOTE, TEST_CARDS
 from scripts.services import is_reachable
 from tests.run.stack import (
+    STOP_TIMEOUT_SECONDS,
     RunningStack,
     delete_stack_topology,
     get_json,
@@ -37,6 +39,9 @@ def make_run(base_env: dict[str, str]) -> Iterator[RunningStack]:
 
 
 def test_make_run_serves_every_process_and_exits_zero_on_sigint(make_run: RunningStack) -> None:
+    for card in TEST_CARDS:
+        assert any(card.number in line and card.behaviour in line for line in make_run.lines)
+    assert any(TEST_CARD_NOTE in line for line in make_run.lines)
     urls = make_run.urls
     health = [
         f"{urls['Checkout API']}/healthz",
@@ -51,10 +56,19 @@ def test_make_run_serves_every_process_and_exits_zero_on_sigint(make_run: Runnin
     assert status == 404
     assert make_run.stop(signal.SIGINT) == 0, make_run.tail()
     assert make_run.lines[-1].endswith("| stopped")
+    assert_no_child_was_killed(make_run)
 
 
 def test_make_run_exits_zero_on_sigterm(make_run: RunningStack) -> None:
     assert make_run.stop(signal.SIGTERM) == 0, make_run.tail()
+    assert_no_child_was_killed(make_run)
+
+
+def assert_no_child_was_killed(stack: RunningStack) -> None:
+    """Every child stopped on SIGTERM within the grace period: none needed SIGKILL."""
+    stack.drained.wait(STOP_TIMEOUT_SECONDS)
+    assert not [line for line in stack.lines if "killing it" in line], stack.tail()
+    assert not [line for line in stack.lines if "did not stop cleanly" in line], stack.tail()
 
 
 def test_make_run_stops_everything_and_names_a_process_that_died(

@@ -26,9 +26,25 @@ def test_the_sandbox_plays_payrails_for_a_loopback_base_url() -> None:
     assert sandbox.env["SANDBOX_WEBHOOK_URL"] == "http://127.0.0.1:8080/webhooks/payrails"
 
 
-def test_a_real_payrails_base_url_leaves_the_sandbox_out() -> None:
-    settings = Settings(payrails_base_url="https://api.staging.payrails.io")
+def test_a_real_payrails_base_url_with_its_secrets_leaves_the_sandbox_out() -> None:
+    settings = Settings.from_env(
+        {
+            "PAYRAILS_BASE_URL": "https://api.staging.payrails.io",
+            "PAYRAILS_CLIENT_SECRET": "real-secret",
+            "PAYRAILS_WEBHOOK_SECRETS": "real-webhook-secret",
+        }
+    )
     assert names(settings) == ["webhooks", "checkout", "worker"]
+
+
+def test_a_real_payrails_base_url_without_its_secrets_starts_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Settings refuse it: the sandbox's default secrets must never sign real traffic."""
+    assert main({"PAYRAILS_BASE_URL": "https://api.staging.payrails.io"}) == 2
+    out = capsys.readouterr().out
+    assert "configuration error" in out
+    assert "PAYRAILS_CLIENT_SECRET and PAYRAILS_WEBHOOK_SECRETS must be set" in out
 
 
 def test_the_storefront_origin_follows_the_checkout_port_unless_public_base_url_is_set() -> None:

@@ -1,0 +1,167 @@
+"""Place-order after a failure: a retried refusal, the broker down, Payrails down mid-poll."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ingress.checkout_app import create_checkout_app
+from ingress.keys import BROKER
+from sandbox.control_client import SandboxHandle
+from shared.config import Secret, Settings
+from shared.db.models import Order
+from shared.messaging import Names
+from tests.checkout.conftest import (
+    FRICTIONLESS,
+    AuthorizeConsumer,
+    free_port,
+    order_body,
+    tokenize,
+    transitions_of,
+)
+from tests.checkout.test_authorize_consumer import eventually
+from tests.ingress.proxy import TcpProxy
+
+Client = TestClient[web.Request, web.Application]
+
+
+async def stored_instrument(sessions: async_sessionmaker[AsyncSession], reference: str) -> str:
+    async with sessions() as session:
+        instrument = await session.scalar(
+            select(Order.payment_instrument_id).where(Order.reference == reference)
+        )
+    assert instrument is not None
+    return instrument
+
+
+async def test_a_retry_after_503_with_a_freshly_tokenized_card_is_authorized_once(
+    checkout: Client,
+    sandbox: SandboxHandle,
+    authorize_consumer: AuthorizeConsumer,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The storefront tokenizes again on every click: the retry's instrument is taken."""
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    await sandbox.set_faults({"endpoints": {"create_execution": {"error_rate": 1, "times": 1}}})
+    down = await checkout.post("/checkout/place-order", json=body)
+    assert down.status == 503
+
+    retry_body = {**body, "paymentInstrumentId": await tokenize(checkout, sandbox, FRICTIONLESS)}
+    retry = await checkout.post("/checkout/place-order", json=retry_body)
+    answer = await retry.json()
+    assert retry.status == 200, answer
+    assert answer["status"] == "authorized"
+    reference = body["orderReference"]
+    assert await stored_instrument(sessions, reference) == retry_body["paymentInstrumentId"]
+    stats = await sandbox.stats()
+    assert stats["executionsCreated"] == 1
+    assert stats["authorizesExecuted"] == {answer["executionId"]: 1}
+
+
+async def test_a_new_instrument_after_the_authorize_started_is_ignored(
+    checkout: Client,
+    sandbox: SandboxHandle,
+    authorize_consumer: AuthorizeConsumer,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    first = await (await checkout.post("/checkout/place-order", json=body)).json()
+    retry_body = {**body, "paymentInstrumentId": await tokenize(checkout, sandbox, FRICTIONLESS)}
+    again = await checkout.post("/checkout/place-order", json=retry_body)
+    assert again.status == 200
+    assert await again.json() == first
+    assert await stored_instrument(sessions, body["orderReference"]) == body["paymentInstrumentId"]
+    assert (await sandbox.stats())["authorizesExecuted"] == {first["executionId"]: 1}
+
+
+def through(settings: Settings, port: int) -> Settings:
+    """The same settings with AMQP_URL pointed at 127.0.0.1:<port>."""
+    parts = urlsplit(settings.amqp_url.reveal())
+    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{port}"
+    return dataclasses.replace(settings, amqp_url=Secret(parts._replace(netloc=netloc).geturl()))
+
+
+@pytest.fixture
+async def broker_proxy(checkout_settings: Settings) -> AsyncIterator[TcpProxy]:
+    """A TCP proxy to the test RabbitMQ, listening; cut at the end."""
+    target = urlsplit(checkout_settings.amqp_url.reveal())
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
+    await proxy.start()
+    yield proxy
+    await proxy.cut()
+
+
+async def test_broker_down_answers_503_and_a_retry_authorizes_once(
+    checkout: Client,
+    checkout_settings: Settings,
+    topology: Names,
+    sandbox: SandboxHandle,
+    authorize_consumer: AuthorizeConsumer,
+    broker_proxy: TcpProxy,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A second checkout app reaches RabbitMQ through a proxy that the test cuts."""
+    proxied = through(
+        dataclasses.replace(checkout_settings, checkout_port=free_port()), broker_proxy.port
+    )
+    app = create_checkout_app(proxied)
+    server = TestServer(app, host="127.0.0.1", port=proxied.checkout_port)
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    async with TestClient(server) as client:
+        assert await app[BROKER].wait_ready(10)
+        await broker_proxy.cut()
+        down = await client.post("/checkout/place-order", json=body)
+        answer = await down.json()
+        assert down.status == 503, answer
+        assert answer["error"] == "broker_unavailable"
+        order = await (await checkout.get(f"/orders/{body['orderReference']}")).json()
+        assert order["status"] == "created"
+
+        await broker_proxy.start()
+        assert await app[BROKER].wait_ready(10)
+        retry = await client.post("/checkout/place-order", json=body)
+        assert (await retry.json())["status"] == "authorized"
+    stats = await sandbox.stats()
+    assert stats["executionsCreated"] == 1
+    assert sum(stats["authorizesExecuted"].values()) == 1
+    assert await transitions_of(sessions, body["orderReference"]) == [
+        ("created", "authorizing", "place_order"),
+        ("authorizing", "paid", "poll"),
+    ]
+
+
+async def test_payrails_down_during_the_poll_is_retried_within_the_deadline(
+    checkout: Client, sandbox: SandboxHandle, authorize_consumer: AuthorizeConsumer
+) -> None:
+    await sandbox.set_faults({"endpoints": {"get_execution": {"error_rate": 1, "times": 4}}})
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    response = await checkout.post("/checkout/place-order", json=body)
+    answer = await response.json()
+    assert response.status == 200, answer
+    assert answer["status"] == "authorized"
+    assert (await sandbox.stats())["faultsInjected"]["get_execution.error"] == 4
+
+
+async def test_payrails_down_for_the_whole_poll_answers_processing_with_the_authorize_queued(
+    checkout: Client, sandbox: SandboxHandle, authorize_consumer: AuthorizeConsumer
+) -> None:
+    await sandbox.set_faults({"endpoints": {"get_execution": {"error_rate": 1}}})
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    response = await checkout.post("/checkout/place-order", json=body)
+    answer = await response.json()
+    assert response.status == 202, answer
+    assert answer["status"] == "processing"
+    assert (await sandbox.stats())["faultsInjected"]["get_execution.error"] >= 2
+
+    async def authorized_once() -> bool:
+        executed = (await sandbox.stats())["authorizesExecuted"]
+        return bool(executed == {answer["executionId"]: 1})
+
+    await eventually(authorized_once)
