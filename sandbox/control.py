@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from sandbox.config import STATUS_SHAPES
-from sandbox.errors import invalid, not_found
+from sandbox.errors import invalid
 from sandbox.faults import Faults, KnobError
 from sandbox.keys import STATE, WEBHOOKS
 from sandbox.requests import read_object
+
+MAX_DELIVERY_WAIT_SECONDS = 30.0
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
@@ -28,10 +31,31 @@ async def list_deliveries(request: web.Request) -> web.Response:
     return web.json_response({"deliveries": items})
 
 
+async def get_delivery(request: web.Request) -> web.Response:
+    """One delivery; ``?waitFor=delivered,failed&timeout=5`` holds the answer until it gets there.
+
+    The answer is the delivery as it is when a status matched or the timeout ran out (at most
+    ``MAX_DELIVERY_WAIT_SECONDS``), so the caller checks ``status`` itself.
+    """
+    webhooks = request.app[WEBHOOKS]
+    delivery_id = request.match_info["delivery_id"]
+    wanted = frozenset(s.strip() for s in request.query.get("waitFor", "").split(",") if s.strip())
+    if not wanted:
+        return web.json_response(webhooks.get(delivery_id).to_json())
+    timeout = _wait_seconds(request.query.get("timeout", "5"))
+    delivery = await webhooks.wait_for(delivery_id, wanted, timeout)
+    return web.json_response(delivery.to_json())
+
+
 async def resend_delivery(request: web.Request) -> web.Response:
+    """Send it again; 409 while the delivery is still being sent or retried."""
     delivery = request.app[WEBHOOKS].resend(request.match_info["delivery_id"])
-    if delivery is None:
-        raise not_found("delivery")
+    return web.json_response(delivery.to_json(), status=202)
+
+
+async def release_delivery(request: web.Request) -> web.Response:
+    """Send a delivery the hold knob is keeping; 409 unless it is held."""
+    delivery = request.app[WEBHOOKS].release(request.match_info["delivery_id"])
     return web.json_response(delivery.to_json(), status=202)
 
 
@@ -76,6 +100,16 @@ async def health(request: web.Request) -> web.Response:
 async def expire_tokens(request: web.Request) -> web.Response:
     """Invalidate every OAuth token, so the next merchant call gets a 401."""
     return web.json_response({"expired": request.app[STATE].expire_tokens()})
+
+
+def _wait_seconds(raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < math.inf:
+        raise invalid("timeout must be a non-negative number of seconds")
+    return min(seconds, MAX_DELIVERY_WAIT_SECONDS)
 
 
 def _non_negative(value: object) -> float:

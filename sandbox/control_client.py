@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,8 +43,25 @@ class SandboxControl:
         items: list[Json] = body["deliveries"]
         return items
 
+    async def delivery(self, delivery_id: str) -> Json:
+        return await self._json("GET", f"/_sandbox/deliveries/{delivery_id}")
+
+    async def wait_for_delivery(
+        self, delivery_id: str, *statuses: str, timeout: float = 5.0
+    ) -> Json:
+        """The delivery once the sandbox recorded one of ``statuses``; TimeoutError otherwise."""
+        params = {"waitFor": ",".join(statuses), "timeout": f"{timeout:g}"}
+        delivery = await self._json("GET", f"/_sandbox/deliveries/{delivery_id}", params=params)
+        if delivery["status"] not in statuses:
+            raise TimeoutError(f"delivery {delivery_id} is still {delivery['status']}")
+        return delivery
+
     async def resend(self, delivery_id: str) -> Json:
         return await self._json("POST", f"/_sandbox/deliveries/{delivery_id}/resend")
+
+    async def release(self, delivery_id: str) -> Json:
+        """Send a delivery the ``hold_rate`` webhook knob is keeping."""
+        return await self._json("POST", f"/_sandbox/deliveries/{delivery_id}/release")
 
     async def stats(self) -> Json:
         return await self._json("GET", "/_sandbox/stats")
@@ -63,7 +81,12 @@ class SandboxControl:
             "securityCode": "123",
             "holderName": "Test Shopper",
         }
-        answer = await self._json("POST", "/public/secure-fields/tokenize", body)
+        answer = await self._json(
+            "POST",
+            "/public/secure-fields/tokenize",
+            body,
+            headers={"x-idempotency-key": str(uuid.uuid4())},
+        )
         return str(answer["paymentInstrumentId"])
 
     async def answer_challenge(self, execution_id: str, *, complete: bool) -> str:
@@ -82,9 +105,10 @@ class SandboxControl:
         path: str,
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Json:
         async with self._session.request(
-            method, self.url + path, json=body, params=params
+            method, self.url + path, json=body, params=params, headers=headers
         ) as response:
             payload = await response.json()
             if response.status >= 400:

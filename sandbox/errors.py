@@ -43,3 +43,7 @@ def invalid(detail: str) -> ApiError:
 
 def not_allowed(detail: str) -> ApiError:
     return ApiError(400, "workflow.action.not-allowed", detail)
+
+
+def conflict(detail: str) -> ApiError:
+    return ApiError(409, "request.conflict", detail)

@@ -25,6 +25,8 @@ class EndpointFaults:
     hang_rate: float = 0.0  # hold the request for hang_seconds, then 504, write not done
     hang_seconds: float = 60.0
     drop_response_rate: float = 0.0  # do the write, then close the connection unanswered
+    unauthorized_rate: float = 0.0  # answer 401 as if the bearer token (or api key) were refused
+    garble_response_rate: float = 0.0  # do the write, then answer its status with a non-JSON body
     times: int | None = None  # affect at most this many requests, then disarm
 
     @classmethod
@@ -56,6 +58,7 @@ class WebhookFaults:
     delay_min_seconds: float = 0.0
     delay_max_seconds: float = 2.0
     drop_rate: float = 0.0  # never send it (listed as dropped; resend works)
+    hold_rate: float = 0.0  # keep it "held" until POST /_sandbox/deliveries/{id}/release
 
     @classmethod
     def from_json(cls, data: object) -> WebhookFaults:
@@ -104,6 +107,8 @@ class Decision:
     retry_after_seconds: float | None = None
     error: bool = False
     drop_response: bool = False
+    unauthorized: bool = False
+    garble_response: bool = False
 
 
 class FaultInjector:
@@ -141,6 +146,8 @@ class FaultInjector:
             else None,
             error=self.chance(knobs.error_rate),
             drop_response=self.chance(knobs.drop_response_rate),
+            unauthorized=self.chance(knobs.unauthorized_rate),
+            garble_response=self.chance(knobs.garble_response_rate),
         )
         if decision != Decision() and name in self._remaining:
             self._remaining[name] -= 1

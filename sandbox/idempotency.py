@@ -1,4 +1,9 @@
-"""``x-idempotency-key`` on writes: required, a UUIDv4; a repeat replays the first answer."""
+"""``x-idempotency-key`` on writes: required, a UUIDv4; a repeat replays the first answer.
+
+A key is remembered per endpoint and resource (method and path): the same key on the same
+endpoint replays, even with another body, as Payrails was seen to do; the same key on another
+endpoint or execution is a separate write and never replays a different resource.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ from sandbox.errors import ApiError
 
 HEADER = "x-idempotency-key"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# (method, path, key): where a key was used, and the key.
+Scope = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,21 +35,21 @@ class StoredResponse:
 
 
 class IdempotencyStore:
-    """First answers by key; one lock per key so a concurrent repeat waits, then replays."""
+    """First answers by scope; one lock per scope so a concurrent repeat waits, then replays."""
 
     def __init__(self) -> None:
-        self._responses: dict[str, StoredResponse] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._responses: dict[Scope, StoredResponse] = {}
+        self._locks: dict[Scope, asyncio.Lock] = {}
 
-    def lock(self, key: str) -> asyncio.Lock:
-        return self._locks.setdefault(key, asyncio.Lock())
+    def lock(self, scope: Scope) -> asyncio.Lock:
+        return self._locks.setdefault(scope, asyncio.Lock())
 
-    def get(self, key: str) -> StoredResponse | None:
-        return self._responses.get(key)
+    def get(self, scope: Scope) -> StoredResponse | None:
+        return self._responses.get(scope)
 
-    def put(self, key: str, response: web.Response) -> None:
+    def put(self, scope: Scope, response: web.Response) -> None:
         body = response.body if isinstance(response.body, bytes) else b""
-        self._responses[key] = StoredResponse(
+        self._responses[scope] = StoredResponse(
             response.status, body, response.content_type or "application/json"
         )
 
@@ -67,10 +74,10 @@ async def run_idempotent(
     *,
     on_replay: Callable[[], None],
 ) -> web.StreamResponse:
-    """Run ``handler`` once per key; store any answer below 500 and replay it on repeats."""
-    key = parse_key(request.headers.get(HEADER))
-    async with store.lock(key):
-        stored = store.get(key)
+    """Run ``handler`` once per key and route; store any answer below 500, replay it on repeats."""
+    scope = (request.method, request.path, parse_key(request.headers.get(HEADER)))
+    async with store.lock(scope):
+        stored = store.get(scope)
         if stored is not None:
             on_replay()
             return stored.replay()
@@ -79,5 +86,5 @@ async def run_idempotent(
         except ApiError as exc:
             response = exc.response()
         if isinstance(response, web.Response) and response.status < 500:
-            store.put(key, response)
+            store.put(scope, response)
         return response

@@ -30,6 +30,8 @@ AUTHENTICATED = frozenset(
 IDEMPOTENT = frozenset(
     {"client_init", "create_execution", "authorize", "capture", "cancel", "refund", "tokenize"}
 )
+# What a misbehaving proxy in front of Payrails might answer instead of the JSON body.
+GARBLED_BODY = "<html><body>upstream answered something else</body></html>"
 FAULTABLE = AUTHENTICATED | {"token", "tokenize", "threeds_page", "threeds_submit"}
 
 
@@ -51,6 +53,10 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     if early is not None:
         return early
     response = await handler(request)
+    if decision.garble_response:
+        state.stats.faults[f"{endpoint}.garble_response"] += 1
+        log.info("sandbox.fault.garble_response", endpoint=endpoint, http_status=response.status)
+        return web.Response(status=response.status, text=GARBLED_BODY, content_type="text/html")
     if decision.drop_response:
         state.stats.faults[f"{endpoint}.drop_response"] += 1
         log.info("sandbox.fault.drop_response", endpoint=endpoint, http_status=response.status)
@@ -67,6 +73,9 @@ async def _before(decision: Decision, endpoint: str, request: web.Request) -> we
         stats.faults[f"{endpoint}.hang"] += 1
         await asyncio.sleep(decision.hang_seconds)
         return ApiError(504, "request.timeout", "the request timed out").response()
+    if decision.unauthorized:
+        stats.faults[f"{endpoint}.unauthorized"] += 1
+        return _unauthorized(endpoint)
     if decision.retry_after_seconds is not None:
         stats.faults[f"{endpoint}.rate_limit"] += 1
         response = ApiError(429, "request.rate-limit", "too many requests").response()
@@ -76,6 +85,14 @@ async def _before(decision: Decision, endpoint: str, request: web.Request) -> we
         stats.faults[f"{endpoint}.error"] += 1
         return ApiError(503, "service.unavailable", "the service is unavailable").response()
     return None
+
+
+def _unauthorized(endpoint: str) -> web.Response:
+    """A refused credential, in the token endpoint's OAuth shape or Payrails' envelope."""
+    if endpoint == "token":
+        body = {"error": "invalid_client", "error_description": "unknown client or wrong secret"}
+        return web.json_response(body, status=401)
+    return ApiError(401, "request.unauthorized", "a valid bearer token is required").response()
 
 
 @web.middleware
@@ -103,8 +120,6 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     name = request.match_info.route.name
     if name not in IDEMPOTENT:
         return await handler(request)
-    if name == "tokenize" and "x-idempotency-key" not in request.headers:
-        return await handler(request)  # the Secure Fields stand-in may omit it
     stats = request.app[STATE].stats
 
     def replayed() -> None:

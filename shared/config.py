@@ -181,6 +181,8 @@ class Settings:
     payrails_webhook_keys: tuple[WebhookKey, ...] = (WebhookKey(b"sandbox-webhook-secret"),)
     payrails_client_cert: str | None = None
     payrails_client_key: str | None = None
+    # CA bundle that verifies Payrails' server certificate; None: the system's trust store.
+    payrails_ca_file: str | None = None
     payrails_timeout_seconds: float = 15.0
     payrails_max_retries: int = 3
     payrails_retry_backoff_seconds: float = 0.25
@@ -211,6 +213,8 @@ class Settings:
     sweeper_interval_seconds: float = 30.0
     sweeper_stuck_after_seconds: float = 300.0
     sweeper_batch_size: int = 50
+    # ``package.module:ClassName`` of the pre-authorize hook; empty: every order is allowed.
+    pre_authorize_hook: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -253,6 +257,7 @@ class Settings:
             ),
             payrails_client_cert=e.optional("PAYRAILS_CLIENT_CERT"),
             payrails_client_key=e.optional("PAYRAILS_CLIENT_KEY"),
+            payrails_ca_file=e.optional("PAYRAILS_CA_FILE"),
             payrails_timeout_seconds=e.number(
                 "PAYRAILS_TIMEOUT_SECONDS", d.payrails_timeout_seconds, minimum=0.1
             ),
@@ -312,6 +317,7 @@ class Settings:
                 "SWEEPER_STUCK_AFTER_SECONDS", d.sweeper_stuck_after_seconds
             ),
             sweeper_batch_size=e.integer("SWEEPER_BATCH_SIZE", d.sweeper_batch_size, minimum=1),
+            pre_authorize_hook=e.text("PRE_AUTHORIZE_HOOK", d.pre_authorize_hook),
         )
 
 

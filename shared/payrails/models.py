@@ -111,8 +111,10 @@ def _operation_result(body: Mapping[str, Any]) -> str | None:
 def _threeds_url(body: Mapping[str, Any]) -> str | None:
     """requiredAction.href, else links.redirect, else links["3ds"]; never links.consumerWait."""
     required = body.get("requiredAction")
-    if isinstance(required, Mapping) and isinstance(required.get("href"), str):
-        return str(required["href"]) or None
+    if isinstance(required, Mapping):
+        href = required.get("href")
+        if isinstance(href, str) and href:
+            return href
     links = body.get("links")
     if isinstance(links, Mapping):
         for name in ("redirect", "3ds"):
@@ -175,8 +177,13 @@ class Execution:
         )
 
     @classmethod
-    def from_api(cls, body: Mapping[str, Any]) -> Execution:
-        """Normalise a GET/POST execution body; raise InvalidPayload if it has no id."""
+    def from_api(cls, body: object) -> Execution:
+        """Normalise a GET/POST execution body; raise InvalidPayload if it is not one with an id.
+
+        ``body`` is whatever the reply decoded to: None for an empty or non-JSON 2xx answer.
+        """
+        if not isinstance(body, Mapping):
+            raise InvalidPayload("execution response is not a JSON object")
         execution_id = body.get("id")
         if not isinstance(execution_id, str) or not execution_id:
             raise InvalidPayload("execution has no id")

@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from sandbox.control_client import SandboxHandle
 from shared.config import Secret, Settings
+from shared.errors import InvalidPayload
 from shared.payrails.client import PayrailsClient, open_payrails_client
 from shared.payrails.errors import PayrailsAuthError, PayrailsError, PayrailsTransientError
 from shared.payrails.models import ExecutionOutcome
@@ -233,13 +235,63 @@ async def test_hanging_request_times_out_and_the_retry_succeeds(
     assert execution.id
 
 
-async def test_long_poll_falls_back_to_a_plain_read_when_the_wait_runs_out(
+async def test_long_poll_answers_the_current_state_when_the_server_wait_runs_out(
     payrails: PayrailsClient, sandbox: SandboxHandle
 ) -> None:
     execution = await new_execution(payrails)
     await sandbox.set_config(max_wait_seconds=0.2)
     fetched = await payrails.get_execution(execution.id, wait_while=["created"], timeout=0.1)
     assert fetched.latest_code == "created"
+    assert (await sandbox.stats())["requests"]["get_execution"] == 1
+
+
+async def test_failed_long_poll_falls_back_to_one_plain_read(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    execution = await new_execution(payrails)
+    await sandbox.set_faults({"endpoints": {"get_execution": {"error_rate": 1.0, "times": 1}}})
+
+    with capture_logs() as logs:
+        fetched = await payrails.get_execution(execution.id, wait_while=["created"])
+
+    stats = await sandbox.stats()
+    assert fetched.id == execution.id
+    assert fetched.latest_code == "created"
+    assert stats["requests"]["get_execution"] == 2
+    assert stats["faultsInjected"] == {"get_execution.error": 1}
+    fallbacks = [e for e in logs if e["event"] == "payrails.long_poll.fallback"]
+    assert [(e["status"], e["code"]) for e in fallbacks] == [(503, "service.unavailable")]
+
+
+async def test_second_401_after_reauthentication_is_a_typed_auth_error(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    execution = await new_execution(payrails)
+    await sandbox.set_faults(
+        {"endpoints": {"get_execution": {"unauthorized_rate": 1.0, "times": 2}}}
+    )
+
+    with pytest.raises(PayrailsAuthError) as caught:
+        await payrails.get_execution(execution.id)
+
+    stats = await sandbox.stats()
+    assert (caught.value.status, caught.value.code) == (401, "request.unauthorized")
+    assert not caught.value.retryable
+    assert stats["requests"]["token"] == 2
+    assert stats["requests"]["get_execution"] == 2
+    assert stats["faultsInjected"] == {"get_execution.unauthorized": 2}
+
+
+async def test_success_reply_without_a_json_body_is_an_invalid_payload(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    execution = await new_execution(payrails)
+    await sandbox.set_faults(
+        {"endpoints": {"get_execution": {"garble_response_rate": 1.0, "times": 1}}}
+    )
+    with pytest.raises(InvalidPayload):
+        await payrails.get_execution(execution.id)
+    assert (await sandbox.stats())["faultsInjected"] == {"get_execution.garble_response": 1}
 
 
 async def test_capture_then_refund_change_the_execution_statuses(
@@ -286,6 +338,16 @@ async def test_requests_are_counted_by_endpoint_template_and_status(
     before = sample()
     await new_execution(payrails)
     assert sample() == before + 1
+
+
+async def test_request_durations_are_observed_by_endpoint(payrails: PayrailsClient) -> None:
+    def count() -> float:
+        labels = {"endpoint": "create_execution"}
+        return REGISTRY.get_sample_value("recon_payrails_request_seconds_count", labels) or 0.0
+
+    before = count()
+    await new_execution(payrails)
+    assert count() == before + 1
 
 
 async def test_client_init_returns_the_verbatim_payload(payrails: PayrailsClient) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared.errors import InvalidPayload
 from shared.payrails.models import Execution, ExecutionOutcome
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -97,6 +99,29 @@ def test_legacy_3ds_link_is_used_when_nothing_else_is_there() -> None:
         body("created", "authorizePending", links={"3ds": "https://legacy/3"})
     )
     assert execution.threeds_url == "https://legacy/3"
+
+
+@pytest.mark.parametrize(
+    "links", [{"redirect": "https://pay.example/r"}, {"3ds": "https://pay.example/r"}]
+)
+def test_empty_required_action_href_falls_back_to_the_links(links: dict[str, str]) -> None:
+    execution = Execution.from_api(
+        body(
+            "created",
+            "authorizeRequested",
+            "authorizePending",
+            requiredAction={"type": "redirect", "href": ""},
+            links=links,
+        )
+    )
+    assert execution.outcome is ExecutionOutcome.ACTION_REQUIRED
+    assert execution.threeds_url == "https://pay.example/r"
+
+
+@pytest.mark.parametrize("reply", [None, "", "<html>", ["ex-1"], {"status": []}])
+def test_reply_that_is_not_an_execution_object_is_an_invalid_payload(reply: object) -> None:
+    with pytest.raises(InvalidPayload):
+        Execution.from_api(reply)
 
 
 def test_provider_timeout_after_a_failure_is_unknown() -> None:

@@ -28,6 +28,9 @@ class Receiver:
     url: str
     queue: asyncio.Queue[Received]
     answers: list[int] = field(default_factory=list)  # statuses to answer first, then 200
+    # How many of the next requests to leave unanswered (the sender's timeout ends them).
+    stalls: int = 0
+    unstall: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def next(self, timeout: float = 5.0) -> Received:
         return await asyncio.wait_for(self.queue.get(), timeout)
@@ -40,6 +43,9 @@ async def running_receiver() -> AsyncIterator[Receiver]:
 
     async def handle(request: web.Request) -> web.Response:
         queue.put_nowait(Received(await request.read(), request.headers.get("X-Signature")))
+        if receiver.stalls > 0:
+            receiver.stalls -= 1
+            await receiver.unstall.wait()
         return web.Response(status=receiver.answers.pop(0) if receiver.answers else 200)
 
     app = web.Application()
@@ -53,4 +59,5 @@ async def running_receiver() -> AsyncIterator[Receiver]:
         receiver.url = f"http://{host}:{port}/webhooks/payrails"
         yield receiver
     finally:
+        receiver.unstall.set()
         await runner.cleanup()

@@ -17,6 +17,7 @@ from sandbox.control_client import SandboxHandle
 from shared.config import Settings
 
 EXECUTIONS = "/merchant/workflows/payment-acceptance/executions"
+TOKENIZE = "/public/secure-fields/tokenize"
 
 
 class Raw:
@@ -62,6 +63,28 @@ class Raw:
         assert status == 201
         result: dict[str, Any] = created
         return result
+
+    async def tokenize(
+        self, body: dict[str, str], key: str | None = None
+    ) -> tuple[int, Any, CIMultiDictProxy[str]]:
+        """Tokenize as the Secure Fields iframe does, with a fresh idempotency key unless given."""
+        return await self.call("POST", TOKENIZE, body, key=key or str(uuid.uuid4()))
+
+    async def sdk_token(self) -> str:
+        _, answer = await self.init()
+        token: str = json.loads(base64.b64decode(answer["data"]))["token"]
+        return token
+
+    async def authorize(
+        self, execution_id: str, instrument_id: str, key: str
+    ) -> tuple[int, Any, CIMultiDictProxy[str]]:
+        amount = {"value": "5.00", "currency": "EUR"}
+        body = {
+            "amount": amount,
+            "returnInfo": {"success": "https://shop.example/return"},
+            "paymentComposition": [{"paymentInstrumentId": instrument_id, "amount": amount}],
+        }
+        return await self.call("POST", f"{EXECUTIONS}/{execution_id}/authorize", body, key=key)
 
     async def init(self, **extra: Any) -> tuple[int, Any]:
         body = {
@@ -147,6 +170,49 @@ async def test_repeated_key_replays_the_original_response(raw: Raw, sandbox: San
     assert (await sandbox.stats())["executionsCreated"] == 1
 
 
+async def test_same_key_on_another_endpoint_is_a_separate_write(
+    raw: Raw, sandbox: SandboxHandle
+) -> None:
+    key = str(uuid.uuid4())
+    await raw.call("POST", EXECUTIONS, {"merchantReference": "a"}, key=key)
+    body = {"holderReference": "c", "workspaceId": raw.settings.payrails_workspace_id}
+    status, answer, headers = await raw.call("POST", "/merchant/client/init", body, key=key)
+    assert status == 200
+    assert set(answer) == {"version", "data"}
+    assert "Idempotent-Replayed" not in headers
+    assert (await sandbox.stats())["idempotentReplays"] == 0
+
+
+async def test_same_key_on_another_execution_is_a_separate_write(
+    raw: Raw, sandbox: SandboxHandle
+) -> None:
+    first, second = await raw.create("order-a"), await raw.create("order-b")
+    _, instrument, _ = await raw.tokenize(card(await raw.sdk_token()))
+    key = str(uuid.uuid4())
+
+    _, ack_a, _ = await raw.authorize(first["id"], instrument["id"], key)
+    _, ack_b, _ = await raw.authorize(second["id"], instrument["id"], key)
+
+    assert ack_a["actionId"] != ack_b["actionId"]
+    assert ack_b["links"]["execution"].endswith(second["id"])
+    assert (await sandbox.stats())["authorizesExecuted"] == {first["id"]: 1, second["id"]: 1}
+
+
+async def test_pending_challenge_links_every_challenge_field_to_the_hosted_page(raw: Raw) -> None:
+    created = await raw.create()
+    _, instrument, _ = await raw.tokenize(card(await raw.sdk_token(), "4000000000003220"))
+    await raw.authorize(created["id"], instrument["id"], str(uuid.uuid4()))
+    path = f"{EXECUTIONS}/{created['id']}"
+    _, body, _ = await raw.call("GET", f'{path}?waitWhile[status]=["created","authorizeRequested"]')
+
+    href = body["requiredAction"]["href"]
+    assert href == f"{raw.sandbox.url}/public/3ds/{created['id']}"
+    assert (body["actionRequired"], body["requiredAction"]["type"]) == ("3ds", "redirect")
+    assert body["links"]["redirect"] == href
+    assert body["links"]["3ds"] == href
+    assert body["links"]["consumerWait"] != href
+
+
 async def test_client_init_data_is_base64_json_with_an_sdk_token(raw: Raw) -> None:
     status, answer = await raw.init()
     data = json.loads(base64.b64decode(answer["data"]))
@@ -179,13 +245,21 @@ async def test_drop_in_client_init_creates_an_execution(raw: Raw, sandbox: Sandb
 async def test_tokenize_answers_an_instrument_and_allows_cross_origin_calls(raw: Raw) -> None:
     _, answer = await raw.init()
     sdk_token = json.loads(base64.b64decode(answer["data"]))["token"]
-    status, body, headers = await raw.call(
-        "POST", "/public/secure-fields/tokenize", card(sdk_token)
-    )
+    status, body, headers = await raw.tokenize(card(sdk_token))
     assert status == 201
     assert body["paymentInstrumentId"] == body["id"]
     assert (body["paymentMethodCode"], body["bin"], body["last4"]) == ("card", "424242", "4242")
     assert headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def test_tokenize_without_an_idempotency_key_is_refused_with_cors_headers(
+    raw: Raw, sandbox: SandboxHandle
+) -> None:
+    status, body, headers = await raw.call("POST", TOKENIZE, card(await raw.sdk_token()))
+    assert status == 400
+    assert body["errors"][0]["code"] == "request.idempotency-key.missing"
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert (await sandbox.stats())["instrumentsTokenized"] == 0
 
 
 async def test_tokenize_refuses_invalid_cards_with_cors_headers(raw: Raw) -> None:
@@ -199,7 +273,7 @@ async def test_tokenize_refuses_invalid_cards_with_cors_headers(raw: Raw) -> Non
     ]
     statuses = []
     for body in invalid:
-        status, _, headers = await raw.call("POST", "/public/secure-fields/tokenize", body)
+        status, _, headers = await raw.tokenize(body)
         statuses.append(status)
         assert headers["Access-Control-Allow-Origin"] == "*"
     assert statuses == [400, 400, 400, 401]
@@ -209,24 +283,16 @@ async def test_tokenize_never_logs_the_card_number(raw: Raw) -> None:
     _, answer = await raw.init()
     sdk_token = json.loads(base64.b64decode(answer["data"]))["token"]
     with capture_logs() as logs:
-        await raw.call("POST", "/public/secure-fields/tokenize", card(sdk_token))
+        await raw.tokenize(card(sdk_token))
     assert "4242424242424242" not in repr(logs)
     assert sdk_token not in repr(logs)
 
 
 async def test_documented_statuses_come_in_varying_order_but_sort_by_time(raw: Raw) -> None:
     created = await raw.create()
-    _, answer = await raw.init()
-    sdk_token = json.loads(base64.b64decode(answer["data"]))["token"]
-    _, instrument, _ = await raw.call("POST", "/public/secure-fields/tokenize", card(sdk_token))
-    amount = {"value": "5.00", "currency": "EUR"}
-    authorize = {
-        "amount": amount,
-        "returnInfo": {"success": "https://shop.example/return"},
-        "paymentComposition": [{"paymentInstrumentId": instrument["id"], "amount": amount}],
-    }
+    _, instrument, _ = await raw.tokenize(card(await raw.sdk_token()))
+    await raw.authorize(created["id"], instrument["id"], str(uuid.uuid4()))
     path = f"{EXECUTIONS}/{created['id']}"
-    await raw.call("POST", f"{path}/authorize", authorize, key=str(uuid.uuid4()))
     await raw.call("GET", f'{path}?waitWhile[status]=["created","authorizeRequested"]')
 
     orders, by_time = set(), set()
@@ -265,6 +331,20 @@ async def test_invalid_fault_knobs_are_refused(raw: Raw) -> None:
     )
     assert status == 400
     assert "probability" in body["errors"][0]["detail"]
+
+
+async def test_unknown_delivery_is_404(raw: Raw) -> None:
+    status, body, _ = await raw.call("GET", f"/_sandbox/deliveries/{uuid.uuid4()}")
+    assert status == 404
+    assert body["errors"][0]["code"] == "resource.not-found"
+
+
+async def test_delivery_wait_with_a_nonsense_timeout_is_refused(raw: Raw) -> None:
+    status, body, _ = await raw.call(
+        "GET", f"/_sandbox/deliveries/{uuid.uuid4()}?waitFor=delivered&timeout=nan"
+    )
+    assert status == 400
+    assert "timeout" in body["errors"][0]["detail"]
 
 
 async def test_secure_fields_sdk_is_served_from_the_sandbox(raw: Raw) -> None:

@@ -1,13 +1,14 @@
-"""Webhooks from the sandbox: signed, in the documented envelope, retried, duplicated, reordered."""
+"""Webhooks from the sandbox: signed, in the documented envelope, retried, duplicated, reordered.
+
+Waits are event-driven: the receiver's queue, and the control API's long-polled delivery status.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from ingress.signature import verify_signature
 from sandbox.control_client import SandboxHandle
 from shared.config import Settings
 from shared.payrails.client import PayrailsClient
-from tests.payrails.flows import APPROVE, CHALLENGE, authorize_card
+from tests.payrails.flows import APPROVE, CHALLENGE, DECLINE, authorize_card
 from tests.sandbox.receiver import Receiver, running_receiver
 
 
@@ -24,16 +25,6 @@ async def receiver(sandbox: SandboxHandle) -> AsyncIterator[Receiver]:
     async with running_receiver() as receiver:
         await sandbox.set_config(webhook_url=receiver.url)
         yield receiver
-
-
-async def delivery_status(sandbox: SandboxHandle, delivery_id: str, status: str) -> dict[str, Any]:
-    """The delivery once the sandbox has recorded ``status`` for it (waits up to 5 s)."""
-    async with asyncio.timeout(5):
-        while True:
-            for delivery in await sandbox.deliveries():
-                if delivery["id"] == delivery_id and delivery["status"] == status:
-                    return delivery
-            await asyncio.sleep(0.02)
 
 
 async def test_completed_webhook_is_signed_and_verifies_with_the_ingress_verifier(
@@ -95,7 +86,7 @@ async def test_failed_deliveries_are_retried_until_one_succeeds(
     await authorize_card(payrails, sandbox, APPROVE)
     bodies = [(await receiver.next()).body for _ in range(3)]
     (delivery,) = await sandbox.deliveries()
-    delivered = await delivery_status(sandbox, delivery["id"], "delivered")
+    delivered = await sandbox.wait_for_delivery(delivery["id"], "delivered")
 
     assert len(set(bodies)) == 1
     assert delivered["attempts"] == 3
@@ -108,7 +99,7 @@ async def test_delivery_fails_after_the_retry_schedule_runs_out(
     receiver.answers.extend([500, 500, 500])
     await authorize_card(payrails, sandbox, APPROVE)
     (delivery,) = await sandbox.deliveries()
-    failed = await delivery_status(sandbox, delivery["id"], "failed")
+    failed = await sandbox.wait_for_delivery(delivery["id"], "failed")
     assert (failed["attempts"], failed["lastStatus"]) == (3, 500)
 
 
@@ -125,18 +116,92 @@ async def test_duplicated_delivery_arrives_twice_with_the_same_body(
     assert duplicate["duplicateOf"] == original["id"]
 
 
-async def test_delayed_delivery_is_overtaken_by_a_later_event(
+async def test_held_delivery_is_overtaken_by_a_later_event_until_released(
+    payrails: PayrailsClient, sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    await sandbox.set_faults({"webhooks": {"hold_rate": 1.0}})
+    held = await authorize_card(payrails, sandbox, APPROVE)
+    await sandbox.clear_faults()
+    prompt = await authorize_card(payrails, sandbox, APPROVE)
+    first = await receiver.next()
+    (delivery,) = await sandbox.deliveries(execution_id=held.id)
+    assert delivery["status"] == "held"
+
+    await sandbox.release(delivery["id"])
+    second = await receiver.next()
+
+    arrival = [r.payload["details"]["execution"]["id"] for r in (first, second)]
+    assert arrival == [prompt.id, held.id]
+    await sandbox.wait_for_delivery(delivery["id"], "delivered")
+
+
+async def test_releasing_a_delivery_that_is_not_held_is_refused(
+    payrails: PayrailsClient, sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    await authorize_card(payrails, sandbox, APPROVE)
+    (delivery,) = await sandbox.deliveries()
+    await sandbox.wait_for_delivery(delivery["id"], "delivered")
+    with pytest.raises(RuntimeError, match="got 409"):
+        await sandbox.release(delivery["id"])
+
+
+async def test_delayed_delivery_is_still_delivered(
     payrails: PayrailsClient, sandbox: SandboxHandle, receiver: Receiver
 ) -> None:
     await sandbox.set_faults(
-        {"webhooks": {"delay_rate": 1.0, "delay_min_seconds": 1.5, "delay_max_seconds": 1.5}}
+        {"webhooks": {"delay_rate": 1.0, "delay_min_seconds": 0.05, "delay_max_seconds": 0.05}}
     )
-    delayed = await authorize_card(payrails, sandbox, APPROVE)
-    await sandbox.clear_faults()
-    prompt = await authorize_card(payrails, sandbox, APPROVE)
+    execution = await authorize_card(payrails, sandbox, APPROVE)
+    (delivery,) = await sandbox.deliveries()
+    assert delivery["delaySeconds"] == 0.05
+    assert (await receiver.next()).payload["details"]["execution"]["id"] == execution.id
+    await sandbox.wait_for_delivery(delivery["id"], "delivered")
 
-    arrival = [(await receiver.next()).payload["details"]["execution"]["id"] for _ in range(2)]
-    assert arrival == [prompt.id, delayed.id]
+
+async def test_delivery_that_times_out_is_retried_and_delivered(
+    payrails: PayrailsClient, sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    await sandbox.set_config(webhook_timeout_seconds=0.2)
+    receiver.stalls = 1
+    await authorize_card(payrails, sandbox, APPROVE)
+    (delivery,) = await sandbox.deliveries()
+
+    delivered = await sandbox.wait_for_delivery(delivery["id"], "delivered")
+
+    assert delivered["attempts"] == 2
+    tries = [(attempt["status"], attempt["error"]) for attempt in delivered["history"]]
+    assert tries == [(None, "TimeoutError"), (200, None)]
+
+
+async def test_resend_of_a_delivery_still_being_retried_is_refused(
+    payrails: PayrailsClient, sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    await sandbox.set_config(webhook_retry_schedule_seconds=[60.0])
+    receiver.answers.append(500)
+    await authorize_card(payrails, sandbox, APPROVE)
+    await receiver.next()
+    (delivery,) = await sandbox.deliveries()
+
+    with pytest.raises(RuntimeError, match="got 409"):
+        await sandbox.resend(delivery["id"])
+    assert (await sandbox.delivery(delivery["id"]))["status"] == "pending"
+
+
+async def test_decline_webhook_carries_the_payment_error(
+    payrails: PayrailsClient, sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    await authorize_card(payrails, sandbox, DECLINE)
+    details = (await receiver.next()).payload["details"]
+
+    assert (details["action"], details["success"]) == ("authorize", False)
+    assert details["errors"] == [
+        {
+            "id": "err-InsufficientBalance",
+            "title": "execution.payment-method.failed",
+            "detail": "InsufficientBalance",
+        }
+    ]
+    assert details["paymentComposition"][0]["operationResult"] == "InsufficientBalance"
 
 
 async def test_dropped_delivery_is_listed_and_can_be_resent(
@@ -151,4 +216,4 @@ async def test_dropped_delivery_is_listed_and_can_be_resent(
     await sandbox.resend(dropped["id"])
     received = await receiver.next()
     assert received.payload["details"]["execution"]["id"] == execution.id
-    await delivery_status(sandbox, dropped["id"], "delivered")
+    await sandbox.wait_for_delivery(dropped["id"], "delivered")
