@@ -94,6 +94,14 @@ def _statuses(raw: object) -> tuple[StatusEntry, ...]:
     return tuple(sorted(entries, key=lambda e: e.time))
 
 
+def _payment_status_unknown(body: Mapping[str, Any]) -> bool:
+    """True when the latest payment's own status is ``Unknown``, whatever its operationResult."""
+    items = body.get("payments")
+    if isinstance(items, list) and items and isinstance(items[-1], Mapping):
+        return items[-1].get("status") == "Unknown"
+    return False
+
+
 def _operation_result(body: Mapping[str, Any]) -> str | None:
     """The latest PSP operation result or payment status the execution carries, if any."""
     for key in ("payments", "paymentComposition"):
@@ -198,7 +206,8 @@ class Execution:
         result = _operation_result(body)
         url = _threeds_url(body)
         action = body.get("actionRequired") if isinstance(body.get("actionRequired"), str) else None
-        if result in UNKNOWN_RESULTS and outcome is not ExecutionOutcome.SUCCEEDED:
+        unknown = result in UNKNOWN_RESULTS or _payment_status_unknown(body)
+        if unknown and outcome is not ExecutionOutcome.SUCCEEDED:
             outcome = ExecutionOutcome.UNKNOWN
         elif outcome is ExecutionOutcome.ACTION_REQUIRED and url is None:
             outcome = ExecutionOutcome.PENDING  # paused, but nothing for the shopper to do yet

@@ -137,6 +137,24 @@ def test_provider_timeout_after_a_failure_is_unknown() -> None:
     assert execution.is_terminal
 
 
+@pytest.mark.parametrize(
+    "payment",
+    [
+        {"status": "Failed", "operationResult": "Unknown"},
+        {"status": "Failed", "operationResult": "Timeout"},
+        {"status": "Failed", "operationResult": "ProviderTimeout"},
+        {"status": "Unknown", "operationResult": "InternalServerError"},
+    ],
+)
+def test_an_unknown_result_or_payment_status_is_never_read_as_a_decline(
+    payment: dict[str, str],
+) -> None:
+    execution = Execution.from_api(
+        body("created", "authorizeRequested", "authorizeFailed", payments=[payment])
+    )
+    assert execution.outcome is ExecutionOutcome.UNKNOWN
+
+
 def test_seed_string_statuses_read_like_the_documented_codes() -> None:
     readings = {
         status: Execution.from_api({"id": "ex-1", "status": status}).outcome
