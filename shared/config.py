@@ -314,7 +314,7 @@ class Settings:
                 "SWEEPER_INTERVAL_SECONDS", d.sweeper_interval_seconds, minimum=0.1
             ),
             sweeper_stuck_after_seconds=e.number(
-                "SWEEPER_STUCK_AFTER_SECONDS", d.sweeper_stuck_after_seconds
+                "SWEEPER_STUCK_AFTER_SECONDS", d.sweeper_stuck_after_seconds, minimum=1.0
             ),
             sweeper_batch_size=e.integer("SWEEPER_BATCH_SIZE", d.sweeper_batch_size, minimum=1),
             pre_authorize_hook=e.text("PRE_AUTHORIZE_HOOK", d.pre_authorize_hook),

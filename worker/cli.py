@@ -197,8 +197,9 @@ def dlq_replay(runtime: Runtime, letter_id: str | None, replay_all: bool, dry_ru
     """Republish dead letters to the queue they failed on, with the attempts reset.
 
     Each message is removed from the dead-letter queue only after the broker confirmed its copy.
-    With --dry-run, Payrails is re-polled and the state machine asked what each replay would
-    change; nothing is published and every message stays in the dead-letter queue.
+    With --dry-run, Payrails is re-polled and the state machine asked what each replayed webhook
+    would change, and each authorize command is checked the way the worker checks it (would it
+    POST authorize, or skip); nothing is published and every message stays in the queue.
     """
     if letter_id is None and not replay_all:
         raise click.UsageError("give --id ID or --all")
@@ -223,11 +224,12 @@ async def _replay(settings: Settings, *, letter_id: str | None, dry_run: bool) -
 
 
 async def _print_plans(settings: Settings, letters: Sequence[dlq.DeadLetter]) -> None:
+    names = Names.from_settings(settings)
     plans: list[dlq.ReplayPlan] = []
     async with database(settings) as sessions, open_payrails_client(settings) as payrails:
         with progress(letters, "re-polling Payrails") as bar:
             for letter in bar:
-                plans.append(await dlq.plan_replay(letter, sessions, payrails))
+                plans.append(await dlq.plan_replay(letter, sessions, payrails, names))
     click.echo("dry run: nothing published, every message stays in the dead-letter queue")
     table(
         ("id", "order", "from", "to", "note"),

@@ -28,7 +28,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db.models import Order
+from shared.db.models import IdempotencyKey, Order
 from shared.errors import InvalidPayload, ReconError
 from shared.events import WebhookEvent
 from shared.messaging import (
@@ -42,9 +42,14 @@ from shared.messaging import (
     Names,
     publish_confirmed,
 )
+from shared.orders import order_money
 from shared.payrails.client import PayrailsClient
 from shared.payrails.models import parse_time
 from shared.state_machine import Observation, OrderStatus, decide
+
+# What the authorize consumer still authorizes, and the idempotency operation it records.
+_AUTHORIZABLE = frozenset({OrderStatus.CREATED, OrderStatus.AUTHORIZING})
+_AUTHORIZE_OPERATION = "authorize"
 
 # Headers that describe the failure; a replayed copy starts clean without them.
 _FAILURE_HEADERS = BROKER_DEATH_HEADERS | {HDR_REASON, HDR_SOURCE_QUEUE, HDR_FAILED_AT}
@@ -207,14 +212,25 @@ async def _find_order(session: AsyncSession, letter: DeadLetter) -> Order | None
 
 
 async def plan_replay(
-    letter: DeadLetter, sessions: async_sessionmaker[AsyncSession], payrails: PayrailsClient
+    letter: DeadLetter,
+    sessions: async_sessionmaker[AsyncSession],
+    payrails: PayrailsClient,
+    names: Names,
 ) -> ReplayPlan:
-    """Re-poll the execution and ask the state machine; read-only, nothing changes."""
+    """What a replay would do; read-only, nothing changes.
+
+    A webhook is re-polled and the state machine asked. An authorize command is judged the way
+    the authorize consumer judges it: a replay POSTs authorize whenever the order is still
+    authorizable and its authorize key is not completed, whatever Payrails reports now.
+    """
     async with sessions() as session:
         order = await _find_order(session, letter)
+        authorize_done = order is not None and await _authorize_completed(session, order.id)
     if order is None:
         return ReplayPlan(letter, letter.order_reference, None, None, "order not found")
     current = OrderStatus(order.status)
+    if letter.source_queue == names.authorize_queue:
+        return _plan_authorize(letter, order, current, authorize_done=authorize_done)
     if order.execution_id is None:
         return ReplayPlan(letter, order.reference, current, None, "order has no execution yet")
     try:
@@ -228,6 +244,34 @@ async def plan_replay(
         return ReplayPlan(letter, order.reference, current, None, note)
     note = f"Payrails: {execution.latest_code}"
     return ReplayPlan(letter, order.reference, current, transition.to_status, note)
+
+
+async def _authorize_completed(session: AsyncSession, order_id: int) -> bool:
+    completed = await session.scalar(
+        select(IdempotencyKey.completed_at).where(
+            IdempotencyKey.order_id == order_id,
+            IdempotencyKey.operation == _AUTHORIZE_OPERATION,
+        )
+    )
+    return completed is not None
+
+
+def _plan_authorize(
+    letter: DeadLetter, order: Order, current: OrderStatus, *, authorize_done: bool
+) -> ReplayPlan:
+    """A dead-lettered authorize command: would the consumer POST authorize on replay?"""
+    if current not in _AUTHORIZABLE:
+        reason = f"order is {current.value}"
+    elif authorize_done:
+        reason = "authorize already completed"
+    elif letter.execution_id is not None and letter.execution_id != order.execution_id:
+        reason = "command is for another execution"
+    elif order.payment_instrument_id is None or order.payment_method_code is None:
+        reason = "order has no payment instrument"
+    else:
+        note = f"would authorize at Payrails ({order_money(order).format_value()} {order.currency})"
+        return ReplayPlan(letter, order.reference, current, OrderStatus.AUTHORIZING, note)
+    return ReplayPlan(letter, order.reference, current, None, f"skipped ({reason})")
 
 
 class ReplayError(ReconError):

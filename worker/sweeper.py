@@ -6,6 +6,14 @@ the way. Every ``SWEEPER_INTERVAL_SECONDS`` the sweeper takes orders stuck in ``
 plain GET, never a long-poll) and reconciles it through ``apply_observation`` with cause
 ``sweep``. A 3-D Secure challenge left past its expiry ends wherever Payrails says it ended.
 
+Two kinds of order Payrails cannot settle. An order still ``created`` after the threshold never
+had its authorization started (the shopper left before paying): it moves to ``payment_failed``.
+The authorize consumer authorizes only ``created``/``authorizing`` orders under the row lock, so a
+late command for such an order is skipped. An order in ``authorizing`` whose execution never saw
+an authorize (its command was dead-lettered, say) is re-polled like any other until it has been
+open for three thresholds, then goes to ``needs_review``: the shopper is gone, so an operator
+decides, never an automatic authorize.
+
 Claiming, and why no row lock is held across the HTTP call: one short transaction selects the
 stuck ids ``FOR UPDATE SKIP LOCKED`` and bumps their ``updated_at`` to now. Replicas sweeping at
 the same moment skip the locked rows, and once that transaction commits the bumped rows are no
@@ -25,7 +33,7 @@ from datetime import timedelta
 from typing import Literal
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
@@ -33,10 +41,19 @@ from shared.db.models import Order
 from shared.errors import ReconError
 from shared.orders import apply_observation, lock_order
 from shared.payrails.client import PayrailsClient
+from shared.payrails.models import Execution, ExecutionOutcome
 from shared.state_machine import STUCK, Cause, Observation, OrderStatus, Transition
 from worker.deps import Deps
 
 log = structlog.get_logger(__name__)
+
+ABANDONED = "abandoned: authorization never started"
+UNCONFIRMED = "authorize not confirmed by Payrails"
+# An authorizing order whose authorize never reached Payrails goes to review after this many
+# thresholds since it was created.
+REVIEW_AFTER_THRESHOLDS = 3
+# A pass always gets at least this long, however small the threshold.
+MIN_PASS_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +63,7 @@ class Claim:
     order_id: int
     reference: str
     execution_id: str
+    overdue: bool = False  # open for REVIEW_AFTER_THRESHOLDS thresholds already
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +73,7 @@ class SweepResult:
     claimed: tuple[Claim, ...]
     repaired: dict[str, OrderStatus]
     failed: tuple[str, ...]
+    abandoned: tuple[str, ...] = ()
 
 
 async def claim_stuck_orders(
@@ -73,15 +92,63 @@ async def claim_stuck_orders(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    review_after = timedelta(seconds=stuck_after * REVIEW_AFTER_THRESHOLDS)
     claim = (
         update(Order)
         .where(Order.id.in_(stuck.scalar_subquery()))
         .values(updated_at=func.now())
-        .returning(Order.id, Order.reference, Order.execution_id)
+        .returning(
+            Order.id,
+            Order.reference,
+            Order.execution_id,
+            Order.created_at < func.now() - literal(review_after),
+        )
     )
     async with sessions.begin() as session:
         rows = (await session.execute(claim)).all()
-    return tuple(Claim(i, ref, ex) for i, ref, ex in rows if ex is not None)
+    return tuple(Claim(i, ref, ex, bool(late)) for i, ref, ex, late in rows if ex is not None)
+
+
+async def abandon_created_orders(
+    sessions: async_sessionmaker[AsyncSession], *, stuck_after: float, limit: int
+) -> tuple[str, ...]:
+    """Fail up to ``limit`` orders left ``created`` past the threshold; their references."""
+    stale = (
+        select(Order)
+        .where(
+            Order.status == OrderStatus.CREATED.value,
+            Order.updated_at < func.now() - timedelta(seconds=stuck_after),
+        )
+        .order_by(Order.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    abandoned: list[str] = []
+    async with sessions.begin() as session:
+        for order in (await session.scalars(stale)).all():
+            observed = Observation(OrderStatus.PAYMENT_FAILED, reason=ABANDONED)
+            if await apply_observation(session, order, observed, Cause.SWEEP) is not None:
+                abandoned.append(order.reference)
+    for reference in abandoned:
+        metrics.SWEEPER_REPAIRS.labels(OrderStatus.PAYMENT_FAILED.value).inc()
+        log.info("sweeper.abandoned", order_reference=reference)
+    return tuple(abandoned)
+
+
+def authorize_never_reached(execution: Execution) -> bool:
+    """Payrails shows no authorize at all for the execution: it is still just created."""
+    return (
+        execution.outcome is ExecutionOutcome.PENDING
+        and execution.latest_code in (None, "created")
+        and not any(entry.code.startswith("authorize") for entry in execution.statuses)
+    )
+
+
+def sweep_observation(claim: Claim, current: OrderStatus, execution: Execution) -> Observation:
+    """What the sweep applies: Payrails' word, or review for an authorize that never arrived."""
+    if claim.overdue and current is OrderStatus.AUTHORIZING and authorize_never_reached(execution):
+        return Observation(OrderStatus.NEEDS_REVIEW, reason=UNCONFIRMED)
+    return Observation.from_execution(execution)
 
 
 async def reconcile_claim(
@@ -96,7 +163,7 @@ async def reconcile_claim(
         return await apply_observation(
             session,
             order,
-            Observation.from_execution(execution),
+            sweep_observation(claim, OrderStatus(order.status), execution),
             Cause.SWEEP,
             detail={
                 "execution_status": execution.latest_code,
@@ -106,18 +173,25 @@ async def reconcile_claim(
 
 
 async def sweep_once(deps: Deps) -> SweepResult:
-    """One pass: claim a batch, reconcile each order; one order's failure never stops the rest.
+    """One pass: fail abandoned orders, then claim a batch and reconcile each order; one order's
+    failure never stops the rest.
 
-    Claims not reached within half the threshold (Payrails slow or down) are left for a later
-    pass: by then their claim could have run out and another replica taken them.
+    Claims not reached within half the threshold (at least MIN_PASS_SECONDS; Payrails slow or
+    down) are left for a later pass: by then their claim could have run out and another replica
+    taken them, which is harmless, since each order is re-locked before it is changed.
     """
     settings = deps.settings
+    abandoned = await abandon_created_orders(
+        deps.sessions,
+        stuck_after=settings.sweeper_stuck_after_seconds,
+        limit=settings.sweeper_batch_size,
+    )
     claims = await claim_stuck_orders(
         deps.sessions,
         stuck_after=settings.sweeper_stuck_after_seconds,
         limit=settings.sweeper_batch_size,
     )
-    deadline = time.monotonic() + settings.sweeper_stuck_after_seconds / 2
+    deadline = time.monotonic() + max(settings.sweeper_stuck_after_seconds / 2, MIN_PASS_SECONDS)
     repaired: dict[str, OrderStatus] = {}
     failed: list[str] = []
     for claim in claims:
@@ -132,7 +206,7 @@ async def sweep_once(deps: Deps) -> SweepResult:
             failed.append(claim.reference)
         elif transition is not None:
             repaired[claim.reference] = transition.to_status
-    return SweepResult(claims, repaired, tuple(failed))
+    return SweepResult(claims, repaired, tuple(failed), abandoned)
 
 
 async def _sweep_one(deps: Deps, claim: Claim) -> Transition | Literal["failed"] | None:
@@ -164,9 +238,10 @@ async def run_pass(deps: Deps) -> SweepResult | None:
         metrics.SWEEPER_RUNS.labels("error").inc()
         return None
     metrics.SWEEPER_RUNS.labels("ok").inc()
-    if result.claimed:
+    if result.claimed or result.abandoned:
         log.info(
             "sweeper.pass",
+            abandoned=len(result.abandoned),
             claimed=len(result.claimed),
             repaired=len(result.repaired),
             failed=len(result.failed),

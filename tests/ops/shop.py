@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sandbox.control_client import SandboxHandle
 from shared.db.models import Order, OrderTransition
 from shared.money import Money
+from shared.orders import ensure_idempotency_key
 from shared.payrails.client import PayrailsClient
 
 APPROVE = "4242 4242 4242 4242"
@@ -30,6 +31,34 @@ class Shop:
     payrails: PayrailsClient
     sandbox: SandboxHandle
     sessions: async_sessionmaker[AsyncSession]
+
+    async def unpaid(self, status: str, *, execution: bool = True) -> tuple[str, str | None]:
+        """An order whose authorize never reached Payrails, with its authorize key stored."""
+        reference = f"ops_{uuid.uuid4().hex[:16]}"
+        execution_id: str | None = None
+        if execution:
+            created = await self.payrails.create_execution(
+                merchant_reference=reference,
+                holder_reference="cust_ops",
+                meta={},
+                idempotency_key=uuid.uuid4(),
+            )
+            execution_id = created.id
+        async with self.sessions.begin() as session:
+            order = Order(
+                reference=reference,
+                customer_reference="cust_ops",
+                amount_value=Decimal("12.50"),
+                currency="EUR",
+                status=status,
+                execution_id=execution_id,
+                payment_instrument_id="pi_ops",
+                payment_method_code="card",
+            )
+            session.add(order)
+            await session.flush()
+            await ensure_idempotency_key(session, order.id, "authorize")
+        return reference, execution_id
 
     async def pay(self, card: str, *, status: str = "authorizing") -> tuple[str, str]:
         """Create execution and order, authorize, wait until Payrails decided; (ref, exec id)."""
@@ -66,13 +95,19 @@ class Shop:
         return reference, execution.id
 
 
-async def make_stuck(sessions: async_sessionmaker[AsyncSession], references: Sequence[str]) -> None:
-    """Backdate the orders' last change past the sweeper's threshold."""
+async def make_stuck(
+    sessions: async_sessionmaker[AsyncSession], references: Sequence[str], *, opened: int = 0
+) -> None:
+    """Backdate the orders' last change past the sweeper's threshold, and their creation by
+    ``opened`` thresholds."""
     async with sessions.begin() as session:
         await session.execute(
             update(Order)
             .where(Order.reference.in_(list(references)))
-            .values(updated_at=Order.updated_at - 2 * STUCK_AFTER)
+            .values(
+                updated_at=Order.updated_at - 2 * STUCK_AFTER,
+                created_at=Order.created_at - opened * STUCK_AFTER,
+            )
         )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -16,12 +17,13 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from click.testing import CliRunner, Result
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
+from shared.commands import AuthorizeCommand
 from shared.config import Settings
-from shared.db.models import Order, OutboxMessage
+from shared.db.models import IdempotencyKey, Order, OutboxMessage
 from shared.events import derive_event_id
 from shared.messaging import HDR_ATTEMPT, HDR_EVENT_ID, HDR_EVENT_NAME, HDR_RECEIVED_AT
 from tests.ops.shop import APPROVE, Shop, order_status, transitions_of
@@ -133,6 +135,34 @@ async def test_dlq_list_shows_each_dead_letter_and_leaves_it_in_the_queue(
     ):
         assert column in row.split()
     assert await ready(amqp_connection, ops_deps.names.dead_letters_queue) == 1
+
+
+async def test_dlq_list_shows_how_long_ago_each_letter_failed(
+    recon: Invoke, ops_deps: Deps, shop: Shop, sandbox: SandboxHandle
+) -> None:
+    _, execution_id = await shop.pay(APPROVE)
+    letter_id = await dead_letter_webhook(ops_deps, sandbox, execution_id)
+
+    result = await recon("dlq", "list")
+
+    assert result.exit_code == 0, result.output
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[3] == "AGE"
+    (row,) = [line for line in rows if line.startswith(letter_id)]
+    assert re.fullmatch(r"\d+d\d+h|\d+h\d+m|\d+m\d+s|\d+s", row.split()[3])
+
+
+async def test_dlq_replay_dry_run_labels_its_progress_on_stderr_only(
+    recon: Invoke, ops_deps: Deps, shop: Shop, sandbox: SandboxHandle
+) -> None:
+    _, execution_id = await shop.pay(APPROVE)
+    await dead_letter_webhook(ops_deps, sandbox, execution_id)
+
+    result = await recon("dlq", "replay", "--all", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert "re-polling Payrails" in result.stderr
+    assert "re-polling Payrails" not in result.stdout
 
 
 async def test_dlq_replay_dry_run_prints_the_change_and_changes_nothing(
@@ -350,3 +380,62 @@ async def test_a_message_the_broker_dead_lettered_is_replayed_to_its_x_death_que
     assert row.split()[-1] == names.events_queue
     assert replayed.exit_code == 0, replayed.output
     assert await ready(amqp_connection, names.events_queue) == 1
+
+
+async def dead_letter_authorize(deps: Deps, reference: str, execution_id: str) -> str:
+    """Route an authorize command through the authorize queue into the DLQ; return its id."""
+    command = AuthorizeCommand(order_reference=reference, execution_id=execution_id)
+    message = aio_pika.Message(command.to_body(), message_id=command.message_id)
+    await deps.channel.default_exchange.publish(message, deps.names.authorize_queue)
+    queue = await deps.channel.get_queue(deps.names.authorize_queue)
+    incoming = await queue.get(timeout=5)
+    assert incoming is not None
+    await dead_letter(
+        incoming, deps, source_queue=deps.names.authorize_queue, reason="payrails_unavailable"
+    )
+    await incoming.ack()
+    return command.message_id
+
+
+async def test_dlq_replay_dry_run_predicts_the_authorize_of_a_dead_lettered_command(
+    recon: Invoke,
+    ops_deps: Deps,
+    shop: Shop,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    reference, execution_id = await shop.unpaid("authorizing")
+    assert execution_id is not None
+    letter_id = await dead_letter_authorize(ops_deps, reference, execution_id)
+
+    result = await recon("dlq", "replay", "--all", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith(letter_id)]
+    assert "would authorize at Payrails (12.50 EUR)" in row
+    assert await order_status(sessions, reference) == "authorizing"
+
+
+async def test_dlq_replay_dry_run_skips_an_authorize_command_whose_authorize_completed(
+    recon: Invoke,
+    ops_deps: Deps,
+    shop: Shop,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    reference, execution_id = await shop.unpaid("authorizing")
+    assert execution_id is not None
+    async with sessions.begin() as session:
+        await session.execute(
+            update(IdempotencyKey)
+            .where(
+                IdempotencyKey.order_id
+                == select(Order.id).where(Order.reference == reference).scalar_subquery()
+            )
+            .values(completed_at=func.now())
+        )
+    letter_id = await dead_letter_authorize(ops_deps, reference, execution_id)
+
+    result = await recon("dlq", "replay", "--all", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith(letter_id)]
+    assert "skipped (authorize already completed)" in row

@@ -192,12 +192,25 @@ def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
     return [*spec.get("initContainers", []), *spec["containers"]]
 
 
+def main_containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(workload["spec"]["template"]["spec"]["containers"])
+
+
+def deployment(name: str) -> dict[str, Any]:
+    (found,) = [d for d in of_kind("Deployment") if d["metadata"]["name"] == name]
+    return found
+
+
+def env_values(container: dict[str, Any]) -> dict[str, Any]:
+    return {env["name"]: env.get("value", env.get("valueFrom")) for env in container.get("env", [])}
+
+
 def test_k8s_manifests_hold_the_expected_objects() -> None:
     kinds = [doc["kind"] for doc in k8s_documents()]
     assert kinds.count("Deployment") == 3
     assert {"Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Job"} <= set(kinds)
     assert "Secret" not in kinds, "secrets are referenced, never shipped"
-    commands = {tuple(c["command"]) for d in of_kind("Deployment") for c in containers(d)}
+    commands = {tuple(c["command"]) for d in of_kind("Deployment") for c in main_containers(d)}
     assert commands == set(PROCESSES) - {("python", "-m", "sandbox")}
     (job,) = of_kind("Job")
     assert [tuple(c["command"]) for c in containers(job)] == [MIGRATE]
@@ -229,7 +242,7 @@ def port_number(container: dict[str, Any], port: int | str) -> int:
 def test_k8s_deployments_probe_the_real_ports_and_paths() -> None:
     data = configmap_data()
     for deployment in of_kind("Deployment"):
-        (container,) = containers(deployment)
+        (container,) = main_containers(deployment)
         variable, port = PROCESSES[tuple(container["command"])]
         assert data.get(variable, str(port)) == str(port)
         assert [p["containerPort"] for p in container["ports"]] == [port]
@@ -256,7 +269,7 @@ def test_k8s_services_pdbs_and_hpas_point_at_real_deployments() -> None:
     for service in of_kind("Service"):
         selector = service["spec"]["selector"]
         (target,) = [n for n, lbl in labels.items() if selector.items() <= lbl.items()]
-        (container,) = containers(deployments[target])
+        (container,) = main_containers(deployments[target])
         for port in service["spec"]["ports"]:
             assert port_number(container, port["targetPort"]) in {
                 p["containerPort"] for p in container["ports"]
@@ -267,6 +280,75 @@ def test_k8s_services_pdbs_and_hpas_point_at_real_deployments() -> None:
     scaled = {hpa["spec"]["scaleTargetRef"]["name"] for hpa in of_kind("HorizontalPodAutoscaler")}
     assert "ingress-webhooks" in scaled
     assert scaled <= deployments.keys()
+
+
+@pytest.mark.parametrize("name", ["ingress-checkout", "worker"])
+def test_k8s_processes_calling_payrails_mount_the_mtls_secret_read_only(name: str) -> None:
+    pod = deployment(name)["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName")]
+    assert volume["secret"]["secretName"] == "recon-payrails-mtls"
+    assert volume["secret"].get("optional", False) is False
+    (container,) = main_containers(deployment(name))
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True
+    env = env_values(container)
+    assert env["PAYRAILS_CLIENT_CERT"] == mount["mountPath"] + "/tls.crt"
+    assert env["PAYRAILS_CLIENT_KEY"] == mount["mountPath"] + "/tls.key"
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    assert "recon-payrails-mtls" in (DEPLOY / "k8s" / "secrets.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["ingress-checkout", "worker"])
+def test_k8s_processes_using_the_database_wait_for_the_migrated_schema(name: str) -> None:
+    (init,) = deployment(name)["spec"]["template"]["spec"]["initContainers"]
+    script = " ".join(init["command"])
+    assert "alembic current" in script
+    assert "(head)" in script
+    assert init["env"] == [
+        e for e in main_containers(deployment(name))[0]["env"] if e["name"] == "DATABASE_URL"
+    ]
+
+
+def test_k8s_deployments_scaled_by_an_hpa_leave_the_replica_count_to_it() -> None:
+    scaled = {hpa["spec"]["scaleTargetRef"]["name"] for hpa in of_kind("HorizontalPodAutoscaler")}
+    for name in scaled:
+        assert "replicas" not in deployment(name)["spec"], name
+
+
+def test_the_kubernetes_scrape_config_gives_each_deployment_its_compose_job_name() -> None:
+    """Pods are scraped on their annotated port under job recon-<app.kubernetes.io/name>, the
+    job names the compose config uses and the alerts match."""
+    config = load_yaml(DEPLOY / "prometheus" / "kubernetes.yml")
+    (job,) = config["scrape_configs"]
+    keeps = {
+        tuple(r["source_labels"]): r["regex"]
+        for r in job["relabel_configs"]
+        if r["action"] == "keep"
+    }
+    name_label = ("__meta_kubernetes_pod_label_app_kubernetes_io_name",)
+    keep_annotated = keeps[("__meta_kubernetes_pod_annotation_prometheus_io_scrape",)]
+    (rename,) = [r for r in job["relabel_configs"] if r.get("target_label") == "job"]
+    assert tuple(rename["source_labels"]) == name_label
+    compose_jobs = {
+        j["job_name"] for j in load_yaml(DEPLOY / "prometheus" / "prometheus.yml")["scrape_configs"]
+    }
+    for found in of_kind("Deployment"):
+        template = found["spec"]["template"]
+        name = template["metadata"]["labels"]["app.kubernetes.io/name"]
+        annotations = template["metadata"]["annotations"]
+        assert re.fullmatch(keep_annotated, annotations["prometheus.io/scrape"])
+        assert re.fullmatch(keeps[name_label], name)
+        (container,) = main_containers(found)
+        assert int(annotations["prometheus.io/port"]) == container["ports"][0]["containerPort"]
+        assert rename["replacement"].replace("$1", name) in compose_jobs
+
+
+def test_the_migration_job_is_deleted_before_each_release_is_applied() -> None:
+    (job,) = of_kind("Job")
+    readme = (DEPLOY / "README.md").read_text()
+    assert f"kubectl -n payrails-recon delete job {job['metadata']['name']} --ignore-not-found" in (
+        readme
+    )
 
 
 # --- Dockerfile ------------------------------------------------------------------------------

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
-from shared.db.models import Order
+from shared.config import Settings
+from shared.db.models import Order, OutboxMessage
+from shared.errors import ConfigError
 from tests.ops.shop import APPROVE, CHALLENGE, Shop, make_stuck, order_status, transitions_of
 from worker.deps import Deps
-from worker.sweeper import run_sweeper, sweep_once
+from worker.sweeper import ABANDONED, UNCONFIRMED, run_sweeper, sweep_once
 
 
 def sample(name: str, labels: dict[str, str]) -> float:
@@ -146,3 +149,84 @@ async def test_run_sweeper_sweeps_every_interval_until_stopped(
     await asyncio.wait_for(task, timeout=5)
 
     assert await order_status(sessions, reference) == "paid"
+
+
+async def test_an_order_left_created_past_the_threshold_fails_as_abandoned(
+    ops_deps: Deps, shop: Shop, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference, _ = await shop.unpaid("created", execution=False)
+    await make_stuck(sessions, [reference])
+
+    result = await sweep_once(ops_deps)
+
+    assert result.abandoned == (reference,)
+    assert await order_status(sessions, reference) == "payment_failed"
+    assert await transitions_of(sessions, reference) == [("created", "payment_failed", "sweep")]
+    async with sessions() as session:
+        order = await session.scalar(select(Order).where(Order.reference == reference))
+        assert order is not None
+        assert order.failure_reason == ABANDONED
+        keys = await session.scalars(
+            select(OutboxMessage.routing_key).where(OutboxMessage.order_id == order.id)
+        )
+        assert list(keys) == ["order.payment_failed"]
+
+
+async def test_a_recent_created_order_is_left_alone(
+    ops_deps: Deps, shop: Shop, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference, _ = await shop.unpaid("created", execution=False)
+
+    result = await sweep_once(ops_deps)
+
+    assert reference not in result.abandoned
+    assert await order_status(sessions, reference) == "created"
+
+
+async def test_an_authorize_payrails_never_saw_goes_to_review_after_three_thresholds(
+    ops_deps: Deps, shop: Shop, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference, _ = await shop.unpaid("authorizing")
+    await make_stuck(sessions, [reference], opened=4)
+
+    result = await sweep_once(ops_deps)
+
+    assert result.repaired == {reference: "needs_review"}
+    assert await transitions_of(sessions, reference) == [("authorizing", "needs_review", "sweep")]
+    async with sessions() as session:
+        reason = await session.scalar(
+            select(Order.failure_reason).where(Order.reference == reference)
+        )
+    assert reason == UNCONFIRMED
+
+
+async def test_an_authorize_payrails_never_saw_is_re_polled_before_three_thresholds(
+    ops_deps: Deps, shop: Shop, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference, _ = await shop.unpaid("authorizing")
+    await make_stuck(sessions, [reference], opened=2)
+
+    result = await sweep_once(ops_deps)
+
+    assert [c.reference for c in result.claimed] == [reference]
+    assert await order_status(sessions, reference) == "authorizing"
+
+
+def test_sweeper_settings_are_read_from_the_environment(base_env: dict[str, str]) -> None:
+    settings = Settings.from_env(
+        {
+            **base_env,
+            "SWEEPER_INTERVAL_SECONDS": "12.5",
+            "SWEEPER_STUCK_AFTER_SECONDS": "600",
+            "SWEEPER_BATCH_SIZE": "7",
+        }
+    )
+
+    assert settings.sweeper_interval_seconds == 12.5
+    assert settings.sweeper_stuck_after_seconds == 600.0
+    assert settings.sweeper_batch_size == 7
+
+
+def test_a_stuck_threshold_below_one_second_is_refused(base_env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="SWEEPER_STUCK_AFTER_SECONDS"):
+        Settings.from_env({**base_env, "SWEEPER_STUCK_AFTER_SECONDS": "0.5"})
