@@ -79,6 +79,16 @@ EVENT_PROCESSING_SECONDS = Histogram(
     ["outcome"],
     buckets=_LATENCY_BUCKETS,
 )
+REPOLLS = Counter(
+    "recon_repolls_total",
+    "Executions re-polled from Payrails by the events consumer, by outcome.",
+    ["outcome"],  # ok|unavailable|rejected
+)
+DATABASE_FAILURES = Counter(
+    "recon_database_failures_total",
+    "Database operations that failed as unavailable and were held for another try, by consumer.",
+    ["consumer"],
+)
 MESSAGE_RETRIES = Counter(
     "recon_message_retries_total",
     "Messages parked on a delay queue, by source queue and delay tier in seconds.",

@@ -128,6 +128,13 @@ class Change:
     event_id: str | None = None
     webhook_received_at: datetime | None = None
     detail: Mapping[str, Any] | None = None
+    execution_id: str | None = None  # the observed execution; binds an order that has none yet
+
+
+def _bind(change: Change) -> None:
+    """An order matched by merchantReference learns its execution id (before messages are built)."""
+    if change.execution_id and change.order.execution_id is None:
+        change.order.execution_id = change.execution_id
 
 
 def _advance(order: Order, transition: Transition) -> None:
@@ -167,6 +174,7 @@ async def apply_observations(
     transitions: list[Transition | None] = []
     decided: list[tuple[Change, Transition]] = []
     for change in changes:
+        _bind(change)
         transition = decide(OrderStatus(change.order.status), change.observed)
         transitions.append(transition)
         if transition is not None:

@@ -4,7 +4,11 @@ Deliveries are buffered and taken in batches by a few concurrent loops: one tran
 batch, acks only after its commit. A busy worker therefore batches by itself, while a quiet one
 handles each event at once. When the database is unavailable the batch is held, unacked, and
 retried once the database answers again: nothing is acked and nothing is lost, however long the
-outage. Payrails failures and missing orders go to the delay tiers; poison goes to dead letters.
+outage. A batch that keeps failing while the database does answer (a statement timeout, a lock
+it cannot get) is split, and a single message that keeps failing goes to the delay tiers, so
+one bad message never pins a batch loop. A retry or dead-letter hand-off the broker refuses is
+held and tried again with growing delays; only shutdown requeues it. Payrails failures and
+missing orders go to the delay tiers; poison goes to dead letters.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 from structlog.contextvars import bound_contextvars
 
 from shared import metrics
@@ -53,6 +58,8 @@ KNOWN_EVENTS = RECONCILED_EVENTS | {
 _ACKED = frozenset({Outcome.RECONCILED, Outcome.DUPLICATE, Outcome.IGNORED})
 _RETRIED = frozenset({Outcome.ORDER_NOT_FOUND, Outcome.PAYRAILS_UNAVAILABLE})
 _DB_BACKOFF_START, _DB_BACKOFF_MAX = 0.2, 5.0
+_DB_FAILURES_WHILE_UP = 3  # failures of one batch, with the database answering, before a split
+_HANDOFF_BACKOFF_START, _HANDOFF_BACKOFF_MAX = 0.2, 10.0
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
@@ -69,6 +76,10 @@ def event_label(name: str) -> str:
 
 class _Stopping(Exception):
     """Raised inside a held batch when shutdown begins; its messages are requeued."""
+
+
+class _BatchFailing(Exception):
+    """This batch keeps failing although the database answers: the fault is in its messages."""
 
 
 @dataclass(slots=True)
@@ -95,6 +106,7 @@ class EventsConsumer:
         self._buffer: list[Held] = []
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._cancelled = asyncio.Event()  # set by stop() once the broker sends us nothing more
         self._unsettled: set[int] = set()
         self._owned: dict[int, Held] = {}
         self._loops: list[asyncio.Task[None]] = []
@@ -121,11 +133,16 @@ class EventsConsumer:
         log.info("consumer.started", queue=self.source_queue, prefetch=settings.worker_prefetch)
 
     async def stop(self) -> None:
-        """Stop deliveries; batches in flight get the grace period; requeue the rest."""
+        """Stop deliveries; batches in flight get the grace period; requeue the rest.
+
+        Nothing is requeued before the broker has confirmed the cancel: a message requeued while
+        this consumer is still subscribed would come straight back, spending its delivery limit.
+        """
         self._stopping.set()
         if self._queue is not None and self._tag is not None:
             with contextlib.suppress(AMQPError, aiormq.exceptions.AMQPError, RuntimeError):
                 await self._queue.cancel(self._tag)
+        self._cancelled.set()
         self._wakeup.set()
         grace = self._deps.settings.worker_shutdown_grace_seconds
         if self._loops:
@@ -142,8 +159,7 @@ class EventsConsumer:
         held = Held(message)
         self._own(held)
         if self._stopping.is_set():
-            await self._requeue(held)
-            return
+            return  # requeued by stop() once the cancel is confirmed
         self._buffer.append(held)
         self._wakeup.set()
 
@@ -172,6 +188,14 @@ class EventsConsumer:
             await self.settle(await self.commit(batch))
         except _Stopping:
             return  # still unsettled: requeued by stop()
+        except _BatchFailing:
+            if len(batch) == 1:
+                await self._route(batch[0], None, "database_error", retry=True)
+                return
+            log.warning("events.batch_split", size=len(batch))
+            for held in batch:
+                if id(held) in self._unsettled:
+                    await self.process([held])
         except Exception:
             if len(batch) == 1:
                 log.exception("event.failed")
@@ -250,45 +274,82 @@ class EventsConsumer:
             return await reconcile_batch(session, deliveries)
 
     async def _with_database(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run ``operation``; while the database is unavailable, hold and try again."""
+        """Run ``operation``; while the database is unavailable, hold and try again.
+
+        Failures while a probe shows the database answering are counted: after a few, the
+        batch is given up (``_BatchFailing``) instead of being held forever.
+        """
         delay = _DB_BACKOFF_START
+        failures_while_up = 0
         while True:
             try:
                 return await operation()
             except Exception as exc:
                 if not is_database_unavailable(exc):
                     raise
+                metrics.DATABASE_FAILURES.labels("events").inc()
+                if await self._database_answers():
+                    failures_while_up += 1
+                    if failures_while_up >= _DB_FAILURES_WHILE_UP:
+                        raise _BatchFailing from exc
                 log.warning("database.unavailable", error=type(exc).__name__, retry_in=delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            if self._stopping.is_set():
+            if await self._pause(delay):
                 raise _Stopping
             delay = min(delay * 2, _DB_BACKOFF_MAX)
 
-    async def _route(self, held: Held, result: Result | None, reason: str | None) -> None:
-        """Turn one outcome into exactly one of: ack, retry copy + ack, dead letter + ack."""
-        outcome = result.outcome if result else None
+    async def _database_answers(self) -> bool:
         try:
-            if outcome in _ACKED:
-                action = outcome.value if outcome else "acked"
-            elif outcome in _RETRIED:
-                assert outcome is not None
-                action = await retry_later(
-                    held.message, self._deps, source_queue=self.source_queue, reason=outcome.value
-                )
-            else:
-                reason = reason or (outcome.value if outcome else "processing_error")
-                await dead_letter(
-                    held.message, self._deps, source_queue=self.source_queue, reason=reason
-                )
-                action = "dead_lettered"
-        except PublishError as exc:
-            log.warning("event.handoff_failed", error=exc.reason)
-            await self._requeue(held)
-            self._log(held, result, "requeued", reason)
-            return
+            async with self._deps.sessions() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def _pause(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds, or less if shutdown begins; True once requeueing is safe."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._cancelled.wait(), delay)
+        return self._cancelled.is_set()
+
+    async def _route(
+        self, held: Held, result: Result | None, reason: str | None, *, retry: bool = False
+    ) -> None:
+        """Turn one outcome into exactly one of: ack, retry copy + ack, dead letter + ack.
+
+        A hand-off the broker refuses is tried again after growing delays (the message stays
+        held, unacked); shutdown requeues it instead.
+        """
+        outcome = result.outcome if result else None
+        if outcome not in _ACKED:
+            reason = reason or (outcome.value if outcome else "processing_error")
+        delay = _HANDOFF_BACKOFF_START
+        while True:
+            try:
+                action = await self._hand_off(held, outcome, reason, retry=retry)
+                break
+            except PublishError as exc:
+                log.warning("event.handoff_failed", error=exc.reason, retry_in=delay)
+            if await self._pause(delay):
+                await self._requeue(held)
+                self._log(held, result, "requeued", reason)
+                return
+            delay = min(delay * 2, _HANDOFF_BACKOFF_MAX)
         await self._ack(held)
-        self._log(held, result, action, None if outcome in _ACKED else reason or str(outcome))
+        self._log(held, result, action, None if outcome in _ACKED else reason)
+
+    async def _hand_off(
+        self, held: Held, outcome: Outcome | None, reason: str | None, *, retry: bool
+    ) -> str:
+        """Publish the retry copy or the dead letter this outcome needs; the action taken."""
+        if outcome in _ACKED:
+            return outcome.value if outcome else "acked"
+        reason = reason or "processing_error"
+        if retry or outcome in _RETRIED:
+            return await retry_later(
+                held.message, self._deps, source_queue=self.source_queue, reason=reason
+            )
+        await dead_letter(held.message, self._deps, source_queue=self.source_queue, reason=reason)
+        return "dead_lettered"
 
     async def _ack(self, held: Held) -> None:
         try:
@@ -317,7 +378,8 @@ class EventsConsumer:
         with bound_contextvars(
             event_id=event.event_id if event else held.message.message_id,
             execution_id=event.execution_id if event else None,
-            order_reference=result.order_reference if result else None,
+            order_reference=(result.order_reference if result else None)
+            or (event.merchant_reference if event else None),
         ):
             log.info(
                 "event.processed",

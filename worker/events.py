@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import metrics
 from shared.db.models import Order
 from shared.db.models import WebhookEvent as InboxRow
 from shared.errors import InvalidPayload
@@ -40,6 +41,7 @@ class Outcome(StrEnum):
     PAYRAILS_UNAVAILABLE = "payrails_unavailable"  # re-poll failed transiently
     PAYRAILS_REJECTED = "payrails_rejected"  # re-poll refused for good (4xx, bad body)
     NO_EXECUTION_ID = "no_execution_id"  # a reconciled event naming no execution
+    EXECUTION_MISMATCH = "execution_mismatch"  # the execution belongs to another order
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +106,17 @@ async def repoll(payrails: PayrailsClient, execution_ids: Iterable[str]) -> Repo
     for execution_id, answer in zip(ids, answers, strict=True):
         if isinstance(answer, Execution | PayrailsError | InvalidPayload):
             result[execution_id] = answer
+            metrics.REPOLLS.labels(repoll_label(answer)).inc()
         else:
             raise answer  # a bug, not a Payrails answer: let the consumer's safety net see it
     return result
+
+
+def repoll_label(answer: Execution | PayrailsError | InvalidPayload) -> str:
+    """The recon_repolls_total outcome: ok, unavailable or rejected."""
+    if isinstance(answer, Execution):
+        return "ok"
+    return "unavailable" if isinstance(answer, PayrailsTransientError) else "rejected"
 
 
 def repoll_outcome(answer: Execution | PayrailsError | InvalidPayload | None) -> Outcome | None:
@@ -126,12 +136,22 @@ class _Locked:
     by_reference: dict[str, Order]
 
     def find(self, event: WebhookEvent) -> Order | None:
+        """By execution id; else by merchantReference, only an order not bound to another one."""
         order = self.by_execution.get(event.execution_id or "")
-        return order or self.by_reference.get(event.merchant_reference or "")
+        if order is not None:
+            return order
+        order = self.by_reference.get(event.merchant_reference or "")
+        if order is None or order.execution_id not in (None, event.execution_id):
+            return None
+        return order
 
 
 async def lock_orders(session: AsyncSession, events: Sequence[WebhookEvent]) -> _Locked:
-    """Lock every order the events name (by execution id, then merchantReference), in id order."""
+    """Lock every order the events name, in id order.
+
+    By execution id first; the merchantReference fallback only reaches orders that are not bound
+    to an execution yet, so one execution's state never lands on another execution's order.
+    """
     execution_ids = sorted({e.execution_id for e in events if e.execution_id})
     query = select(Order).order_by(Order.id).with_for_update()
     by_execution: dict[str, Order] = {}
@@ -143,7 +163,9 @@ async def lock_orders(session: AsyncSession, events: Sequence[WebhookEvent]) -> 
         {e.merchant_reference for e in events if e.merchant_reference and locked.find(e) is None}
     )
     if missing:
-        rows = await session.scalars(query.where(Order.reference.in_(missing)))
+        rows = await session.scalars(
+            query.where(Order.reference.in_(missing), Order.execution_id.is_(None))
+        )
         locked.by_reference.update({o.reference: o for o in rows})
     return locked
 
@@ -171,6 +193,19 @@ async def record_inbox(session: AsyncSession, deliveries: Sequence[Delivery]) ->
     return set(await session.scalars(stmt, list(rows.values())))
 
 
+def belongs_to(order: Order, execution: Execution | None, bound: str | None) -> bool:
+    """Whether the re-polled execution may be applied to ``order`` (bound to ``bound``, if any).
+
+    The execution must name the order's reference (when it names one) and the order must be
+    unbound or bound to this very execution.
+    """
+    if execution is None:
+        return True
+    if execution.merchant_reference and execution.merchant_reference != order.reference:
+        return False
+    return bound in (None, execution.id)
+
+
 def _change(order: Order, delivery: Delivery) -> Change:
     assert delivery.execution is not None  # the consumer only passes re-polled deliveries
     return Change(
@@ -179,27 +214,49 @@ def _change(order: Order, delivery: Delivery) -> Change:
         event_id=delivery.event.event_id,
         webhook_received_at=delivery.received_at,
         detail={"event": delivery.event.name, "executionStatus": delivery.execution.latest_code},
+        execution_id=delivery.execution.id,
     )
+
+
+def _targets(locked: _Locked, deliveries: Sequence[Delivery]) -> list[Order | None]:
+    """The order each delivery may be applied to, in order; None when none or a mismatch."""
+    bound: dict[int, str | None] = {}  # order id -> execution id, as this batch binds them
+    targets: list[Order | None] = []
+    for delivery in deliveries:
+        order = locked.find(delivery.event) if delivery.event.is_reconciled else None
+        if order is not None:
+            binding = bound.setdefault(order.id, order.execution_id)
+            if belongs_to(order, delivery.execution, binding):
+                bound[order.id] = delivery.execution.id if delivery.execution else binding
+            else:
+                order = None
+        targets.append(order)
+    return targets
 
 
 async def reconcile_batch(session: AsyncSession, deliveries: Sequence[Delivery]) -> list[Result]:
     """Inbox, lock, apply, in the caller's transaction; one Result per delivery, in order.
 
-    An event whose order does not exist yet writes nothing (not even its inbox row), so its
-    delayed retry is processed afresh. The state machine runs through
+    An event whose order does not exist yet, or whose execution belongs to another order, writes
+    nothing (not even its inbox row), so its delayed retry or replay is processed afresh. An order
+    matched by reference learns its execution id here. The state machine runs through
     ``shared.orders.apply_observations``: the same rules as ``apply_observation``, in bulk.
     """
     reconciled = [d.event for d in deliveries if d.event.is_reconciled]
     locked = await lock_orders(session, reconciled)
-    recordable = [d for d in deliveries if not d.event.is_reconciled or locked.find(d.event)]
+    targets = _targets(locked, deliveries)
+    recordable = [
+        d
+        for d, order in zip(deliveries, targets, strict=True)
+        if not d.event.is_reconciled or order
+    ]
     new_ids = await record_inbox(session, recordable)
     results: list[Result] = []
     changes: dict[int, Change] = {}  # index in results -> change to apply
-    for delivery in deliveries:
+    for delivery, order in zip(deliveries, targets, strict=True):
         event = delivery.event
-        order = locked.find(event) if event.is_reconciled else None
         if event.is_reconciled and order is None:
-            results.append(Result(Outcome.ORDER_NOT_FOUND))
+            results.append(Result(_unmatched(locked, delivery)))
         elif event.event_id not in new_ids:
             results.append(Result(Outcome.DUPLICATE, order.reference if order else None))
         elif order is None:
@@ -212,3 +269,8 @@ async def reconcile_batch(session: AsyncSession, deliveries: Sequence[Delivery])
     for index, transition in zip(changes, transitions, strict=True):
         results[index] = replace(results[index], transition=transition)
     return results
+
+
+def _unmatched(locked: _Locked, delivery: Delivery) -> Outcome:
+    """Why a reconciled event has no order to apply to: none yet, or the execution disagrees."""
+    return Outcome.EXECUTION_MISMATCH if locked.find(delivery.event) else Outcome.ORDER_NOT_FOUND

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.session import create_engine, create_sessionmaker
@@ -32,6 +33,12 @@ from worker.deps import Deps
 from worker.events import Outcome
 
 COMPLETED = "executionActionCompleted"
+
+
+def database_failures() -> float:
+    """Database operations the events consumer found unavailable and held for another try."""
+    value = REGISTRY.get_sample_value("recon_database_failures_total", {"consumer": "events"})
+    return value or 0.0
 
 
 async def reaches(sessions: async_sessionmaker[AsyncSession], reference: str, status: str) -> None:
@@ -148,7 +155,13 @@ async def test_database_outage_acks_nothing_loses_nothing_and_resumes(
             return consumer.in_flight == len(bodies)
 
         await wait_until(all_held)
-        await asyncio.sleep(1.0)  # several failed attempts against the cut database
+        failed = database_failures()
+
+        async def attempted_again() -> bool:
+            return database_failures() >= failed + 2  # the held batch tried and failed again
+
+        await wait_until(attempted_again)
+        assert consumer.in_flight == len(bodies)
         assert total_processed() == before
         assert {await order_status(sessions, r) for r in references} == {"authorizing"}
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from aio_pika import DeliveryMode
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -111,3 +113,44 @@ async def test_paid_message_observes_webhook_to_paid_latency(
     after = REGISTRY.get_sample_value("recon_webhook_to_paid_seconds_count") or 0.0
     assert after >= before + 1
     await broker.messages_for({reference}, 1)
+
+
+async def test_nacked_publish_leaves_the_row_unpublished_for_the_next_pass(
+    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    full = await broker.channel.declare_queue(
+        f"{deps.names.prefix}test.full",
+        arguments={"x-max-length": 0, "x-overflow": "reject-publish"},
+    )
+    await full.bind(deps.names.orders_exchange, routing_key="#")
+    reference = await paid_order(sessions)
+    try:
+        assert await OutboxRelay(deps).relay_once() == 0
+        assert await published_at(sessions, reference) is None
+    finally:
+        await full.delete(if_unused=False, if_empty=False)
+
+    while await OutboxRelay(deps).relay_once():
+        pass
+
+    assert await published_at(sessions, reference) is not None
+    [body] = await broker.messages_for({reference}, 1)
+    assert body["status"] == "paid"
+
+
+async def test_relayed_message_is_persistent_json_with_the_schema_header(
+    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference = await paid_order(sessions)
+
+    while await OutboxRelay(deps).relay_once():
+        pass
+
+    [message] = [
+        m
+        for m in await broker.drain(broker.orders.name)
+        if json.loads(m.body)["orderReference"] == reference
+    ]
+    assert message.delivery_mode == DeliveryMode.PERSISTENT
+    assert message.content_type == "application/json"
+    assert message.headers["x-schema-version"] == 1

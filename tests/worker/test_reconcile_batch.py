@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.db.models import Order, OutboxMessage
 from shared.db.models import WebhookEvent as InboxRow
 from shared.events import WebhookEvent
 from shared.payrails.models import Execution
@@ -184,3 +186,88 @@ async def test_received_at_header_parses_iso_and_epoch() -> None:
     assert parse_received_at("2026-01-01T00:00:00.000+00:00") == datetime(2026, 1, 1, tzinfo=UTC)
     assert parse_received_at(0) == datetime(1970, 1, 1, tzinfo=UTC)
     assert parse_received_at("not a time") is None
+
+
+async def test_reference_fallback_skips_an_order_bound_to_another_execution(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    order = await insert_order(sessions, execution_id=str(uuid.uuid4()))
+    other = str(uuid.uuid4())
+    ex = execution(other, order.reference, "authorizeSuccessful")
+
+    outcomes = await run(sessions, delivery("executionActionCompleted", other, order.reference, ex))
+
+    assert outcomes == [Outcome.ORDER_NOT_FOUND]
+    assert await order_status(sessions, order.reference) == "authorizing"
+
+
+async def test_execution_naming_another_reference_is_a_mismatch_and_writes_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    order = await insert_order(sessions, execution_id=None)
+    exec_id = str(uuid.uuid4())
+    ex = execution(exec_id, "someone-else", "authorizeSuccessful")
+    item = delivery("executionActionCompleted", exec_id, order.reference, ex)
+
+    assert await run(sessions, item) == [Outcome.EXECUTION_MISMATCH]
+    assert await order_status(sessions, order.reference) == "authorizing"
+    async with sessions() as session:
+        assert await session.get(InboxRow, item.event.event_id) is None
+        stored = await session.get(Order, order.id)
+    assert stored is not None
+    assert stored.execution_id is None
+
+
+async def test_order_bound_by_execution_id_rejects_an_execution_naming_another_reference(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    exec_id = str(uuid.uuid4())
+    order = await insert_order(sessions, execution_id=exec_id)
+    ex = execution(exec_id, "someone-else", "authorizeSuccessful")
+
+    outcomes = await run(
+        sessions, delivery("executionActionCompleted", exec_id, order.reference, ex)
+    )
+
+    assert outcomes == [Outcome.EXECUTION_MISMATCH]
+    assert await order_status(sessions, order.reference) == "authorizing"
+
+
+async def test_second_execution_for_a_reference_in_one_batch_is_a_mismatch(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    order = await insert_order(sessions, execution_id=None)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    pending = execution(
+        first, order.reference, "authorizePending", requiredAction={"href": "https://x/3ds"}
+    )
+    paid = execution(second, order.reference, "authorizeSuccessful")
+
+    outcomes = await run(
+        sessions,
+        delivery("executionActionPending", first, order.reference, pending),
+        delivery("executionActionCompleted", second, order.reference, paid),
+    )
+
+    assert outcomes == [Outcome.RECONCILED, Outcome.EXECUTION_MISMATCH]
+    assert await order_status(sessions, order.reference) == "action_required"
+
+
+async def test_order_matched_by_reference_learns_its_execution_id_and_its_message_carries_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    order = await insert_order(sessions, execution_id=None)
+    exec_id = str(uuid.uuid4())
+    ex = execution(exec_id, order.reference, "authorizeSuccessful")
+
+    await run(sessions, delivery("executionActionCompleted", exec_id, order.reference, ex))
+
+    async with sessions() as session:
+        stored = await session.get(Order, order.id)
+        body = await session.scalar(
+            select(OutboxMessage.body).where(OutboxMessage.order_id == order.id)
+        )
+    assert stored is not None
+    assert stored.execution_id == exec_id
+    assert body is not None
+    assert body["executionId"] == exec_id
