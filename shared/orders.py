@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import metrics
-from shared.db.models import IdempotencyKey, Order, OrderTransition, OutboxMessage
+from shared.db.models import IdempotencyKey, Order, OrderTransition, OutboxMessage, table_of
 from shared.db.session import OUTBOX_CHANNEL
 from shared.money import Money
 from shared.state_machine import Cause, Observation, OrderStatus, Transition, decide
@@ -230,10 +230,12 @@ async def _write_transitions(
             )
     await session.flush()  # the order updates, batched by the unit of work
     if history:
-        await session.execute(insert(OrderTransition), history)
+        # Core inserts on the tables: the same executemany, without the ORM's per-row work.
+        await session.execute(insert(table_of(OrderTransition)), history)
     if outbox:
         await session.execute(
-            insert(OutboxMessage).on_conflict_do_nothing(index_elements=["message_id"]), outbox
+            insert(table_of(OutboxMessage)).on_conflict_do_nothing(index_elements=["message_id"]),
+            outbox,
         )
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
     for _, transition in decided:

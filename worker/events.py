@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import metrics
-from shared.db.models import Order
+from shared.db.models import Order, table_of
 from shared.db.models import WebhookEvent as InboxRow
 from shared.errors import InvalidPayload
 from shared.events import WebhookEvent
@@ -186,9 +186,9 @@ async def record_inbox(session: AsyncSession, deliveries: Sequence[Delivery]) ->
     if not rows:
         return set()
     stmt = (
-        insert(InboxRow)
+        insert(table_of(InboxRow))  # Core: one multi-row INSERT ... RETURNING
         .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(InboxRow.event_id)
+        .returning(table_of(InboxRow).c.event_id)
     )
     return set(await session.scalars(stmt, list(rows.values())))
 
