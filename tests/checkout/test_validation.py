@@ -59,7 +59,7 @@ def test_a_valid_body_parses_to_a_request() -> None:
         ("", "EUR", "amount.value", "is required"),
         ("12.50", "EURO", "amount.currency", "must be an ISO 4217 code such as 'EUR'"),
         ("12.50", "eur", "amount.currency", "must be an ISO 4217 code such as 'EUR'"),
-        ("12.50", "XXX", "amount.currency", "must be an ISO 4217 code such as 'EUR'"),
+        ("12.50", "ABC", "amount.currency", "must be an ISO 4217 code such as 'EUR'"),
         ("12.50", None, "amount.currency", "is required"),
     ],
 )
