@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 
 from shared.errors import InvalidPayload
+from shared.payloads import json_object
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,12 +28,7 @@ class AuthorizeCommand:
 
     @classmethod
     def from_body(cls, body: bytes) -> AuthorizeCommand:
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InvalidPayload("authorize command is not valid JSON") from exc
-        if not isinstance(data, dict):
-            raise InvalidPayload("authorize command is not a JSON object")
+        data = json_object(body, "authorize command")
         reference, execution_id = data.get("orderReference"), data.get("executionId")
         if not isinstance(reference, str) or not reference:
             raise InvalidPayload("authorize command has no orderReference")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import InvalidPayload
+from shared.payloads import json_object
 
 MAX_EVENT_ID_BYTES = 200  # the inbox key's width; AMQP message ids allow 255
 
@@ -28,12 +29,7 @@ RECONCILED_EVENTS = frozenset(
 
 def parse_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object with a string ``event``; raise InvalidPayload otherwise."""
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidPayload("body is not valid JSON") from exc
-    if not isinstance(data, dict):
-        raise InvalidPayload("body is not a JSON object")
+    data = json_object(body, "body")
     event = data.get("event")
     if not isinstance(event, str) or not event:
         raise InvalidPayload("body has no string 'event' field")

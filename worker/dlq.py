@@ -46,6 +46,7 @@ from shared.orders import order_money
 from shared.payrails.client import PayrailsClient
 from shared.payrails.models import parse_time
 from shared.state_machine import Observation, OrderStatus, decide
+from worker.retry import persistent_copy
 
 # What the authorize consumer still authorizes, and the idempotency operation it records.
 _AUTHORIZABLE = frozenset({OrderStatus.CREATED, OrderStatus.AUTHORIZING})
@@ -290,16 +291,7 @@ def replay_copy(message: AbstractIncomingMessage, now: datetime) -> aio_pika.Mes
     headers = {k: v for k, v in (message.headers or {}).items() if k not in _FAILURE_HEADERS}
     headers[HDR_ATTEMPT] = 0
     headers[HDR_REPLAYED_AT] = now.isoformat()
-    return aio_pika.Message(
-        message.body,
-        headers=headers,
-        message_id=message.message_id,
-        content_type=message.content_type or "application/json",
-        correlation_id=message.correlation_id,
-        timestamp=message.timestamp,
-        type=message.type,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-    )
+    return persistent_copy(message, headers)
 
 
 async def replay(held: Held, channel: AbstractChannel, names: Names, *, timeout: float) -> str:

@@ -46,7 +46,7 @@ def _own_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
     return {k: v for k, v in (message.headers or {}).items() if k not in BROKER_DEATH_HEADERS}
 
 
-def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+def persistent_copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
     """A persistent copy keeping the original body, message id, type and timestamp."""
     return aio_pika.Message(
         message.body,
@@ -74,7 +74,7 @@ async def retry_later(
     queue = deps.names.retry_queue(source_queue, delay)
     await publish_confirmed(
         deps.channel.default_exchange,
-        _copy(message, headers),
+        persistent_copy(message, headers),
         queue,
         timeout=deps.settings.amqp_publish_timeout_seconds,
     )
@@ -95,7 +95,7 @@ async def dead_letter(
     }
     await publish_confirmed(
         deps.channel.default_exchange,
-        _copy(message, headers),
+        persistent_copy(message, headers),
         deps.names.dead_letters_queue,
         timeout=deps.settings.amqp_publish_timeout_seconds,
     )
