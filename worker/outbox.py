@@ -34,6 +34,7 @@ from worker.deps import Deps
 log = structlog.get_logger("worker.outbox")
 SCHEMA_HEADER = "x-schema-version"
 _BACKOFF_MAX = 5.0
+PUBLISHES_IN_FLIGHT = 32
 PAID_ROUTING_KEY = "order.paid"
 
 
@@ -147,7 +148,15 @@ class OutboxRelay:
         by_order: dict[int | None, list[PendingRow]] = defaultdict(list)
         for row in rows:
             by_order[row.order_id].append(row)
-        chains = await asyncio.gather(*(self._publish_chain(chain) for chain in by_order.values()))
+        # Bounded: confirms still pipeline, but a few hundred publishes queued on the channel lock
+        # cost O(n^2) in asyncio.Lock.acquire (it scans every waiter).
+        slots = asyncio.Semaphore(PUBLISHES_IN_FLIGHT)
+
+        async def bounded(chain: list[PendingRow]) -> list[PendingRow]:
+            async with slots:
+                return await self._publish_chain(chain)
+
+        chains = await asyncio.gather(*(bounded(chain) for chain in by_order.values()))
         confirmed = {row.id for chain in chains for row in chain}
         return [row for row in rows if row.id in confirmed]
 
