@@ -1,0 +1,111 @@
+"""Fixtures for the fault and load suite: one stack of real processes for the whole session.
+
+The short sizes run in ``make test``; CHAOS_FULL=1 (``make chaos``) runs the full sizes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aio_pika
+import aiohttp
+import psycopg
+import pytest
+
+from shared.config import Settings
+from shared.db.migrate import upgrade
+from tests.conftest import ServiceUrls, delete_topology
+from tests.e2e.counting import CommerceBackend, Ledger
+from tests.e2e.harness import ARTIFACTS, SandboxControl, Stack, StackConfig
+
+RUN = secrets.token_hex(4)
+
+
+@pytest.fixture(scope="session")
+def run_dir() -> Path:
+    path = ARTIFACTS / RUN
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def e2e_database_url(service_urls: ServiceUrls) -> Iterator[str]:
+    """A database of the suite's own, migrated to head, dropped afterwards."""
+    name = f"recon_e2e_{RUN}"
+    admin = service_urls.admin_database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = urlsplit(service_urls.admin_database_url)._replace(path=f"/{name}").geturl()
+    upgrade(url)
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+async def stack(
+    service_urls: ServiceUrls, e2e_database_url: str, run_dir: Path
+) -> AsyncIterator[Stack]:
+    config = StackConfig(
+        run_dir=run_dir,
+        database_url=e2e_database_url,
+        admin_database_url=service_urls.admin_database_url,
+        amqp_url=service_urls.amqp_url,
+        prefix=f"e2e{RUN}.",
+    )
+    the_stack = Stack(config)
+    try:
+        await the_stack.start()
+        yield the_stack
+    finally:
+        codes = await the_stack.stop()
+        print(f"[e2e] stack stopped: exit codes {codes}", flush=True)
+        connection = await aio_pika.connect_robust(service_urls.amqp_url)
+        try:
+            await delete_topology(connection, Settings.from_env(the_stack.env()))
+        finally:
+            await connection.close()
+
+
+@pytest.fixture(scope="session")
+async def backend(stack: Stack) -> AsyncIterator[CommerceBackend]:
+    """The commerce backend that counts ``orders`` messages, bound for the whole session."""
+    consumer = CommerceBackend(stack.config.amqp_url, Settings.from_env(stack.env()))
+    await consumer.start()
+    yield consumer
+    await consumer.close()
+
+
+@pytest.fixture(scope="session")
+def ledger(e2e_database_url: str) -> Ledger:
+    return Ledger(e2e_database_url)
+
+
+@pytest.fixture
+async def control(stack: Stack) -> AsyncIterator[SandboxControl]:
+    """The sandbox's control API; faults are cleared and extra processes stopped afterwards."""
+    async with aiohttp.ClientSession() as session:
+        sandbox = SandboxControl(stack, session)
+        try:
+            yield sandbox
+        finally:
+            await sandbox.clear_faults()
+            await stack.remove_extra()
+
+
+@pytest.fixture
+def tag() -> str:
+    """A prefix for this test's order references, so counts never mix scenarios."""
+    return f"e2e-{secrets.token_hex(3)}-"
+
+
+@pytest.fixture(scope="session")
+def needles() -> dict[str, set[str]]:
+    """Exact values the log scan looks for, by kind; scenarios add the signatures they send."""
+    return {"signature": set()}

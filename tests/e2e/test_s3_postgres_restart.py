@@ -1,0 +1,79 @@
+"""Scenario 3: PostgreSQL stopped and started while webhooks and orders keep coming."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.e2e.counting import CommerceBackend, Figures, Ledger, wait_until
+from tests.e2e.drivers import redeliver_until_accepted, steady_load
+from tests.e2e.flows import Judge, plan, shop, signed_deliveries, wait_processed
+from tests.e2e.harness import SandboxControl, Stack
+from tests.e2e.outages import take_down
+from tests.e2e.sizes import size
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(size(300, 3000))]
+
+RECOVERY_BOUND_SECONDS = 30.0
+
+
+async def test_postgres_restart_loses_nothing_and_processing_resumes(
+    stack: Stack,
+    control: SandboxControl,
+    ledger: Ledger,
+    backend: CommerceBackend,
+    tag: str,
+    needles: dict[str, set[str]],
+) -> None:
+    rate, seconds = size(30, 200), size(8, 40)
+    placed = await shop(stack, plan(tag, size(12, 60)))
+    deliveries = signed_deliveries(stack, placed, rate * seconds, needles["signature"])
+    during = plan(f"{tag}d", size(6, 30))
+    starts = stack.starts()
+
+    load = asyncio.create_task(
+        steady_load(stack.ingress_urls, deliveries, rate=rate, max_seconds=seconds)
+    )
+    await asyncio.sleep(seconds * 0.3)
+    shoppers = asyncio.create_task(shop(stack, during, concurrency=6))
+    down_wall = time.time()
+    window = await take_down(stack.database_outage(), hold=size(3, 5))
+    up_wall = down_wall + window.seconds
+    # Processing must resume within the bound once PostgreSQL answers again.
+    resumed = await wait_until(
+        lambda: _processed_since(ledger, up_wall), timeout=RECOVERY_BOUND_SECONDS, interval=0.2
+    )
+    first_processed = await ledger.first_processed_after(up_wall)
+    result = await load
+    placed_during = await shoppers
+    unanswered = await redeliver_until_accepted(stack.ingress_urls, deliveries, max_seconds=60)
+    inbox = await wait_processed(ledger, deliveries, timeout=size(90, 300))
+    verdict = await Judge(control, ledger, backend).settle(
+        tag, expected_orders=len(placed) + len(placed_during), timeout=120
+    )
+
+    lost = [d.event_id for d in deliveries if d.accepted and d.event_id not in inbox]
+    figures = Figures("s3 postgres restart")
+    figures["sent"] = result.sent
+    figures["first_pass_statuses"] = dict(sorted(result.by_status.items()))
+    figures["outage_s"] = window.seconds
+    figures["recovery_s"] = (first_processed - up_wall) if first_processed else -1.0
+    figures["orders_during_outage"] = len(placed_during)
+    figures["lost"] = len(lost)
+    figures["never_accepted"] = len(unanswered)
+    figures.values.update(verdict.summary())
+    figures.print(stack.config.run_dir)
+
+    assert resumed, f"no event processed within {RECOVERY_BOUND_SECONDS}s of PostgreSQL's return"
+    assert lost == []
+    assert unanswered == []
+    assert verdict.ok, verdict
+    stack.check_alive()
+    assert stack.starts() == starts, "no process of ours may be restarted"
+    await stack.wait_ready()
+
+
+async def _processed_since(ledger: Ledger, wall: float) -> bool:
+    return await ledger.first_processed_after(wall) is not None
