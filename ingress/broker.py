@@ -8,26 +8,22 @@ publisher confirm, returns raised as errors) for far fewer Python objects per me
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
-from functools import cache
 from typing import Any
 
 import aio_pika
-import aiormq
 import structlog
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiohttp import web
 from pamqp.commands import Basic
-from prometheus_client import Counter, Histogram
 from yarl import URL
 
 from ingress.keys import BROKER, SETTINGS
 from shared import metrics
 from shared.config import Settings
 from shared.errors import PublishError
-from shared.messaging import Names, declare_topology, open_channel
+from shared.messaging import Names, declare_topology, open_channel, publish_failed, publish_frames
 
 log = structlog.get_logger("ingress.broker")
 
@@ -135,43 +131,27 @@ class Broker:
     ) -> None:
         """Publish mandatory and await the broker's confirm; raise PublishError otherwise.
 
-        Never waits longer than AMQP_PUBLISH_TIMEOUT_SECONDS, whatever the library does.
+        Never waits longer than AMQP_PUBLISH_TIMEOUT_SECONDS in all, whatever the library does.
         """
-        started = time.perf_counter()
+        channel = self.channel
+        if channel is None:
+            raise publish_failed(exchange, "disconnected")
+        deadline = self._loop.time() + self._timeout
+        message_id = properties.message_id or ""
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._publish(exchange, routing_key, body, properties)
+            async with asyncio.timeout_at(deadline):
+                await self._claim(message_id)
         except TimeoutError as exc:
-            raise _failed(exchange, "timeout") from exc
-        except aiormq.exceptions.PublishError as exc:  # Basic.Return: unroutable
-            raise _failed(exchange, "returned") from exc
-        except aiormq.exceptions.DeliveryError as exc:  # Basic.Nack
-            raise _failed(exchange, "nacked") from exc
+            raise publish_failed(exchange, "timeout") from exc
+        try:
+            remaining = deadline - self._loop.time()
+            await publish_frames(
+                channel, exchange, routing_key, body, properties, timeout=remaining
+            )
         except PublishError:
             raise
         except Exception as exc:  # a dropped connection or closed channel, however it surfaces
-            raise _failed(exchange, "disconnected") from exc
-        confirmed, seconds = _confirmed_metrics(exchange)
-        confirmed.inc()
-        seconds.observe(time.perf_counter() - started)
-
-    async def _publish(
-        self, exchange: str, routing_key: str, body: bytes, properties: Basic.Properties
-    ) -> None:
-        channel = self.channel
-        if channel is None or channel.is_closed:
-            raise _failed(exchange, "disconnected")
-        underlay = await channel.get_underlay_channel()
-        message_id = properties.message_id or ""
-        await self._claim(message_id)
-        try:
-            await underlay.basic_publish(
-                body,
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=properties,
-                mandatory=True,
-            )
+            raise publish_failed(exchange, "disconnected") from exc
         finally:
             self._release(message_id)
 
@@ -192,32 +172,6 @@ class Broker:
         for waiter in self._in_flight.pop(message_id):
             if not waiter.done():
                 waiter.set_result(None)
-
-
-@cache
-def _confirmed_metrics(exchange: str) -> tuple[Counter, Histogram]:
-    """The labelled children for a confirmed publish, looked up once per exchange."""
-    return (
-        metrics.BROKER_PUBLISHES.labels(exchange, "confirmed"),
-        metrics.BROKER_PUBLISH_SECONDS.labels(exchange),
-    )
-
-
-def _failed(exchange: str, outcome: str) -> PublishError:
-    metrics.BROKER_PUBLISHES.labels(exchange, outcome).inc()
-    return PublishError(outcome)
-
-
-def persistent_properties(
-    *, message_id: str, headers: dict[str, Any], content_type: str = "application/json"
-) -> Basic.Properties:
-    """AMQP properties of a persistent message with a stable id."""
-    return Basic.Properties(
-        content_type=content_type,
-        delivery_mode=PERSISTENT,
-        message_id=message_id,
-        headers=headers,
-    )
 
 
 async def broker_ctx(app: web.Application) -> AsyncIterator[None]:

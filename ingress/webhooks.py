@@ -23,14 +23,20 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 from prometheus_client import Counter, Histogram
 
-from ingress.broker import Broker, persistent_properties
+from ingress.broker import Broker
 from ingress.keys import BROKER, SETTINGS
 from ingress.signature import SIGNATURE_HEADER, SignatureFault, SignatureRejected, verify_signature
 from shared import metrics
 from shared.config import Settings
 from shared.errors import InvalidPayload, PublishError
 from shared.events import WebhookEvent
-from shared.messaging import HDR_EVENT_ID, HDR_EVENT_NAME, HDR_KEY_INDEX, HDR_RECEIVED_AT
+from shared.messaging import (
+    HDR_EVENT_ID,
+    HDR_EVENT_NAME,
+    HDR_KEY_INDEX,
+    HDR_RECEIVED_AT,
+    persistent_properties,
+)
 
 log = structlog.get_logger("ingress.webhooks")
 

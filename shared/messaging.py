@@ -10,15 +10,20 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractExchange, DeliveryMode, ExchangeType
+from aio_pika.abc import AbstractChannel, DeliveryMode, ExchangeType
+from pamqp.commands import Basic
+from prometheus_client import Counter, Histogram
 
 from shared import metrics
 from shared.config import Settings
 from shared.errors import PublishError
+
+DEFAULT_EXCHANGE_LABEL = "(default)"  # metric label of the nameless default exchange
 
 # Header names shared by producers and consumers.
 HDR_EVENT_NAME = "x-event-name"
@@ -183,37 +188,86 @@ def build_message(
 
 
 async def publish_confirmed(
-    exchange: AbstractExchange,
-    message: aio_pika.Message,
+    channel: AbstractChannel,
+    exchange: str,
     routing_key: str,
+    message: aio_pika.Message,
     *,
     timeout: float,
 ) -> None:
-    """Publish persistent and mandatory, and return only once the broker has confirmed it.
+    """Publish an aio-pika message persistent and mandatory; see ``publish_frames``."""
+    await publish_frames(
+        channel, exchange, routing_key, message.body, message.properties, timeout=timeout
+    )
+
+
+async def publish_frames(
+    channel: AbstractChannel,
+    exchange: str,
+    routing_key: str,
+    body: bytes,
+    properties: Basic.Properties,
+    *,
+    timeout: float,
+) -> None:
+    """Publish mandatory and return only once the broker has confirmed it.
 
     The channel must be opened with ``publisher_confirms=True, on_return_raises=True``. Raises
     PublishError for a return, a nack, a timeout or a dropped connection: never hangs past
-    ``timeout``.
+    ``timeout``. Goes through aiormq's ``basic_publish`` (the layer under aio-pika's
+    ``Exchange.publish``) with prebuilt properties: the same guarantees for fewer objects.
     """
-    label = exchange.name or "(default)"
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            await exchange.publish(message, routing_key, mandatory=True)
+            if channel.is_closed:
+                raise aiormq.exceptions.ChannelInvalidStateError("channel is closed")
+            underlay = await channel.get_underlay_channel()
+            await underlay.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=True,
+            )
     except TimeoutError as exc:
-        metrics.BROKER_PUBLISHES.labels(label, "timeout").inc()
-        raise PublishError("timeout") from exc
-    except aio_pika.exceptions.PublishError as exc:  # Basic.Return: unroutable
-        metrics.BROKER_PUBLISHES.labels(label, "returned").inc()
-        raise PublishError("returned") from exc
-    except aio_pika.exceptions.DeliveryError as exc:  # Basic.Nack
-        metrics.BROKER_PUBLISHES.labels(label, "nacked").inc()
-        raise PublishError("nacked") from exc
+        raise publish_failed(exchange, "timeout") from exc
+    except aiormq.exceptions.PublishError as exc:  # Basic.Return: unroutable
+        raise publish_failed(exchange, "returned") from exc
+    except aiormq.exceptions.DeliveryError as exc:  # Basic.Nack
+        raise publish_failed(exchange, "nacked") from exc
     except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-        metrics.BROKER_PUBLISHES.labels(label, "disconnected").inc()
-        raise PublishError("disconnected") from exc
-    metrics.BROKER_PUBLISHES.labels(label, "confirmed").inc()
-    metrics.BROKER_PUBLISH_SECONDS.labels(label).observe(time.perf_counter() - started)
+        raise publish_failed(exchange, "disconnected") from exc
+    confirmed, seconds = _confirmed_metrics(exchange or DEFAULT_EXCHANGE_LABEL)
+    confirmed.inc()
+    seconds.observe(time.perf_counter() - started)
+
+
+def publish_failed(exchange: str, outcome: str) -> PublishError:
+    """Count a publish that was not confirmed, and the error that says why."""
+    metrics.BROKER_PUBLISHES.labels(exchange or DEFAULT_EXCHANGE_LABEL, outcome).inc()
+    return PublishError(outcome)
+
+
+@cache
+def _confirmed_metrics(exchange: str) -> tuple[Counter, Histogram]:
+    """The labelled children for a confirmed publish, looked up once per exchange."""
+    return (
+        metrics.BROKER_PUBLISHES.labels(exchange, "confirmed"),
+        metrics.BROKER_PUBLISH_SECONDS.labels(exchange),
+    )
+
+
+def persistent_properties(
+    *, message_id: str, headers: dict[str, Any], content_type: str = "application/json"
+) -> Basic.Properties:
+    """AMQP properties of a persistent message with a stable id."""
+    return Basic.Properties(
+        content_type=content_type,
+        delivery_mode=int(DeliveryMode.PERSISTENT),
+        message_id=message_id,
+        headers=headers,
+    )
 
 
 async def open_channel(connection: aio_pika.abc.AbstractConnection) -> AbstractChannel:

@@ -298,7 +298,7 @@ async def replay(held: Held, channel: AbstractChannel, names: Names, *, timeout:
     """Republish to the source queue, confirmed, then ack the dead letter; return the queue."""
     target = replay_target(held.letter, names)
     copy = replay_copy(held.message, datetime.now(UTC))
-    await publish_confirmed(channel.default_exchange, copy, target, timeout=timeout)
+    await publish_confirmed(channel, "", target, copy, timeout=timeout)
     await held.message.ack()
     return target
 

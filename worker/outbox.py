@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 
 import psycopg
 import structlog
-from aio_pika.abc import AbstractExchange
 from sqlalchemy import Select, Text, cast, select, update
 from sqlalchemy.engine import make_url
 
@@ -27,7 +26,7 @@ from shared import metrics
 from shared.db.models import OutboxMessage
 from shared.db.session import OUTBOX_CHANNEL
 from shared.errors import PublishError
-from shared.messaging import build_message, publish_confirmed
+from shared.messaging import persistent_properties, publish_frames
 from shared.orders import SCHEMA_VERSION
 from worker.deps import Deps
 
@@ -84,7 +83,6 @@ class OutboxRelay:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._wakeup = asyncio.Event()
-        self._exchanges: dict[str, AbstractExchange] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until ``stop``: after each NOTIFY, or every OUTBOX_POLL_SECONDS."""
@@ -174,18 +172,18 @@ class OutboxRelay:
 
     async def publish(self, row: PendingRow) -> None:
         """Publish one row, persistent + mandatory, and wait for the broker's confirm."""
-        exchange = await self._exchange(row.exchange)
-        message = build_message(
-            row.body.encode(), message_id=row.message_id, headers={SCHEMA_HEADER: SCHEMA_VERSION}
+        properties = persistent_properties(
+            message_id=row.message_id, headers={SCHEMA_HEADER: SCHEMA_VERSION}
         )
-        timeout = self._deps.settings.amqp_publish_timeout_seconds
-        await publish_confirmed(exchange, message, row.routing_key, timeout=timeout)
-
-    async def _exchange(self, logical_name: str) -> AbstractExchange:
-        name = f"{self._deps.names.prefix}{logical_name}"
-        if name not in self._exchanges:
-            self._exchanges[name] = await self._deps.channel.get_exchange(name, ensure=False)
-        return self._exchanges[name]
+        properties.timestamp = datetime.now(UTC)
+        await publish_frames(
+            self._deps.channel,
+            f"{self._deps.names.prefix}{row.exchange}",
+            row.routing_key,
+            row.body.encode(),
+            properties,
+            timeout=self._deps.settings.amqp_publish_timeout_seconds,
+        )
 
     def _observe(self, rows: Sequence[PendingRow], now: datetime) -> None:
         for row in rows:

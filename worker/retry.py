@@ -73,9 +73,10 @@ async def retry_later(
     headers = {**_own_headers(message), HDR_ATTEMPT: attempt + 1}
     queue = deps.names.retry_queue(source_queue, delay)
     await publish_confirmed(
-        deps.channel.default_exchange,
-        persistent_copy(message, headers),
+        deps.channel,
+        "",
         queue,
+        persistent_copy(message, headers),
         timeout=deps.settings.amqp_publish_timeout_seconds,
     )
     metrics.MESSAGE_RETRIES.labels(_label(deps, source_queue), f"{delay:g}").inc()
@@ -94,9 +95,10 @@ async def dead_letter(
         HDR_FAILED_AT: datetime.now(UTC).isoformat(),
     }
     await publish_confirmed(
-        deps.channel.default_exchange,
-        persistent_copy(message, headers),
+        deps.channel,
+        "",
         deps.names.dead_letters_queue,
+        persistent_copy(message, headers),
         timeout=deps.settings.amqp_publish_timeout_seconds,
     )
     metrics.DEAD_LETTERS.labels(_label(deps, source_queue), reason).inc()

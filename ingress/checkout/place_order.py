@@ -22,7 +22,6 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from ingress.broker import persistent_properties
 from ingress.checkout.orders import UNRESOLVED, OrderView, record_execution, view_by_reference
 from ingress.checkout.service import (
     BrokerUnavailable,
@@ -35,7 +34,7 @@ from ingress.checkout.validation import PlaceOrderRequest
 from shared.commands import AuthorizeCommand
 from shared.db.models import Order
 from shared.errors import InvalidPayload, PublishError
-from shared.messaging import ROUTING_AUTHORIZE
+from shared.messaging import ROUTING_AUTHORIZE, persistent_properties
 from shared.orders import apply_observation, ensure_idempotency_key, lock_order
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.payrails.models import Execution, ExecutionOutcome

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -69,13 +70,20 @@ class Result:
     non2xx: int
     errors: int
     cpu_us_per_request: float
+    wrk_us_per_request: float
+    broker_us_per_request: float | None
 
     def line(self) -> str:
         return (
             f"{self.name:<8} {self.rps:>9.0f} req/s   p50 {self.p50_ms:6.2f} ms   "
-            f"p99 {self.p99_ms:6.2f} ms   server CPU {self.cpu_us_per_request:5.0f} us/req   "
+            f"p99 {self.p99_ms:6.2f} ms   CPU us/req: server {self.cpu_us_per_request:4.0f}, "
+            f"wrk {self.wrk_us_per_request:3.0f}, broker {_us(self.broker_us_per_request)}   "
             f"non-2xx {self.non2xx}   socket errors {self.errors}"
         )
+
+
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:3.0f}"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -85,6 +93,26 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """CPU time of this process's finished children (wrk, once it has exited)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def broker_cpu_seconds() -> float | None:
+    """CPU time of the local RabbitMQ node (``beam.smp``); None when it is not visible here."""
+    total, found = 0.0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(beam.smp)" in text:
+            found = True
+            total += cpu_seconds(int(stat.parent.name))
+    return total if found else None
 
 
 def ensure_wrk() -> str:
@@ -175,9 +203,21 @@ async def measure(
     name: str, wrk: str, script: Path, server: asyncio.subprocess.Process, port: int
 ) -> Result:
     await run_wrk(wrk, script, port, WARMUP_SECONDS)
-    cpu_before = cpu_seconds(server.pid)
+    cpu_before, wrk_before, broker_before = (
+        cpu_seconds(server.pid),
+        children_cpu_seconds(),
+        broker_cpu_seconds(),
+    )
     raw = await run_wrk(wrk, script, port, DURATION_SECONDS)
     cpu = cpu_seconds(server.pid) - cpu_before
+    wrk_cpu = children_cpu_seconds() - wrk_before
+    broker_after = broker_cpu_seconds()
+    requests = max(raw["requests"], 1)
+    broker = (
+        None
+        if broker_before is None or broker_after is None
+        else (broker_after - broker_before) / requests * 1e6
+    )
     return Result(
         name=name,
         rps=raw["requests"] / (raw["duration_us"] / 1e6),
@@ -185,7 +225,9 @@ async def measure(
         p99_ms=raw["p99_us"] / 1000,
         non2xx=raw["non2xx"],
         errors=raw["errors"],
-        cpu_us_per_request=cpu / max(raw["requests"], 1) * 1e6,
+        cpu_us_per_request=cpu / requests * 1e6,
+        wrk_us_per_request=wrk_cpu / requests * 1e6,
+        broker_us_per_request=broker,
     )
 
 
@@ -252,6 +294,16 @@ async def test_bench_ingress_against_a_bare_aiohttp_handler(
         f"ratio ingress/bare: {ours.rps / baseline.rps:.2f}x   "
         f"(target >= 0.30x with p99 <= 20 ms; ingress p99 {ours.p99_ms:.2f} ms)"
     )
+    if ours.broker_us_per_request is not None:
+        cores = os.cpu_count() or 1
+        floor = ours.wrk_us_per_request + ours.broker_us_per_request
+        ceiling = cores * 1e6 / floor
+        print(
+            f"ceiling: wrk and the broker alone spend {floor:.0f} us of CPU per request on "
+            f"{cores} cores, so even a free ingress could not pass {ceiling:,.0f} req/s "
+            f"({ceiling / baseline.rps:.2f}x the bare handler); ours spends "
+            f"{ours.cpu_us_per_request:.0f} us on top"
+        )
     if ours.non2xx or ours.errors:
         print(
             f"WARNING: the ingress answered {ours.non2xx} non-2xx and had {ours.errors} socket "

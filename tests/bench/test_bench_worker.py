@@ -257,9 +257,16 @@ async def measure_raw(connection: AbstractRobustConnection, settings: Settings) 
 
 @contextlib.asynccontextmanager
 async def worker_process(
-    settings: Settings, base_env: dict[str, str], payrails_url: str, **tuning: str
+    settings: Settings,
+    base_env: dict[str, str],
+    payrails_url: str,
+    processes: int = 1,
+    **tuning: str,
 ) -> AsyncIterator[None]:
-    """``python -m worker --only events,outbox`` with this test's names; stopped by SIGTERM."""
+    """``processes`` copies of ``python -m worker --only events,outbox``, with this run's names.
+
+    Stopped by SIGTERM. Several processes compete on the same queue, as replicas do.
+    """
     env = {
         **os.environ,
         **base_env,
@@ -267,19 +274,28 @@ async def worker_process(
         "PAYRAILS_BASE_URL": payrails_url,
         "LOG_LEVEL": "WARNING",
         "WORKER_HOST": "127.0.0.1",
-        "WORKER_METRICS_PORT": str(free_port()),
         "AMQP_PUBLISH_TIMEOUT_SECONDS": "15",
         "DATABASE_POOL_SIZE": "10",
         **tuning,
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker", "--only", "events,outbox", env=env
-    )
+    started = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "worker",
+            "--only",
+            "events,outbox",
+            env={**env, "WORKER_METRICS_PORT": str(free_port())},
+        )
+        for _ in range(processes)
+    ]
     try:
         yield
     finally:
-        process.terminate()
-        await process.wait()
+        for process in started:
+            process.terminate()
+        for process in started:
+            await process.wait()
 
 
 async def paid_count(sessions: async_sessionmaker[AsyncSession], batch: str) -> int:
@@ -375,6 +391,17 @@ async def test_bench_worker(
             f"= {rate / raw_rate:.2f}x raw, {rate / naive_rate:.1f}x naive"
         )
         await steady_latency(bench_sessions, publisher, topology, sandbox, instrument)
+
+    replicas = max(2, os.cpu_count() or 1)
+    batch, bodies = await preload(sandbox, bench_sessions, instrument, BATCHED_EVENTS)
+    await publish_all(publisher, topology, bodies)
+    async with worker_process(settings, base_env, sandbox.url, replicas, **BATCHED):
+        scaled, _ = await reconcile_rate(bench_sessions, batch, BATCHED_EVENTS)
+        print(
+            f"[bench worker] batched, {replicas} worker processes on {os.cpu_count()} cores: "
+            f"{scaled:,.0f} reconciled events/s = {scaled / raw_rate:.2f}x raw, "
+            f"{scaled / naive_rate:.1f}x naive, {scaled / rate:.2f}x one process"
+        )
     await publisher.close()
 
 

@@ -52,9 +52,10 @@ async def publish_command(
 ) -> None:
     channel = await open_channel(connection)
     try:
-        exchange = await channel.get_exchange(names.commands_exchange, ensure=False)
         message = build_message(body, message_id=message_id)
-        await publish_confirmed(exchange, message, ROUTING_AUTHORIZE, timeout=5)
+        await publish_confirmed(
+            channel, names.commands_exchange, ROUTING_AUTHORIZE, message, timeout=5
+        )
     finally:
         await channel.close()
 
