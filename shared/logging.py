@@ -45,6 +45,7 @@ _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _CARD_LIKE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 # Cheap prefilter: a run that could start a PAN, a bearer token or URL credentials.
 _SUSPECT = re.compile(r"\d[\d -]{11}|[Bb][Ee][Aa][Rr][Ee][Rr]|://")
+_SEPARATOR = re.compile(r"[ -]")
 _BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+")
 _URL_CREDENTIALS = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@")
 
@@ -52,10 +53,26 @@ _URL_CREDENTIALS = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@")
 def _mask_card(match: re.Match[str]) -> str:
     # Only Luhn-valid runs: masking every long digit run would mangle ids, amounts and times
     # in logs, and a number that fails Luhn cannot be charged.
-    digits = re.sub(r"\D", "", match.group(0))
+    pan = _luhn_valid_stretch(match.group(0))
+    return match.group(0) if pan is None else f"[CARD ****{pan[-4:]}]"
+
+
+def _luhn_valid_stretch(run: str) -> str | None:
+    """The run's digits if they pass Luhn, else any stretch of whole groups of 13-19 that does.
+
+    A PAN can sit inside a longer grouped run ("4111 1111 1111 1111-01", or the digit-only
+    start of a UUID); the run as a whole then fails Luhn while the PAN inside it would not.
+    """
+    digits = re.sub(r"\D", "", run)
     if luhn_ok(digits):
-        return f"[CARD ****{digits[-4:]}]"
-    return match.group(0)
+        return digits
+    groups = _SEPARATOR.split(run)
+    for start in range(len(groups)):
+        for end in range(len(groups), start, -1):
+            stretch = "".join(groups[start:end])
+            if 13 <= len(stretch) <= 19 and luhn_ok(stretch):
+                return stretch
+    return None
 
 
 def redact_text(text: str) -> str:

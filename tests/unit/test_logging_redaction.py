@@ -54,6 +54,22 @@ def test_nested_mappings_are_redacted() -> None:
     assert redacted == {"card": {"cardNumber": "[REDACTED]", "last4": "1111"}}
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111 1111 1111 1111-01 declined",  # a PAN with a suffix group
+        "id 99-4111111111111111",  # a PAN after a prefix group
+        "delivery 35819568-5522-4477-9b8b-260a3852b98b",  # a UUID whose digit groups pass Luhn
+    ],
+)
+def test_a_luhn_valid_pan_inside_a_longer_grouped_run_is_masked(text: str) -> None:
+    masked = redact_text(text)
+    assert "[CARD ****" in masked
+    digits = "".join(ch for ch in masked if ch.isdigit())
+    assert "4111111111111111" not in digits
+    assert "3581956855224477" not in digits
+
+
 def test_numbers_that_fail_luhn_are_left_alone() -> None:
     assert redact_text("order 1234567890123") == "order 1234567890123"
 
