@@ -9,6 +9,7 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import aio_pika
@@ -109,3 +110,26 @@ def tag() -> str:
 def needles() -> dict[str, set[str]]:
     """Exact values the log scan looks for, by kind; scenarios add the signatures they send."""
     return {"signature": set()}
+
+
+class Scenario(NamedTuple):
+    """What a scenario works with, unpacked in one line at its top."""
+
+    stack: Stack
+    control: SandboxControl
+    ledger: Ledger
+    backend: CommerceBackend
+    tag: str
+    needles: dict[str, set[str]]
+
+
+@pytest.fixture
+def scenario(
+    stack: Stack,
+    control: SandboxControl,
+    ledger: Ledger,
+    backend: CommerceBackend,
+    tag: str,
+    needles: dict[str, set[str]],
+) -> Scenario:
+    return Scenario(stack, control, ledger, backend, tag, needles)

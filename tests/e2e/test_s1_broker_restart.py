@@ -7,24 +7,18 @@ import time
 
 import pytest
 
-from tests.e2e.counting import CommerceBackend, Figures, Ledger
+from tests.e2e.conftest import Scenario
+from tests.e2e.counting import Figures
 from tests.e2e.drivers import redeliver_until_accepted, steady_load
 from tests.e2e.flows import Judge, plan, shop, signed_deliveries, wait_processed
-from tests.e2e.harness import SandboxControl, Stack
 from tests.e2e.outages import take_down
 from tests.e2e.sizes import size
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(size(300, 3000))]
 
 
-async def test_broker_restart_under_load_loses_no_accepted_webhook(
-    stack: Stack,
-    control: SandboxControl,
-    ledger: Ledger,
-    backend: CommerceBackend,
-    tag: str,
-    needles: dict[str, set[str]],
-) -> None:
+async def test_broker_restart_under_load_loses_no_accepted_webhook(scenario: Scenario) -> None:
+    stack, control, ledger, backend, tag, needles = scenario
     rate, seconds = size(50, 500), size(8, 60)
     placed = await shop(stack, plan(tag, size(12, 120)))
     deliveries = signed_deliveries(stack, placed, rate * seconds, needles["signature"])

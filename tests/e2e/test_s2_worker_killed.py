@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from tests.e2e.counting import CommerceBackend, Figures, Ledger
+from tests.e2e.conftest import Scenario
+from tests.e2e.counting import Figures
 from tests.e2e.drivers import redeliver_until_accepted, steady_load
 from tests.e2e.flows import Judge, plan, shop, signed_deliveries, wait_processed
-from tests.e2e.harness import SandboxControl, Stack
+from tests.e2e.harness import Stack
 from tests.e2e.sizes import size
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(size(300, 3000))]
@@ -33,14 +34,8 @@ async def kill_repeatedly(stack: Stack, *, every: float, until: asyncio.Event) -
     return kills
 
 
-async def test_worker_killed_repeatedly_loses_nothing_and_pays_once(
-    stack: Stack,
-    control: SandboxControl,
-    ledger: Ledger,
-    backend: CommerceBackend,
-    tag: str,
-    needles: dict[str, set[str]],
-) -> None:
+async def test_worker_killed_repeatedly_loses_nothing_and_pays_once(scenario: Scenario) -> None:
+    stack, control, ledger, backend, tag, needles = scenario
     events, orders = size(300, 10_000), size(24, 300)
     rate = size(40, 250)
     prepared = await shop(stack, plan(f"{tag}p", orders // 2))

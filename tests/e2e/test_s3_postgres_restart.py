@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from tests.e2e.counting import CommerceBackend, Figures, Ledger, wait_until
+from tests.e2e.conftest import Scenario
+from tests.e2e.counting import Figures, Ledger, wait_until
 from tests.e2e.drivers import redeliver_until_accepted, steady_load
 from tests.e2e.flows import Judge, plan, shop, signed_deliveries, wait_processed
-from tests.e2e.harness import SandboxControl, Stack
 from tests.e2e.outages import take_down
 from tests.e2e.sizes import size
 
@@ -19,14 +19,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(size(300, 3000))]
 RECOVERY_BOUND_SECONDS = 30.0
 
 
-async def test_postgres_restart_loses_nothing_and_processing_resumes(
-    stack: Stack,
-    control: SandboxControl,
-    ledger: Ledger,
-    backend: CommerceBackend,
-    tag: str,
-    needles: dict[str, set[str]],
-) -> None:
+async def test_postgres_restart_loses_nothing_and_processing_resumes(scenario: Scenario) -> None:
+    stack, control, ledger, backend, tag, needles = scenario
     rate, seconds = size(30, 200), size(8, 40)
     placed = await shop(stack, plan(tag, size(12, 60)))
     deliveries = signed_deliveries(stack, placed, rate * seconds, needles["signature"])

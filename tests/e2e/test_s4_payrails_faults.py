@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.counting import CommerceBackend, Figures, Ledger
+from tests.e2e.conftest import Scenario
+from tests.e2e.counting import Figures
 from tests.e2e.flows import Judge, plan, shop
-from tests.e2e.harness import SandboxControl, Stack
 from tests.e2e.sizes import size
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(size(300, 3000))]
@@ -21,13 +21,8 @@ FLAKY = {
 }
 
 
-async def test_payrails_faults_reconcile_every_order_and_authorize_once(
-    stack: Stack,
-    control: SandboxControl,
-    ledger: Ledger,
-    backend: CommerceBackend,
-    tag: str,
-) -> None:
+async def test_payrails_faults_reconcile_every_order_and_authorize_once(scenario: Scenario) -> None:
+    stack, control, ledger, backend, tag, _ = scenario
     await control.set_faults({"endpoints": {"get_execution": FLAKY, "authorize": FLAKY}})
     placed = await shop(stack, plan(tag, size(24, 300)), concurrency=12)
     verdict = await Judge(control, ledger, backend).settle(

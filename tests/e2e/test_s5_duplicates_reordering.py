@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from tests.e2e.counting import CommerceBackend, Figures, Ledger
+from tests.e2e.conftest import Scenario
+from tests.e2e.counting import Figures
 from tests.e2e.drivers import Delivery, redeliver_until_accepted, steady_load
 from tests.e2e.flows import Judge, capture_webhooks, plan, wait_processed
-from tests.e2e.harness import SandboxControl, Stack
 from tests.e2e.sizes import size
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(size(300, 3000))]
@@ -18,13 +18,9 @@ COPIES = 3
 
 
 async def test_tripled_shuffled_webhooks_end_in_the_sandboxs_state_for_every_order(
-    stack: Stack,
-    control: SandboxControl,
-    ledger: Ledger,
-    backend: CommerceBackend,
-    tag: str,
-    needles: dict[str, set[str]],
+    scenario: Scenario,
 ) -> None:
+    stack, control, ledger, backend, tag, needles = scenario
     placed, _, captured = await capture_webhooks(
         stack, control, plan(tag, size(30, 300)), needles["signature"]
     )

@@ -6,10 +6,10 @@ import copy
 
 import pytest
 
-from tests.e2e.counting import CommerceBackend, Figures, Ledger, metric_total, wait_until
+from tests.e2e.conftest import Scenario
+from tests.e2e.counting import Figures, metric_total, wait_until
 from tests.e2e.drivers import Delivery, redeliver_until_accepted, steady_load
 from tests.e2e.flows import Judge, capture_webhooks, plan, wait_processed
-from tests.e2e.harness import SandboxControl, Stack
 from tests.e2e.sizes import size
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(size(300, 3000))]
@@ -22,14 +22,8 @@ def _copies(deliveries: list[Delivery]) -> list[Delivery]:
     return [Delivery(d.event_id, d.body, d.signature) for d in deliveries]
 
 
-async def test_replayed_old_signed_events_change_no_order(
-    stack: Stack,
-    control: SandboxControl,
-    ledger: Ledger,
-    backend: CommerceBackend,
-    tag: str,
-    needles: dict[str, set[str]],
-) -> None:
+async def test_replayed_old_signed_events_change_no_order(scenario: Scenario) -> None:
+    stack, control, ledger, backend, tag, needles = scenario
     placed, executions, old = await capture_webhooks(
         stack, control, plan(tag, size(10, 100), CARDS), needles["signature"]
     )

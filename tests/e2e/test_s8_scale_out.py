@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from tests.e2e.counting import CommerceBackend, Figures, Ledger
+from tests.e2e.conftest import Scenario
+from tests.e2e.counting import Figures, Ledger
 from tests.e2e.drivers import Delivery, deliveries_for, redeliver_until_accepted, steady_load
 from tests.e2e.flows import Judge, plan, shop, wait_processed
-from tests.e2e.harness import SandboxControl, Stack
+from tests.e2e.harness import Stack
 from tests.e2e.sizes import size
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(size(300, 3000))]
@@ -35,14 +36,8 @@ async def drain_rate(stack: Stack, ledger: Ledger, deliveries: list[Delivery]) -
     return (count / (last - all_up) if last > all_up else 0.0), lost
 
 
-async def test_three_workers_and_two_ingresses_keep_every_guarantee(
-    stack: Stack,
-    control: SandboxControl,
-    ledger: Ledger,
-    backend: CommerceBackend,
-    tag: str,
-    needles: dict[str, set[str]],
-) -> None:
+async def test_three_workers_and_two_ingresses_keep_every_guarantee(scenario: Scenario) -> None:
+    stack, control, ledger, backend, tag, needles = scenario
     events = size(600, 6000)
     key = stack.config.credentials.webhook_key
     prepared = await shop(stack, plan(f"{tag}p", size(24, 300)))

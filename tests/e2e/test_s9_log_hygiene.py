@@ -11,10 +11,10 @@ import json
 import aiohttp
 import pytest
 
-from tests.e2e.counting import CommerceBackend, Figures, Ledger
+from tests.e2e.conftest import Scenario
+from tests.e2e.counting import Figures
 from tests.e2e.drivers import CARDS, sign
 from tests.e2e.flows import Judge, plan, resolve_challenge, shop
-from tests.e2e.harness import SandboxControl, Stack
 from tests.e2e.logscan import scan_files
 from tests.e2e.sizes import size
 
@@ -26,13 +26,9 @@ def spaced(pan: str) -> str:
 
 
 async def test_no_log_line_holds_a_secret_token_signature_or_card_number(
-    stack: Stack,
-    control: SandboxControl,
-    ledger: Ledger,
-    backend: CommerceBackend,
-    tag: str,
-    needles: dict[str, set[str]],
+    scenario: Scenario,
 ) -> None:
+    stack, control, ledger, backend, tag, needles = scenario
     placed = await shop(stack, plan(tag, len(CARDS), tuple(CARDS)), challenges=False)
     async with aiohttp.ClientSession() as session:
         for order, outcome in zip(
