@@ -27,8 +27,6 @@ from shared.messaging import Names, declare_topology, open_channel, publish_fail
 
 log = structlog.get_logger("ingress.broker")
 
-PERSISTENT = 2
-
 
 class Broker:
     """Owns the connection and the confirm channel; publishes with a bounded wait."""
@@ -138,11 +136,14 @@ class Broker:
             raise publish_failed(exchange, "disconnected")
         deadline = self._loop.time() + self._timeout
         message_id = properties.message_id or ""
-        try:
-            async with asyncio.timeout_at(deadline):
-                await self._claim(message_id)
-        except TimeoutError as exc:
-            raise publish_failed(exchange, "timeout") from exc
+        if message_id in self._in_flight:  # an identical delivery is being published: queue up
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._claim(message_id)
+            except TimeoutError as exc:
+                raise publish_failed(exchange, "timeout") from exc
+        else:
+            self._in_flight[message_id] = []
         try:
             remaining = deadline - self._loop.time()
             await publish_frames(
@@ -150,7 +151,7 @@ class Broker:
             )
         except PublishError:
             raise
-        except Exception as exc:  # a dropped connection or closed channel, however it surfaces
+        except Exception as exc:  # whatever else a dying connection raises: still a 503, not a 500
             raise publish_failed(exchange, "disconnected") from exc
         finally:
             self._release(message_id)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -169,24 +169,6 @@ async def declare_topology(channel: AbstractChannel, settings: Settings) -> Name
     return names
 
 
-def build_message(
-    body: bytes,
-    *,
-    message_id: str,
-    headers: Mapping[str, Any] | None = None,
-    content_type: str = "application/json",
-) -> aio_pika.Message:
-    """A persistent message with a stable id."""
-    return aio_pika.Message(
-        body,
-        message_id=message_id,
-        headers=dict(headers or {}),
-        content_type=content_type,
-        delivery_mode=DeliveryMode.PERSISTENT,
-        timestamp=time.time(),
-    )
-
-
 async def publish_confirmed(
     channel: AbstractChannel,
     exchange: str,
@@ -259,7 +241,11 @@ def _confirmed_metrics(exchange: str) -> tuple[Counter, Histogram]:
 
 
 def persistent_properties(
-    *, message_id: str, headers: dict[str, Any], content_type: str = "application/json"
+    *,
+    message_id: str,
+    headers: dict[str, Any],
+    content_type: str = "application/json",
+    timestamp: datetime | None = None,
 ) -> Basic.Properties:
     """AMQP properties of a persistent message with a stable id."""
     return Basic.Properties(
@@ -267,6 +253,7 @@ def persistent_properties(
         delivery_mode=int(DeliveryMode.PERSISTENT),
         message_id=message_id,
         headers=headers,
+        timestamp=timestamp,
     )
 
 

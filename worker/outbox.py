@@ -173,9 +173,10 @@ class OutboxRelay:
     async def publish(self, row: PendingRow) -> None:
         """Publish one row, persistent + mandatory, and wait for the broker's confirm."""
         properties = persistent_properties(
-            message_id=row.message_id, headers={SCHEMA_HEADER: SCHEMA_VERSION}
+            message_id=row.message_id,
+            headers={SCHEMA_HEADER: SCHEMA_VERSION},
+            timestamp=datetime.now(UTC),
         )
-        properties.timestamp = datetime.now(UTC)
         await publish_frames(
             self._deps.channel,
             f"{self._deps.names.prefix}{row.exchange}",

@@ -22,9 +22,9 @@ from shared.messaging import (
     HDR_REASON,
     ROUTING_AUTHORIZE,
     Names,
-    build_message,
     open_channel,
-    publish_confirmed,
+    persistent_properties,
+    publish_frames,
 )
 from tests.checkout.conftest import FRICTIONLESS, AuthorizeConsumer, order_body
 
@@ -52,9 +52,9 @@ async def publish_command(
 ) -> None:
     channel = await open_channel(connection)
     try:
-        message = build_message(body, message_id=message_id)
-        await publish_confirmed(
-            channel, names.commands_exchange, ROUTING_AUTHORIZE, message, timeout=5
+        properties = persistent_properties(message_id=message_id, headers={})
+        await publish_frames(
+            channel, names.commands_exchange, ROUTING_AUTHORIZE, body, properties, timeout=5
         )
     finally:
         await channel.close()
