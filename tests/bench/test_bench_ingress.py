@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from ingress.signature import sign
 from shared.config import Settings
+from tests.bench.cpu import broker_cpu_seconds, children_cpu_seconds, cpu_seconds
 from tests.conftest import delete_topology
 from tests.ingress.proxy import free_port
 
@@ -84,35 +84,6 @@ class Result:
 
 def _us(value: float | None) -> str:
     return "n/a" if value is None else f"{value:3.0f}"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
-    stat = Path(f"/proc/{pid}/stat")
-    if not stat.exists():
-        return 0.0
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_seconds() -> float:
-    """CPU time of this process's finished children (wrk, once it has exited)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def broker_cpu_seconds() -> float | None:
-    """CPU time of the local RabbitMQ node (``beam.smp``); None when it is not visible here."""
-    total, found = 0.0, False
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        if "(beam.smp)" in text:
-            found = True
-            total += cpu_seconds(int(stat.parent.name))
-    return total if found else None
 
 
 def ensure_wrk() -> str:

@@ -42,6 +42,7 @@ from shared.logging import configure_logging
 from shared.messaging import HDR_EVENT_ID, HDR_EVENT_NAME, HDR_RECEIVED_AT, Names, open_channel
 from shared.money import Money
 from shared.payrails.client import PayrailsClient, open_payrails_client
+from tests.bench.cpu import cpu_seconds
 from tests.worker.conftest import FRICTIONLESS, free_port
 
 BATCHED_EVENTS = 10_000
@@ -262,7 +263,7 @@ async def worker_process(
     payrails_url: str,
     processes: int = 1,
     **tuning: str,
-) -> AsyncIterator[None]:
+) -> AsyncIterator[list[int]]:
     """``processes`` copies of ``python -m worker --only events,outbox``, with this run's names.
 
     Stopped by SIGTERM. Several processes compete on the same queue, as replicas do.
@@ -290,7 +291,7 @@ async def worker_process(
         for _ in range(processes)
     ]
     try:
-        yield
+        yield [process.pid for process in started]
     finally:
         for process in started:
             process.terminate()
@@ -308,22 +309,34 @@ async def paid_count(sessions: async_sessionmaker[AsyncSession], batch: str) -> 
     return int(count or 0)
 
 
+@dataclasses.dataclass(frozen=True)
+class Rate:
+    events_per_s: float
+    drained_s: float  # from the first order seen paid to the last order.paid confirmed
+    cpu_us_per_event: float  # the worker processes' CPU over that span, per event
+
+
 async def reconcile_rate(
-    sessions: async_sessionmaker[AsyncSession], batch: str, total: int
-) -> tuple[float, float]:
+    sessions: async_sessionmaker[AsyncSession], batch: str, total: int, pids: Sequence[int]
+) -> Rate:
     """Orders/s reaching paid, from the first one seen paid to the last; then the outbox drain."""
-    first: tuple[float, int] | None = None
+    first: tuple[float, int, float] | None = None
     async with asyncio.timeout(900):
         while (count := await paid_count(sessions, batch)) < total:
             if count and first is None:
-                first = (time.perf_counter(), count)
+                first = (time.perf_counter(), count, sum(map(cpu_seconds, pids)))
             await asyncio.sleep(0.2)
     finished = time.perf_counter()
-    started, already = first or (finished - 1.0, 0)
+    started, already, cpu_before = first or (finished - 1.0, 0, sum(map(cpu_seconds, pids)))
     async with asyncio.timeout(300):
         while await unpublished(sessions):
             await asyncio.sleep(0.2)
-    return (total - already) / (finished - started), time.perf_counter() - started
+    events = total - already
+    return Rate(
+        events_per_s=events / (finished - started),
+        drained_s=time.perf_counter() - started,
+        cpu_us_per_event=(sum(map(cpu_seconds, pids)) - cpu_before) / events * 1e6,
+    )
 
 
 async def unpublished(sessions: async_sessionmaker[AsyncSession]) -> int:
@@ -372,9 +385,13 @@ async def test_bench_worker(
 
     batch, bodies = await preload(sandbox, bench_sessions, instrument, NAIVE_EVENTS)
     await publish_all(publisher, topology, bodies)
-    async with worker_process(settings, base_env, sandbox.url, **NAIVE):
-        naive_rate, _ = await reconcile_rate(bench_sessions, batch, NAIVE_EVENTS)
-    print(f"[bench worker] naive (1 msg/transaction, prefetch 1): {naive_rate:,.0f} events/s")
+    async with worker_process(settings, base_env, sandbox.url, **NAIVE) as pids:
+        naive = await reconcile_rate(bench_sessions, batch, NAIVE_EVENTS, pids)
+    naive_rate = naive.events_per_s
+    print(
+        f"[bench worker] naive (1 msg/transaction, prefetch 1): {naive_rate:,.0f} events/s, "
+        f"worker CPU {naive.cpu_us_per_event:,.0f} us/event"
+    )
 
     started = time.perf_counter()
     batch, bodies = await preload(sandbox, bench_sessions, instrument, BATCHED_EVENTS)
@@ -383,20 +400,22 @@ async def test_bench_worker(
         f"in {time.perf_counter() - started:.1f}s"
     )
     await publish_all(publisher, topology, bodies)
-    async with worker_process(settings, base_env, sandbox.url, **BATCHED):
-        rate, drained = await reconcile_rate(bench_sessions, batch, BATCHED_EVENTS)
+    async with worker_process(settings, base_env, sandbox.url, **BATCHED) as pids:
+        batched = await reconcile_rate(bench_sessions, batch, BATCHED_EVENTS, pids)
+        rate = batched.events_per_s
         print(
             f"[bench worker] batched: {rate:,.0f} reconciled events/s "
-            f"({BATCHED_EVENTS:,} events; every order.paid confirmed after {drained:.1f}s) "
-            f"= {rate / raw_rate:.2f}x raw, {rate / naive_rate:.1f}x naive"
+            f"({BATCHED_EVENTS:,} events; every order.paid confirmed after "
+            f"{batched.drained_s:.1f}s) = {rate / raw_rate:.2f}x raw, {rate / naive_rate:.1f}x "
+            f"naive; worker CPU {batched.cpu_us_per_event:,.0f} us/event"
         )
         await steady_latency(bench_sessions, publisher, topology, sandbox, instrument)
 
     replicas = max(2, os.cpu_count() or 1)
     batch, bodies = await preload(sandbox, bench_sessions, instrument, BATCHED_EVENTS)
     await publish_all(publisher, topology, bodies)
-    async with worker_process(settings, base_env, sandbox.url, replicas, **BATCHED):
-        scaled, _ = await reconcile_rate(bench_sessions, batch, BATCHED_EVENTS)
+    async with worker_process(settings, base_env, sandbox.url, replicas, **BATCHED) as pids:
+        scaled = (await reconcile_rate(bench_sessions, batch, BATCHED_EVENTS, pids)).events_per_s
         print(
             f"[bench worker] batched, {replicas} worker processes on {os.cpu_count()} cores: "
             f"{scaled:,.0f} reconciled events/s = {scaled / raw_rate:.2f}x raw, "
