@@ -263,6 +263,12 @@ class Stack:
     def starts(self) -> dict[str, int]:
         return {p.name: p.starts for p in self.processes}
 
+    async def assert_rode_it_out(self, starts: dict[str, int]) -> None:
+        """Every process is alive, none was restarted since ``starts``, and all are ready."""
+        self.check_alive()
+        assert self.starts() == starts, "no process of ours may be restarted"
+        await self.wait_ready()
+
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Every process answers its health check (the worker's includes its dependencies)."""
         await asyncio.gather(*(p.wait_healthy(timeout) for p in self.processes))
