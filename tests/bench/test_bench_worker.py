@@ -43,7 +43,8 @@ from shared.messaging import HDR_EVENT_ID, HDR_EVENT_NAME, HDR_RECEIVED_AT, Name
 from shared.money import Money
 from shared.payrails.client import PayrailsClient, open_payrails_client
 from tests.bench.cpu import cpu_seconds
-from tests.worker.conftest import FRICTIONLESS, free_port
+from tests.ingress.proxy import free_port
+from tests.worker.conftest import FRICTIONLESS
 
 BATCHED_EVENTS = 10_000
 NAIVE_EVENTS = 1_000

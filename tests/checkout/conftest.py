@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +22,7 @@ from shared.config import Settings
 from shared.db.models import Order, OrderTransition, OutboxMessage
 from shared.messaging import Names, open_channel
 from shared.payrails.client import open_payrails_client
+from tests.ingress.proxy import free_port
 from worker.authorize import handle_authorize
 from worker.deps import Deps
 from worker.preauthorize import Decision, PreAuthorizeHook
@@ -32,13 +32,6 @@ CHALLENGE = "4000000000003220"
 DECLINE = "4000000000009995"
 UNKNOWN = "4000000000000119"
 _orders = itertools.count(1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from shared import metrics
 from shared.config import Settings
 from shared.db.models import IdempotencyKey, Order
 from shared.messaging import Names
-from tests.checkout.conftest import FRICTIONLESS, AuthorizeConsumer, free_port, order_body
+from tests.checkout.conftest import FRICTIONLESS, AuthorizeConsumer, order_body
+from tests.ingress.proxy import free_port
 
 Client = TestClient[web.Request, web.Application]
 

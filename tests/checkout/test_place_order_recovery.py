@@ -21,13 +21,12 @@ from shared.messaging import Names
 from tests.checkout.conftest import (
     FRICTIONLESS,
     AuthorizeConsumer,
-    free_port,
     order_body,
     tokenize,
     transitions_of,
 )
 from tests.checkout.test_authorize_consumer import eventually
-from tests.ingress.proxy import TcpProxy
+from tests.ingress.proxy import TcpProxy, free_port
 
 Client = TestClient[web.Request, web.Application]
 

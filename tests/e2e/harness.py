@@ -24,8 +24,9 @@ from shared.messaging import Names
 from shared.payrails.models import Execution
 from shared.state_machine import Observation
 from tests.e2e.outages import Outage, PostgresStop, ProxyCut, RabbitStopApp, outage_mode
-from tests.e2e.processes import ROOT, ServiceProcess, free_port
+from tests.e2e.processes import ROOT, ServiceProcess
 from tests.e2e.proxy import ThreadedProxy
+from tests.ingress.proxy import free_port
 
 ARTIFACTS = ROOT / "artifacts" / "e2e"
 WORKFLOW = "payment-acceptance"

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import aio_pika
 from scripts.run import READY_LINE
 from shared.config import Settings
 from tests.conftest import delete_topology
+from tests.ingress.proxy import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "artifacts" / "run"
@@ -39,13 +39,6 @@ URL_LABELS = (
     "Payrails API",
 )
 _URL_LINE = re.compile(rf"^\s+({'|'.join(URL_LABELS)})\s+(https?://\S+)")
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stack_env(base_env: Mapping[str, str], label: str) -> dict[str, str]:

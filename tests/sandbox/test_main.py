@@ -5,17 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 
 import aiohttp
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.ingress.proxy import free_port
 
 
 async def test_python_m_sandbox_serves_tokens_and_exits_cleanly_on_sigterm() -> None:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from shared.events import derive_event_id
 from shared.messaging import HDR_EVENT_ID, HDR_EVENT_NAME, HDR_RECEIVED_AT, Names, open_channel
 from shared.money import Money
 from shared.payrails.client import PayrailsClient
+from tests.ingress.proxy import free_port
 from worker.consumer import EventsConsumer
 from worker.deps import Deps
 from worker.outbox import OutboxRelay
@@ -254,13 +254,6 @@ async def deps(
     async with aiohttp.ClientSession() as http:
         yield Deps(settings, topology, sessions, PayrailsClient(settings, http), channel)
     await channel.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.asynccontextmanager
