@@ -26,7 +26,7 @@ from ingress.signature import sign
 from shared.config import Settings
 from tests.bench.cpu import broker_cpu_seconds, children_cpu_seconds, cpu_seconds
 from tests.conftest import delete_topology
-from tests.ingress.proxy import free_port
+from tests.ports import free_port
 
 CONNECTIONS = 32
 THREADS = 1

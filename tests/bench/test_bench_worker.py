@@ -43,7 +43,7 @@ from shared.messaging import HDR_EVENT_ID, HDR_EVENT_NAME, HDR_RECEIVED_AT, Name
 from shared.money import Money
 from shared.payrails.client import PayrailsClient, open_payrails_client
 from tests.bench.cpu import cpu_seconds
-from tests.ingress.proxy import free_port
+from tests.ports import free_port
 from tests.worker.conftest import FRICTIONLESS
 
 BATCHED_EVENTS = 10_000

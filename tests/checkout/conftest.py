@@ -22,7 +22,7 @@ from shared.config import Settings
 from shared.db.models import Order, OrderTransition, OutboxMessage
 from shared.messaging import Names, open_channel
 from shared.payrails.client import open_payrails_client
-from tests.ingress.proxy import free_port
+from tests.ports import free_port
 from worker.authorize import handle_authorize
 from worker.deps import Deps
 from worker.preauthorize import Decision, PreAuthorizeHook

@@ -22,7 +22,7 @@ from shared.config import Settings
 from shared.db.models import IdempotencyKey, Order
 from shared.messaging import Names
 from tests.checkout.conftest import FRICTIONLESS, AuthorizeConsumer, order_body
-from tests.ingress.proxy import free_port
+from tests.ports import free_port
 
 Client = TestClient[web.Request, web.Application]
 

@@ -26,7 +26,8 @@ from tests.checkout.conftest import (
     transitions_of,
 )
 from tests.checkout.test_authorize_consumer import eventually
-from tests.ingress.proxy import TcpProxy, free_port
+from tests.ingress.proxy import TcpProxy
+from tests.ports import free_port
 
 Client = TestClient[web.Request, web.Application]
 

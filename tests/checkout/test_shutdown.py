@@ -21,7 +21,7 @@ from tests.checkout.conftest import (
     order_body,
 )
 from tests.checkout.test_authorize_consumer import eventually
-from tests.ingress.proxy import free_port
+from tests.ports import free_port
 
 Client = TestClient[web.Request, web.Application]
 # Far beyond the runner's shutdown timeout: without the early end the handler is cancelled.

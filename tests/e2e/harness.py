@@ -26,7 +26,7 @@ from shared.state_machine import Observation
 from tests.e2e.outages import Outage, PostgresStop, ProxyCut, RabbitStopApp, outage_mode
 from tests.e2e.processes import ROOT, ServiceProcess
 from tests.e2e.proxy import ThreadedProxy
-from tests.ingress.proxy import free_port
+from tests.ports import free_port
 
 ARTIFACTS = ROOT / "artifacts" / "e2e"
 WORKFLOW = "payment-acceptance"

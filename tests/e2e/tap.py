@@ -15,7 +15,7 @@ from aiohttp import web
 
 from shared.events import derive_event_id, parse_object
 from tests.e2e.drivers import Delivery
-from tests.ingress.proxy import free_port
+from tests.ports import free_port
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ from ingress.keys import BROKER
 from shared.config import Settings
 from shared.messaging import Names
 from tests.ingress.conftest import Client, StartIngress, post_signed, through, webhook_body
-from tests.ingress.proxy import TcpProxy, free_port
+from tests.ingress.proxy import TcpProxy
+from tests.ports import free_port
 
 
 async def assert_unavailable(client: Client, settings: Settings) -> str:

@@ -24,7 +24,7 @@ import aio_pika
 from scripts.run import READY_LINE
 from shared.config import Settings
 from tests.conftest import delete_topology
-from tests.ingress.proxy import free_port
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "artifacts" / "run"

@@ -8,7 +8,7 @@ import pytest
 
 from scripts.run import main, plan, public_base_url
 from shared.config import Settings
-from tests.ingress.proxy import free_port
+from tests.ports import free_port
 
 # TEST-NET-1 (RFC 5737): never a real host, never "local".
 UNREACHABLE_HOST = "192.0.2.1"

@@ -9,7 +9,7 @@ import sys
 
 import aiohttp
 
-from tests.ingress.proxy import free_port
+from tests.ports import free_port
 
 
 async def test_python_m_sandbox_serves_tokens_and_exits_cleanly_on_sigterm() -> None:

@@ -30,7 +30,7 @@ from shared.events import derive_event_id
 from shared.messaging import HDR_EVENT_ID, HDR_EVENT_NAME, HDR_RECEIVED_AT, Names, open_channel
 from shared.money import Money
 from shared.payrails.client import PayrailsClient
-from tests.ingress.proxy import free_port
+from tests.ports import free_port
 from worker.consumer import EventsConsumer
 from worker.deps import Deps
 from worker.outbox import OutboxRelay

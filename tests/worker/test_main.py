@@ -15,7 +15,7 @@ from shared.config import Settings
 from shared.db.models import WebhookEvent as InboxRow
 from shared.events import derive_event_id
 from shared.messaging import Names
-from tests.ingress.proxy import free_port
+from tests.ports import free_port
 from tests.worker.conftest import Broker, wait_until, webhook_body
 from worker.__main__ import COMPONENTS, parse_components, run
 from worker.health import create_health_app

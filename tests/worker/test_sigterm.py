@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
 from shared.config import Settings
-from tests.ingress.proxy import free_port
+from tests.ports import free_port
 from tests.worker.conftest import FRICTIONLESS, Broker, Shop, order_status, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
