@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 import structlog
@@ -11,18 +10,10 @@ from aiohttp import web
 
 from shared.config import Settings
 from shared.errors import ConfigError
+from shared.event_loop import new_event_loop
 from shared.logging import configure_logging
 
 APPS = ("webhooks", "checkout")
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when installed: it roughly halves the publish path's event-loop overhead."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def build_app(name: str, settings: Settings) -> tuple[web.Application, str, int]:

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from sandbox.app import create_sandbox_app
 from sandbox.config import SandboxConfig
+from shared.event_loop import new_event_loop
 from shared.logging import configure_logging
 
 
@@ -25,6 +26,7 @@ def main() -> None:
         port=config.port,
         print=None,
         shutdown_timeout=5.0,
+        loop=new_event_loop(),
     )
 
 

@@ -24,6 +24,7 @@ from aio_pika.abc import AbstractRobustConnection
 from shared.config import Settings
 from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import ConfigError
+from shared.event_loop import new_event_loop
 from shared.logging import configure_logging
 from shared.messaging import Names, declare_topology, open_channel
 from shared.payrails.client import open_payrails_client
@@ -148,15 +149,6 @@ async def serve(settings: Settings, components: Sequence[str], hook: PreAuthoriz
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await run(settings, components, stop, hook=hook)
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when installed, else the default loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def main(argv: list[str] | None = None) -> None:

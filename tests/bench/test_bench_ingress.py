@@ -37,7 +37,7 @@ DISTINCT_BODIES = 2000
 BARE_SERVER = """
 import sys
 from aiohttp import web
-from ingress.__main__ import new_event_loop
+from shared.event_loop import new_event_loop
 
 async def handle(request: web.Request) -> web.Response:
     await request.read()
