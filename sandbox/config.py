@@ -133,5 +133,6 @@ def _faults_from_env(r: EnvReader) -> Faults:
         delay_min_seconds=r.number("SANDBOX_WEBHOOK_DELAY_MIN_SECONDS", 0.0),
         delay_max_seconds=r.number("SANDBOX_WEBHOOK_DELAY_MAX_SECONDS", 2.0),
         drop_rate=r.rate("SANDBOX_WEBHOOK_DROP_RATE"),
+        hold_rate=r.rate("SANDBOX_WEBHOOK_HOLD_RATE"),
     )
     return Faults(webhooks=webhooks, endpoints=endpoints)

@@ -144,19 +144,41 @@ def _money(raw: object) -> Money | None:
         return None
 
 
+def _current_attempt(statuses: tuple[StatusEntry, ...]) -> tuple[StatusEntry, ...]:
+    """The statuses of the latest authorize attempt, in time order.
+
+    An ``authorizeRequested`` timed after a deciding status (a success or a decline) starts a
+    new attempt: the earlier attempt's decision no longer speaks for the execution.
+    """
+    start = 0
+    decided_at: datetime | None = None
+    for index, entry in enumerate(statuses):
+        if entry.code in SUCCESS_CODES or entry.code in FAILED_CODES:
+            decided_at = entry.time
+        elif (
+            entry.code == "authorizeRequested"
+            and decided_at is not None
+            and entry.time > decided_at
+        ):
+            start, decided_at = index, None
+    return statuses[start:]
+
+
 def _outcome_from_codes(statuses: tuple[StatusEntry, ...]) -> ExecutionOutcome:
-    """Read the latest meaningful status. A trailing authorizePending after a decline is noise."""
+    """Read the latest attempt's meaningful status.
+
+    Within one attempt the decision wins, so a trailing authorizePending after a decline is noise;
+    before any decision, authorizePending asks for the shopper and anything else is pending.
+    """
+    attempt = _current_attempt(statuses)
     decided: StatusEntry | None = None
-    for entry in statuses:
+    for entry in attempt:
         if entry.code in SUCCESS_CODES or entry.code in FAILED_CODES:
             decided = entry
-    latest = statuses[-1] if statuses else None
-    if decided is not None and latest is not None:
-        retried = latest.code == "authorizeRequested" and latest.time > decided.time
-        if not retried:
-            ok = decided.code in SUCCESS_CODES
-            return ExecutionOutcome.SUCCEEDED if ok else ExecutionOutcome.FAILED
-    if latest is not None and latest.code in ACTION_CODES:
+    if decided is not None:
+        ok = decided.code in SUCCESS_CODES
+        return ExecutionOutcome.SUCCEEDED if ok else ExecutionOutcome.FAILED
+    if attempt and attempt[-1].code in ACTION_CODES:
         return ExecutionOutcome.ACTION_REQUIRED
     return ExecutionOutcome.PENDING
 

@@ -38,6 +38,14 @@ class RecordingSleep:
         self.delays.append(delay)
 
 
+async def strip_idempotency_key(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """A proxy on the way to Payrails that drops ``x-idempotency-key``."""
+    request.headers.popall("x-idempotency-key", None)
+    return await handler(request)
+
+
 @pytest.fixture
 def client_settings(settings: Settings, sandbox: SandboxHandle) -> Settings:
     return dataclasses.replace(
@@ -165,6 +173,26 @@ async def test_non_v4_idempotency_key_is_a_typed_error(payrails: PayrailsClient)
     assert not caught.value.retryable
 
 
+async def test_missing_idempotency_key_is_a_typed_error_that_is_not_retried(
+    client_settings: Settings, sandbox: SandboxHandle
+) -> None:
+    async with aiohttp.ClientSession(middlewares=(strip_idempotency_key,)) as stripped:
+        client = PayrailsClient(client_settings, stripped, sleep=RecordingSleep())
+        with pytest.raises(PayrailsError) as caught:
+            await client.create_execution(
+                merchant_reference="order-1",
+                holder_reference="c",
+                meta={},
+                idempotency_key=uuid.uuid4(),
+            )
+    assert caught.value.code == "request.idempotency-key.missing"
+    assert caught.value.status == 400
+    assert not caught.value.retryable
+    stats = await sandbox.stats()
+    assert stats["requests"]["create_execution"] == 1
+    assert stats["executionsCreated"] == 0
+
+
 async def test_rate_limit_is_honoured_with_the_retry_after_delay(
     client_settings: Settings, sandbox: SandboxHandle, http: aiohttp.ClientSession
 ) -> None:
@@ -233,6 +261,25 @@ async def test_hanging_request_times_out_and_the_retry_succeeds(
     assert stats["faultsInjected"] == {"create_execution.hang": 1}
     assert stats["executionsCreated"] == 1
     assert execution.id
+
+
+async def test_latency_beyond_the_request_timeout_is_retried_then_a_timeout_error(
+    client_settings: Settings, sandbox: SandboxHandle, http: aiohttp.ClientSession
+) -> None:
+    quick = dataclasses.replace(client_settings, payrails_timeout_seconds=0.2)
+    sleep = RecordingSleep()
+    client = PayrailsClient(quick, http, sleep=sleep)
+    execution = await new_execution(client)
+    await sandbox.set_faults({"endpoints": {"get_execution": {"latency_seconds": 1.0}}})
+
+    with pytest.raises(PayrailsTransientError) as caught:
+        await client.get_execution(execution.id)
+
+    assert isinstance(caught.value.__cause__, TimeoutError)
+    assert caught.value.retryable
+    assert len(sleep.delays) == quick.payrails_max_retries
+    stats = await sandbox.stats()
+    assert stats["requests"]["get_execution"] == quick.payrails_max_retries + 1
 
 
 async def test_long_poll_answers_the_current_state_when_the_server_wait_runs_out(

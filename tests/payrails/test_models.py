@@ -38,6 +38,39 @@ HISTORIES = [
     ("created", "authorizeRequested", "authorizePending", "authorizeSuccessful"),
     ("created", "authorizeRequested", "authorizeFailed", "authorizeRequested"),
     ("created", "authorizeRequested", "authorizeSuccessful", "captureRequested"),
+    # A retry after a decline: the new attempt's own statuses decide.
+    ("created", "authorizeRequested", "authorizeFailed", "authorizeRequested", "authorizePending"),
+    (
+        "created",
+        "authorizeRequested",
+        "authorizeFailed",
+        "authorizeRequested",
+        "authorizeSuccessful",
+    ),
+    ("created", "authorizeRequested", "authorizeFailed", "authorizeRequested", "authorizeFailed"),
+    (
+        "created",
+        "authorizeRequested",
+        "authorizeFailed",
+        "authorizePending",
+        "authorizeRequested",
+        "authorizePending",
+    ),
+    (
+        "created",
+        "authorizeRequested",
+        "authorizeFailed",
+        "authorizePending",
+        "authorizeRequested",
+        "authorizeFailed",
+        "authorizePending",
+    ),
+]
+# The histories above without their leading "created": one or more authorize attempts.
+ATTEMPTS = [history[1:] for history in HISTORIES if history[1:2] == ("authorizeRequested",)]
+DECLINED_ATTEMPTS = [
+    ("authorizeRequested", "authorizeFailed"),
+    ("authorizeRequested", "authorizeFailed", "authorizePending"),
 ]
 
 
@@ -50,6 +83,27 @@ def test_status_order_in_the_array_never_changes_the_reading(
     a, b = Execution.from_api(ordered), Execution.from_api(shuffled)
     assert (a.outcome, a.latest_code, a.threeds_url) == (b.outcome, b.latest_code, b.threeds_url)
     assert a.statuses == b.statuses
+
+
+@given(
+    attempt=st.sampled_from(ATTEMPTS),
+    declined=st.lists(st.sampled_from(DECLINED_ATTEMPTS), min_size=1, max_size=3),
+    data=st.data(),
+)
+def test_declined_attempts_before_a_retry_never_change_the_retry_reading(
+    attempt: tuple[str, ...], declined: list[tuple[str, ...]], data: st.DataObject
+) -> None:
+    action = {"requiredAction": {"type": "redirect", "href": CHALLENGE_URL}}
+    alone = Execution.from_api(body("created", *attempt, **action))
+    earlier = [code for codes in declined for code in codes]
+    retried = body("created", *earlier, *attempt, **action)
+    shuffled = dict(retried, status=data.draw(st.permutations(retried["status"])))
+    after = Execution.from_api(shuffled)
+    assert (after.outcome, after.latest_code, after.threeds_url) == (
+        alone.outcome,
+        alone.latest_code,
+        alone.threeds_url,
+    )
 
 
 def test_trailing_authorize_pending_after_a_decline_is_still_a_failure() -> None:
@@ -65,6 +119,39 @@ def test_new_authorize_after_a_decline_is_pending_again() -> None:
         body("created", "authorizeRequested", "authorizeFailed", "authorizeRequested")
     )
     assert execution.outcome is ExecutionOutcome.PENDING
+
+
+def test_retry_after_a_decline_that_meets_a_challenge_asks_for_the_challenge() -> None:
+    execution = Execution.from_api(
+        body(
+            "created",
+            "authorizeRequested",
+            "authorizeFailed",
+            "authorizeRequested",
+            "authorizePending",
+            requiredAction={"type": "redirect", "href": CHALLENGE_URL},
+        )
+    )
+    assert execution.outcome is ExecutionOutcome.ACTION_REQUIRED
+    assert execution.threeds_url == CHALLENGE_URL
+    assert not execution.is_terminal
+
+
+@pytest.mark.parametrize(
+    ("retry", "outcome"),
+    [
+        (("authorizeRequested",), ExecutionOutcome.PENDING),
+        (("authorizeRequested", "authorizeSuccessful"), ExecutionOutcome.SUCCEEDED),
+        (("authorizeRequested", "authorizeFailed"), ExecutionOutcome.FAILED),
+        (("authorizeRequested", "authorizeFailed", "authorizePending"), ExecutionOutcome.FAILED),
+    ],
+)
+def test_retry_after_a_decline_is_decided_by_its_own_statuses(
+    retry: tuple[str, ...], outcome: ExecutionOutcome
+) -> None:
+    declined = ("created", "authorizeRequested", "authorizeFailed", "authorizePending")
+    execution = Execution.from_api(body(*declined, *retry))
+    assert execution.outcome is outcome
 
 
 def test_consumer_wait_is_never_used_as_the_challenge_url() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -323,6 +324,25 @@ async def test_unknown_execution_is_404(raw: Raw) -> None:
     status, body, _ = await raw.call("GET", f"{EXECUTIONS}/{uuid.uuid4()}")
     assert status == 404
     assert body["errors"][0]["code"] == "resource.not-found"
+
+
+async def test_added_latency_slows_only_the_endpoint_it_is_set_on(
+    raw: Raw, sandbox: SandboxHandle
+) -> None:
+    latency = 1.0
+    created = await raw.create()
+    await sandbox.set_faults({"endpoints": {"get_execution": {"latency_seconds": latency}}})
+
+    started = time.monotonic()
+    status, body, _ = await raw.call("GET", f"{EXECUTIONS}/{created['id']}")
+    slowed = time.monotonic() - started
+    started = time.monotonic()
+    await raw.create("order-2")
+    untouched = time.monotonic() - started
+
+    assert (status, body["id"]) == (200, created["id"])
+    assert slowed >= latency * 0.95
+    assert untouched < latency / 2
 
 
 async def test_invalid_fault_knobs_are_refused(raw: Raw) -> None:

@@ -53,11 +53,20 @@ def test_environment_sets_credentials_and_knobs() -> None:
     assert config.webhook_url == ""
 
 
+def test_webhook_hold_rate_is_read_from_the_environment() -> None:
+    config = SandboxConfig.from_env({"SANDBOX_WEBHOOK_HOLD_RATE": "0.25"})
+    assert config.faults.webhooks.hold_rate == 0.25
+    assert SandboxConfig.from_env({}).faults.webhooks.hold_rate == 0.0
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
         ("SANDBOX_STATUS_SHAPE", "array"),
         ("SANDBOX_ERROR_RATE", "1.5"),
+        ("SANDBOX_WEBHOOK_HOLD_RATE", "1.5"),
+        ("SANDBOX_WEBHOOK_HOLD_RATE", "-0.1"),
+        ("SANDBOX_WEBHOOK_HOLD_RATE", "often"),
         ("SANDBOX_PORT", "eighty"),
         ("SANDBOX_ENDPOINT_FAULTS", '{"authorize": {"bogus": 1}}'),
     ],

@@ -6,16 +6,21 @@ Waits are event-driven: the receiver's queue, and the control API's long-polled 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from ingress.signature import verify_signature
+from sandbox.config import SandboxConfig
 from sandbox.control_client import SandboxHandle
+from sandbox.server import running_sandbox
 from shared.config import Settings
-from shared.payrails.client import PayrailsClient
+from shared.payrails.client import PayrailsClient, open_payrails_client
+from tests.conftest import sandbox_config_for
 from tests.payrails.flows import APPROVE, CHALLENGE, DECLINE, authorize_card
 from tests.sandbox.receiver import Receiver, running_receiver
 
@@ -25,6 +30,26 @@ async def receiver(sandbox: SandboxHandle) -> AsyncIterator[Receiver]:
     async with running_receiver() as receiver:
         await sandbox.set_config(webhook_url=receiver.url)
         yield receiver
+
+
+@pytest.fixture
+async def own_receiver() -> AsyncIterator[Receiver]:
+    """A receiver for a test that starts its own sandbox."""
+    async with running_receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+async def holding_sandbox(
+    settings: Settings, own_receiver: Receiver
+) -> AsyncIterator[SandboxHandle]:
+    """A sandbox whose webhook faults come from SANDBOX_WEBHOOK_HOLD_RATE=1: it holds them all."""
+    from_env = SandboxConfig.from_env({"SANDBOX_WEBHOOK_HOLD_RATE": "1"})
+    config = dataclasses.replace(
+        sandbox_config_for(settings), webhook_url=own_receiver.url, faults=from_env.faults
+    )
+    async with running_sandbox(config) as running, aiohttp.ClientSession() as session:
+        yield SandboxHandle(running, session)
 
 
 async def test_completed_webhook_is_signed_and_verifies_with_the_ingress_verifier(
@@ -133,6 +158,28 @@ async def test_held_delivery_is_overtaken_by_a_later_event_until_released(
     arrival = [r.payload["details"]["execution"]["id"] for r in (first, second)]
     assert arrival == [prompt.id, held.id]
     await sandbox.wait_for_delivery(delivery["id"], "delivered")
+
+
+async def test_hold_rate_from_the_environment_lets_the_completion_overtake_the_pending_event(
+    settings: Settings, holding_sandbox: SandboxHandle, own_receiver: Receiver
+) -> None:
+    sandbox = holding_sandbox
+    client_settings = dataclasses.replace(settings, payrails_base_url=sandbox.url)
+    async with open_payrails_client(client_settings) as payrails:
+        execution = await authorize_card(payrails, sandbox, CHALLENGE)
+    (pending,) = await sandbox.deliveries(execution_id=execution.id)
+    assert (pending["event"], pending["status"]) == ("executionActionPending", "held")
+
+    await sandbox.clear_faults()
+    await sandbox.answer_challenge(execution.id, complete=True)
+    first = await own_receiver.next()
+    await sandbox.release(pending["id"])
+    second = await own_receiver.next()
+
+    arrival = [received.payload["event"] for received in (first, second)]
+    assert arrival == ["executionActionCompleted", "executionActionPending"]
+    assert {r.payload["details"]["execution"]["id"] for r in (first, second)} == {execution.id}
+    await sandbox.wait_for_delivery(pending["id"], "delivered")
 
 
 async def test_releasing_a_delivery_that_is_not_held_is_refused(
