@@ -28,7 +28,15 @@ MINOR_UNITS: dict[str, int] = {
     **{c: 4 for c in _FOUR.split()},
 }
 
-_DECIMAL = re.compile(r"^(0|[1-9]\d{0,15})(\.\d+)?$")
+# Every amount ends up in a Numeric(18, 4) column (shared/db/models.py AMOUNT): 18 significant
+# digits, 4 of them after the decimal point, so at most 18 - 4 = 14 before it. A larger value
+# would overflow the column on insert, so parsing refuses it with a precise reason instead.
+AMOUNT_PRECISION = 18
+AMOUNT_SCALE = 4
+MAX_INTEGER_DIGITS = AMOUNT_PRECISION - AMOUNT_SCALE
+TOO_MANY_INTEGER_DIGITS = f"must have at most {MAX_INTEGER_DIGITS} digits before the decimal point"
+
+_DECIMAL = re.compile(r"^(0|[1-9][0-9]*)(\.[0-9]+)?\Z")  # ASCII digits; \Z: no trailing newline
 
 
 def is_currency(code: str) -> bool:
@@ -50,6 +58,8 @@ class Money:
             raise InvalidPayload(f"currency {currency!r} is not an ISO 4217 code")
         if not isinstance(value, str) or not _DECIMAL.match(value):
             raise InvalidPayload(f"amount {value!r} is not a decimal string such as '12.50'")
+        if len(value.partition(".")[0]) > MAX_INTEGER_DIGITS:
+            raise InvalidPayload(f"amount {TOO_MANY_INTEGER_DIGITS}")
         digits = MINOR_UNITS[currency]
         fraction = value.partition(".")[2]
         if len(fraction) != digits:

@@ -9,13 +9,17 @@ from decimal import Decimal
 from typing import Any
 
 from shared.errors import InvalidPayload
-from shared.money import Money, is_currency
+from shared.money import MAX_INTEGER_DIGITS, TOO_MANY_INTEGER_DIGITS, Money, is_currency
 
-# References travel to Payrails, logs and URLs: a short, safe alphabet.
-REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
-INSTRUMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
-METHOD_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-_DECIMAL_SHAPE = re.compile(r"^\d{1,16}(\.\d{1,8})?$")
+# References travel to Payrails, logs and URLs: a short, safe alphabet. Patterns end in \Z,
+# not $, which would also match before a trailing newline.
+REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*\Z")
+INSTRUMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*\Z")
+METHOD_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*\Z")
+# What each pattern allows, in words, for the 422 message.
+SAFE_ALPHABET = "must start with a letter or digit and contain only letters, digits and . _ : -"
+METHOD_CODE_ALPHABET = "must start with a letter and contain only letters, digits, _ and -"
+_DECIMAL_SHAPE = re.compile(r"^([0-9]+)(\.[0-9]{1,8})?\Z")  # ASCII digits only
 
 REFERENCE_MAX = 64
 INSTRUMENT_ID_MAX = 128
@@ -58,10 +62,11 @@ def _text(
     body: Mapping[str, Any],
     name: str,
     pattern: re.Pattern[str],
+    alphabet: str,
     max_length: int,
     errors: list[FieldError],
 ) -> str:
-    """A required string field matching ``pattern`` and at most ``max_length`` long."""
+    """A required string field matching ``pattern`` (``alphabet`` says how in words)."""
     value = body.get(name)
     if value is None or value == "":
         errors.append(FieldError(name, "is required"))
@@ -72,7 +77,7 @@ def _text(
     if len(value) > max_length:
         errors.append(FieldError(name, f"must be at most {max_length} characters"))
     elif not pattern.match(value):
-        errors.append(FieldError(name, "may contain only letters, digits and . _ : -"))
+        errors.append(FieldError(name, alphabet))
     return value
 
 
@@ -82,8 +87,11 @@ def _value_shape_error(value: object) -> str | None:
         return "is required"
     if not isinstance(value, str):
         return "must be a decimal string such as '12.50'"
-    if not _DECIMAL_SHAPE.match(value):
+    shape = _DECIMAL_SHAPE.match(value)
+    if shape is None:
         return "must be a decimal string such as '12.50'"
+    if len(shape.group(1)) > MAX_INTEGER_DIGITS:
+        return TOO_MANY_INTEGER_DIGITS
     if Decimal(value) <= 0:
         return "must be positive"
     return None
@@ -118,11 +126,17 @@ def parse_place_order(body: object) -> PlaceOrderRequest | list[FieldError]:
     if not isinstance(body, Mapping):
         return [FieldError("", "the body must be a JSON object")]
     errors: list[FieldError] = []
-    instrument = _text(body, "paymentInstrumentId", INSTRUMENT_ID, INSTRUMENT_ID_MAX, errors)
-    method = _text(body, "paymentMethodCode", METHOD_CODE, METHOD_CODE_MAX, errors)
+    instrument = _text(
+        body, "paymentInstrumentId", INSTRUMENT_ID, SAFE_ALPHABET, INSTRUMENT_ID_MAX, errors
+    )
+    method = _text(
+        body, "paymentMethodCode", METHOD_CODE, METHOD_CODE_ALPHABET, METHOD_CODE_MAX, errors
+    )
     amount = _amount(body, errors)
-    order_reference = _text(body, "orderReference", REFERENCE, REFERENCE_MAX, errors)
-    customer_reference = _text(body, "customerReference", REFERENCE, REFERENCE_MAX, errors)
+    order_reference = _text(body, "orderReference", REFERENCE, SAFE_ALPHABET, REFERENCE_MAX, errors)
+    customer_reference = _text(
+        body, "customerReference", REFERENCE, SAFE_ALPHABET, REFERENCE_MAX, errors
+    )
     if errors or amount is None:
         return errors
     return PlaceOrderRequest(instrument, method, amount, order_reference, customer_reference)
@@ -133,7 +147,7 @@ def parse_init(body: object) -> InitRequest | list[FieldError]:
     if not isinstance(body, Mapping):
         return [FieldError("", "the body must be a JSON object")]
     errors: list[FieldError] = []
-    holder = _text(body, "holderReference", REFERENCE, REFERENCE_MAX, errors)
+    holder = _text(body, "holderReference", REFERENCE, SAFE_ALPHABET, REFERENCE_MAX, errors)
     init_type = body.get("type")
     if init_type == "dropIn":
         errors.append(FieldError("type", DROP_IN_EXPLANATION))

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ingress.checkout.validation import DROP_IN_EXPLANATION
+from ingress.checkout.validation import DROP_IN_EXPLANATION, SAFE_ALPHABET
 from ingress.checkout_app import create_checkout_app
 from ingress.keys import BROKER
 from sandbox.control_client import SandboxHandle
@@ -21,7 +21,14 @@ from shared import metrics
 from shared.config import Settings
 from shared.db.models import IdempotencyKey, Order
 from shared.messaging import Names
-from tests.checkout.conftest import FRICTIONLESS, AuthorizeConsumer, order_body
+from shared.money import MAX_INTEGER_DIGITS
+from tests.checkout.conftest import (
+    FRICTIONLESS,
+    AuthorizeConsumer,
+    count_orders,
+    new_reference,
+    order_body,
+)
 from tests.ports import free_port
 
 Client = TestClient[web.Request, web.Application]
@@ -55,6 +62,29 @@ async def test_an_invalid_place_order_answers_422_with_an_error_per_field(
     assert requests_counted("place_order", "invalid") == before + 1
 
 
+async def test_an_amount_too_large_for_the_order_table_answers_422_on_amount_value(
+    checkout: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference = new_reference()
+    body = {
+        "paymentInstrumentId": "pi_1",
+        "paymentMethodCode": "card",
+        "amount": {"value": "1000000000000000.00", "currency": "EUR"},
+        "orderReference": reference,
+        "customerReference": "customer-1",
+    }
+    response = await checkout.post("/checkout/place-order", json=body)
+    answer = await response.json()
+    assert response.status == 422, answer
+    assert answer["errors"] == [
+        {
+            "field": "amount.value",
+            "message": f"must have at most {MAX_INTEGER_DIGITS} digits before the decimal point",
+        }
+    ]
+    assert await count_orders(sessions, reference) == 0
+
+
 async def test_a_body_that_is_not_json_answers_400(checkout: Client) -> None:
     response = await checkout.post("/checkout/place-order", data=b"{not json")
     assert response.status == 400
@@ -67,6 +97,39 @@ async def test_init_refuses_drop_in_with_an_explanation(checkout: Client) -> Non
     )
     assert response.status == 422
     assert (await response.json())["errors"] == [{"field": "type", "message": DROP_IN_EXPLANATION}]
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        pytest.param(
+            {"holderReference": "c" * 65, "type": "secureFields"},
+            [{"field": "holderReference", "message": "must be at most 64 characters"}],
+            id="holder-too-long",
+        ),
+        pytest.param(
+            {"holderReference": "customer/1", "type": "secureFields"},
+            [{"field": "holderReference", "message": SAFE_ALPHABET}],
+            id="holder-disallowed-characters",
+        ),
+        pytest.param(
+            ["customer-1", "secureFields"],
+            [{"field": "", "message": "the body must be a JSON object"}],
+            id="body-not-an-object",
+        ),
+    ],
+)
+async def test_an_invalid_init_answers_422_without_calling_payrails(
+    body: Any, errors: list[dict[str, str]], checkout: Client, sandbox: SandboxHandle
+) -> None:
+    before = requests_counted("payments_init", "invalid")
+    response = await checkout.post("/payments/init", json=body)
+    answer = await response.json()
+    assert response.status == 422, answer
+    assert answer["error"] == "validation_failed"
+    assert answer["errors"] == errors
+    assert requests_counted("payments_init", "invalid") == before + 1
+    assert client_init_answers(sandbox) == []
 
 
 def client_init_answers(sandbox: SandboxHandle) -> list[Any]:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from aiohttp import web
 
+from ingress.checkout.validation import INSTRUMENT_ID, METHOD_CODE, REFERENCE
 from ingress.checkout_app import create_checkout_app
 from shared.config import Settings
+from shared.money import MAX_INTEGER_DIGITS
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
@@ -61,3 +65,33 @@ def test_every_operation_has_an_id_and_responses() -> None:
         for method, operation in item.items():
             assert operation.get("operationId"), (method, path)
             assert operation.get("responses"), (method, path)
+
+
+def schema(name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = yaml.safe_load(SPEC.read_text())
+    found: dict[str, Any] = spec["components"]["schemas"][name]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("schema_name", "field", "pattern"),
+    [
+        ("PlaceOrderRequest", "paymentInstrumentId", INSTRUMENT_ID),
+        ("PlaceOrderRequest", "paymentMethodCode", METHOD_CODE),
+        ("Reference", None, REFERENCE),
+    ],
+)
+def test_the_described_text_patterns_are_the_validators(
+    schema_name: str, field: str | None, pattern: re.Pattern[str]
+) -> None:
+    described = schema(schema_name)
+    if field is not None:
+        described = described["properties"][field]
+    # JSON Schema patterns have no \Z; "$" there does not admit a trailing newline.
+    assert described["pattern"] == pattern.pattern.removesuffix("\\Z") + "$"
+
+
+def test_the_described_amount_pattern_bounds_the_integer_digits_like_money() -> None:
+    pattern = re.compile(schema("Amount")["properties"]["value"]["pattern"])
+    assert pattern.match("9" * MAX_INTEGER_DIGITS + ".9999")
+    assert not pattern.match("1" + "0" * MAX_INTEGER_DIGITS + ".00")

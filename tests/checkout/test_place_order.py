@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
 from sandbox.keys import STATE
 from shared import metrics
+from shared.db.models import Order
+from shared.money import MAX_INTEGER_DIGITS
 from tests.checkout.conftest import (
     CHALLENGE,
     DECLINE,
@@ -25,6 +29,13 @@ from tests.checkout.conftest import (
 )
 
 Client = TestClient[web.Request, web.Application]
+
+
+async def created_at_of(sessions: async_sessionmaker[AsyncSession], reference: str) -> datetime:
+    async with sessions() as session:
+        created = await session.scalar(select(Order.created_at).where(Order.reference == reference))
+    assert created is not None
+    return created
 
 
 async def test_a_frictionless_card_is_authorized_in_the_answer(
@@ -51,6 +62,9 @@ async def test_a_frictionless_card_is_authorized_in_the_answer(
     assert order["executionId"] == answer["executionId"]
     assert order["amount"] == {"value": "129.90", "currency": "EUR"}
     assert order["actionRequired"] is None
+    updated_at = datetime.fromisoformat(order["updatedAt"])
+    assert updated_at.tzinfo is not None
+    assert updated_at >= await created_at_of(sessions, reference)
 
 
 async def test_the_execution_carries_metadata_only(
@@ -205,3 +219,16 @@ async def test_a_challenge_answers_the_redirect_url(
     assert order["status"] == "action_required"
     assert order["actionRequired"] == "3ds"
     assert order["redirectUrl"] == answer["redirectUrl"]
+
+
+async def test_the_largest_amount_the_order_table_holds_is_authorized(
+    checkout: Client, sandbox: SandboxHandle, authorize_consumer: AuthorizeConsumer
+) -> None:
+    value = "9" * MAX_INTEGER_DIGITS + ".99"
+    body = await order_body(checkout, sandbox, FRICTIONLESS, value=value)
+    response = await checkout.post("/checkout/place-order", json=body)
+    answer = await response.json()
+    assert response.status == 200, answer
+    assert answer["status"] == "authorized"
+    order = await (await checkout.get(f"/orders/{body['orderReference']}")).json()
+    assert order["amount"] == {"value": value, "currency": "EUR"}

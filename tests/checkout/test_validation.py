@@ -11,13 +11,18 @@ from hypothesis import strategies as st
 
 from ingress.checkout.validation import (
     DROP_IN_EXPLANATION,
+    METHOD_CODE_ALPHABET,
+    SAFE_ALPHABET,
     FieldError,
     InitRequest,
     PlaceOrderRequest,
     parse_init,
     parse_place_order,
 )
-from shared.money import MINOR_UNITS, Money
+from shared.money import MAX_INTEGER_DIGITS, MINOR_UNITS, TOO_MANY_INTEGER_DIGITS, Money
+
+LARGEST_EUR = "9" * MAX_INTEGER_DIGITS + ".99"
+SMALLEST_TOO_LARGE_EUR = "1" + "0" * MAX_INTEGER_DIGITS + ".00"
 
 
 def valid_body(**overrides: Any) -> dict[str, Any]:
@@ -55,19 +60,31 @@ def test_a_valid_body_parses_to_a_request() -> None:
         ("-1.00", "EUR", "amount.value", "must be a decimal string such as '12.50'"),
         ("12,50", "EUR", "amount.value", "must be a decimal string such as '12.50'"),
         ("1e3", "EUR", "amount.value", "must be a decimal string such as '12.50'"),
+        ("1500\n", "JPY", "amount.value", "must be a decimal string such as '12.50'"),
+        (
+            "\u0661\u0665\u0660\u0660",
+            "JPY",
+            "amount.value",
+            "must be a decimal string such as '12.50'",
+        ),
         (12.5, "EUR", "amount.value", "must be a decimal string such as '12.50'"),
         ("", "EUR", "amount.value", "is required"),
+        (LARGEST_EUR, "EUR", "amount.value", None),
+        (SMALLEST_TOO_LARGE_EUR, "EUR", "amount.value", TOO_MANY_INTEGER_DIGITS),
+        ("1000000000000000.00", "EUR", "amount.value", TOO_MANY_INTEGER_DIGITS),
         ("12.50", "EURO", "amount.currency", "must be an ISO 4217 code such as 'EUR'"),
         ("12.50", "eur", "amount.currency", "must be an ISO 4217 code such as 'EUR'"),
         ("12.50", "ABC", "amount.currency", "must be an ISO 4217 code such as 'EUR'"),
         ("12.50", None, "amount.currency", "is required"),
+        ("12.50", 978, "amount.currency", "must be an ISO 4217 code such as 'EUR'"),
+        ("12.50", ["EUR"], "amount.currency", "must be an ISO 4217 code such as 'EUR'"),
     ],
 )
 def test_an_invalid_amount_is_reported_on_its_field(
     value: object, currency: object, field: str, message: str | None
 ) -> None:
     result = parse_place_order(valid_body(amount={"value": value, "currency": currency}))
-    if message is None:  # valid: KWD takes three digits
+    if message is None:  # valid: KWD takes three digits; the largest amount the column holds
         assert isinstance(result, PlaceOrderRequest)
         return
     assert errors_of(result) == {field: message}
@@ -105,10 +122,40 @@ def test_a_field_over_its_length_limit_is_reported(field: str, limit: int) -> No
     assert errors == {field: f"must be at most {limit} characters"}
 
 
-@pytest.mark.parametrize("reference", ["order 1", "order/1", "<script>", "-leading", "ordér"])
+@pytest.mark.parametrize(
+    "reference", ["order 1", "order/1", "<script>", "-leading", "ordér", "order-1\n"]
+)
 def test_a_reference_outside_the_safe_alphabet_is_reported(reference: str) -> None:
     errors = errors_of(parse_place_order(valid_body(orderReference=reference)))
-    assert errors == {"orderReference": "may contain only letters, digits and . _ : -"}
+    assert errors == {"orderReference": SAFE_ALPHABET}
+
+
+@pytest.mark.parametrize("instrument", ["pi 1", "pi/1", "pi#1", "-pi_1", ".pi_1", "pí_1", "pi_1\n"])
+def test_an_instrument_id_outside_the_safe_alphabet_is_reported(instrument: str) -> None:
+    errors = errors_of(parse_place_order(valid_body(paymentInstrumentId=instrument)))
+    assert errors == {"paymentInstrumentId": SAFE_ALPHABET}
+
+
+@pytest.mark.parametrize("instrument", ["pi_1", "0ab", "tok.v2:abc-1"])
+def test_an_instrument_id_inside_the_safe_alphabet_is_accepted(instrument: str) -> None:
+    result = parse_place_order(valid_body(paymentInstrumentId=instrument))
+    assert isinstance(result, PlaceOrderRequest)
+    assert result.payment_instrument_id == instrument
+
+
+@pytest.mark.parametrize(
+    "method", ["1card", "_card", "-card", "card.v2", "card:v2", "card pay", "cärd", "card\n"]
+)
+def test_a_method_code_outside_its_alphabet_is_reported(method: str) -> None:
+    errors = errors_of(parse_place_order(valid_body(paymentMethodCode=method)))
+    assert errors == {"paymentMethodCode": METHOD_CODE_ALPHABET}
+
+
+@pytest.mark.parametrize("method", ["card", "applePay", "google_pay", "pay-by-link", "m2"])
+def test_a_method_code_inside_its_alphabet_is_accepted(method: str) -> None:
+    result = parse_place_order(valid_body(paymentMethodCode=method))
+    assert isinstance(result, PlaceOrderRequest)
+    assert result.payment_method_code == method
 
 
 def test_a_non_string_field_is_reported() -> None:
@@ -173,3 +220,38 @@ def test_init_reports_a_missing_holder_and_an_unknown_type() -> None:
         "holderReference": "is required",
         "type": "must be 'secureFields' or 'tokenization'",
     }
+
+
+@pytest.mark.parametrize(
+    ("holder", "message"),
+    [
+        pytest.param("c" * 65, "must be at most 64 characters", id="too-long"),
+        pytest.param("customer 1", SAFE_ALPHABET, id="space"),
+        pytest.param("customer/1", SAFE_ALPHABET, id="slash"),
+        pytest.param("-customer", SAFE_ALPHABET, id="leading-hyphen"),
+        pytest.param("clienté", SAFE_ALPHABET, id="non-ascii"),
+        pytest.param("customer-1\n", SAFE_ALPHABET, id="trailing-newline"),
+        pytest.param(42, "must be a string", id="not-a-string"),
+    ],
+)
+def test_init_reports_an_invalid_holder_reference(holder: object, message: str) -> None:
+    result = parse_init({"holderReference": holder, "type": "secureFields"})
+    assert errors_of(result) == {"holderReference": message}
+
+
+def test_init_accepts_a_holder_reference_at_its_length_limit() -> None:
+    result = parse_init({"holderReference": "c" * 64, "type": "secureFields"})
+    assert result == InitRequest("c" * 64, "secureFields")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(["customer-1", "secureFields"], id="array"),
+        pytest.param("customer-1", id="string"),
+        pytest.param(42, id="number"),
+        pytest.param(None, id="null"),
+    ],
+)
+def test_init_reports_a_body_that_is_not_an_object(body: object) -> None:
+    assert errors_of(parse_init(body)) == {"": "the body must be a JSON object"}
