@@ -8,12 +8,18 @@ import sys
 import structlog
 from aiohttp import web
 
-from shared.config import Settings
+from shared.config import CALLS_PAYRAILS, VERIFIES_WEBHOOKS, Settings
 from shared.errors import ConfigError
 from shared.event_loop import new_event_loop
 from shared.logging import configure_logging
 
 APPS = ("webhooks", "checkout")
+# The real Payrails secrets each app uses: the webhook app verifies signatures and never calls
+# Payrails; the checkout calls Payrails and never sees a webhook.
+REQUIRED_SECRETS: dict[str, tuple[str, ...]] = {
+    "webhooks": VERIFIES_WEBHOOKS,
+    "checkout": CALLS_PAYRAILS,
+}
 
 
 def build_app(name: str, settings: Settings) -> tuple[web.Application, str, int]:
@@ -34,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("app", choices=APPS, help="which HTTP app to serve")
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(requires=REQUIRED_SECRETS[args.app])
     except ConfigError as exc:
         sys.exit(f"configuration error: {exc}")
     configure_logging(settings.log_level, json=settings.log_format == "json")

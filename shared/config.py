@@ -7,7 +7,7 @@ pass the result down.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -150,6 +150,11 @@ LogFormat = Literal["json", "console"]
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Only ever set explicitly: without them a real Payrails deployment would run on sandbox keys.
 REAL_PAYRAILS_SECRETS = ("PAYRAILS_CLIENT_SECRET", "PAYRAILS_WEBHOOK_SECRETS")
+# What each process passes as ``Settings.from_env(requires=...)``: the real secrets it uses, and
+# only those (each pod gets only its own secrets). The checkout, the worker and the ``recon`` CLI
+# call Payrails with the client secret; only the webhook ingress verifies webhook signatures.
+CALLS_PAYRAILS: tuple[str, ...] = ("PAYRAILS_CLIENT_SECRET",)
+VERIFIES_WEBHOOKS: tuple[str, ...] = ("PAYRAILS_WEBHOOK_SECRETS",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,8 +222,20 @@ class Settings:
     pre_authorize_hook: str = ""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate every setting; raise ConfigError naming the bad variable."""
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        requires: Collection[str] = REAL_PAYRAILS_SECRETS,
+    ) -> Settings:
+        """Read and validate every setting; raise ConfigError naming the bad variable.
+
+        ``requires``: the names of REAL_PAYRAILS_SECRETS this process uses; against a real
+        Payrails (an https base URL) each must be set. The default demands all of them.
+        """
+        unknown = sorted(set(requires) - set(REAL_PAYRAILS_SECRETS))
+        if unknown or isinstance(requires, str):
+            raise ValueError(f"requires names only {REAL_PAYRAILS_SECRETS}, got {requires!r}")
         source = os.environ if env is None else env
         e = EnvReader(source)
         d = cls()
@@ -229,7 +246,7 @@ class Settings:
         if not database_url.startswith("postgresql+psycopg://"):
             raise ConfigError("DATABASE_URL must start with postgresql+psycopg://")
         base_url = e.text("PAYRAILS_BASE_URL", d.payrails_base_url).rstrip("/")
-        _require_real_secrets(base_url, source)
+        _require_real_secrets(base_url, source, requires)
         return cls(
             log_level=e.choice("LOG_LEVEL", d.log_level, LOG_LEVELS).upper(),
             log_format="json" if log_format == "json" else "console",
@@ -321,13 +338,19 @@ class Settings:
         )
 
 
-def _require_real_secrets(base_url: str, env: Mapping[str, str]) -> None:
-    """Real Payrails is reached over HTTPS; there, the sandbox's default secrets are refused."""
+def _require_real_secrets(base_url: str, env: Mapping[str, str], requires: Collection[str]) -> None:
+    """Real Payrails is reached over HTTPS; there, the sandbox's default secrets are refused.
+
+    Only the ``requires`` secrets are checked: a secret the process never uses keeps its sandbox
+    default, which nothing in that process reads.
+    """
     if not base_url.startswith("https://"):
         return  # a plain-http base URL is the sandbox (locally, in compose or in tests)
-    missing = [name for name in REAL_PAYRAILS_SECRETS if not env.get(name, "").strip()]
+    missing = [
+        name for name in REAL_PAYRAILS_SECRETS if name in requires and not env.get(name, "").strip()
+    ]
     if missing:
         raise ConfigError(
             f"PAYRAILS_BASE_URL is {base_url}, so {' and '.join(missing)} must be set "
-            "explicitly (the sandbox defaults would let anyone sign webhooks)"
+            "explicitly (the sandbox defaults are public: anyone could use them)"
         )

@@ -21,7 +21,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractRobustConnection
 
-from shared.config import Settings
+from shared.config import CALLS_PAYRAILS, Settings
 from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import ConfigError
 from shared.event_loop import new_event_loop
@@ -39,6 +39,9 @@ from worker.sweeper import run_sweeper
 
 log = structlog.get_logger("worker")
 COMPONENTS = ("events", "authorize", "outbox", "sweeper")
+# The worker calls Payrails; it never verifies a webhook (the ingress did, before publishing),
+# so only the client secret must be real.
+REQUIRED_SECRETS = CALLS_PAYRAILS
 Loop = Callable[[Deps, asyncio.Event], Coroutine[None, None, None]]
 
 # Background loops, by component: each runs until the stop event is set.
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         components = parse_components(args.only)
-        settings = Settings.from_env()
+        settings = Settings.from_env(requires=REQUIRED_SECRETS)
         hook = load_hook(settings.pre_authorize_hook)  # once, so a bad path stops start-up
     except (ValueError, ConfigError) as exc:
         sys.exit(f"configuration error: {exc}")

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.config import Settings
+from shared.config import CALLS_PAYRAILS, Settings
 from shared.db.models import Order, OrderTransition
 from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import ConfigError, PublishError, ReconError
@@ -33,6 +33,9 @@ from shared.state_machine import Cause, Observation, OrderStatus, Transition, re
 from worker import dlq
 
 T = TypeVar("T")
+# The CLI re-polls Payrails (dry-run, reconcile) and never verifies a webhook; it runs in the
+# worker's pod, which holds the client secret only.
+REQUIRED_SECRETS = CALLS_PAYRAILS
 
 
 @dataclass
@@ -46,7 +49,7 @@ class Runtime:
     def settings(self) -> Settings:
         if self._settings is None:
             try:
-                self._settings = Settings.from_env(self.env)
+                self._settings = Settings.from_env(self.env, requires=REQUIRED_SECRETS)
             except ConfigError as exc:
                 raise click.ClickException(f"configuration error: {exc}") from exc
             if self.log_to_stderr:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -33,6 +37,8 @@ from worker.deps import Deps
 from worker.retry import dead_letter
 
 Invoke = Callable[..., Coroutine[Any, Any, Result]]
+# The console script pip installed for ``recon = "worker.cli:main"``, beside this interpreter.
+RECON_SCRIPT = Path(sys.executable).parent / "recon"
 
 
 @pytest.fixture
@@ -163,6 +169,33 @@ async def test_dlq_replay_dry_run_labels_its_progress_on_stderr_only(
     assert result.exit_code == 0, result.output
     assert "re-polling Payrails" in result.stderr
     assert "re-polling Payrails" not in result.stdout
+
+
+async def test_dlq_list_labels_its_progress_on_stderr_only(
+    recon: Invoke, ops_deps: Deps, shop: Shop, sandbox: SandboxHandle
+) -> None:
+    _, execution_id = await shop.pay(APPROVE)
+    await dead_letter_webhook(ops_deps, sandbox, execution_id)
+
+    result = await recon("dlq", "list")
+
+    assert result.exit_code == 0, result.output
+    assert "reading dead letters" in result.stderr
+    assert "reading dead letters" not in result.stdout
+
+
+async def test_dlq_replay_labels_its_progress_on_stderr_only(
+    recon: Invoke, ops_deps: Deps, shop: Shop, sandbox: SandboxHandle
+) -> None:
+    _, execution_id = await shop.pay(APPROVE)
+    letter_id = await dead_letter_webhook(ops_deps, sandbox, execution_id)
+
+    result = await recon("dlq", "replay", "--id", letter_id)
+
+    assert result.exit_code == 0, result.output
+    assert "replaying" in result.stderr
+    assert "replaying" not in result.stdout
+    assert f"{letter_id}: replayed to" in result.stdout
 
 
 async def test_dlq_replay_dry_run_prints_the_change_and_changes_nothing(
@@ -344,6 +377,47 @@ def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(cli, [*command, "--help"])
     assert result.exit_code == 0
     assert "Usage: " in result.output
+
+
+def run_recon_script(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``recon`` console script, as an operator would."""
+    return subprocess.run(
+        [str(RECON_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=env,
+        check=False,
+    )
+
+
+def test_the_installed_recon_script_lists_every_command_group(tmp_path: Path) -> None:
+    result = run_recon_script("--help", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: recon ")
+    commands = result.stdout.split("\nCommands:\n", 1)[1]
+    listed = {line.split()[0] for line in commands.splitlines() if line.strip()}
+    assert listed == set(cli.commands) == {"dlq", "orders", "review"}
+
+
+def test_the_installed_recon_script_refuses_real_payrails_without_the_client_secret(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYRAILS_")}
+    env |= {
+        "PAYRAILS_BASE_URL": "https://api.payrails.io",
+        "PAYRAILS_WEBHOOK_SECRETS": "live-webhook-secret",
+    }
+
+    result = run_recon_script("review", "list", cwd=tmp_path, env=env)
+
+    assert result.returncode == 1
+    assert "configuration error" in result.stderr
+    assert "so PAYRAILS_CLIENT_SECRET must be set" in result.stderr
 
 
 def test_an_unreachable_broker_is_exit_1_with_a_message_and_no_password() -> None:

@@ -7,18 +7,20 @@ ports from the Settings defaults, paths from the apps. Docker is not needed: thi
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
 
+from ingress import __main__ as ingress_main
 from ingress.checkout_app import create_checkout_app
 from ingress.webhook_app import WEBHOOK_PATH, create_webhook_app
 from sandbox.app import create_sandbox_app
 from sandbox.config import SandboxConfig
-from shared.config import Settings
+from shared.config import REAL_PAYRAILS_SECRETS, Settings
+from shared.errors import ConfigError
 from tests.ops.deploy_files import (
     COMPOSE,
     DEPLOY,
@@ -27,6 +29,8 @@ from tests.ops.deploy_files import (
     load_yaml,
     settings_variables,
 )
+from worker import __main__ as worker_main
+from worker import cli as recon_cli
 from worker.health import create_health_app
 
 SERVICE_VARIABLES = settings_variables(ROOT / "shared" / "config.py")
@@ -46,18 +50,50 @@ PROCESSES: dict[tuple[str, ...], tuple[str, int]] = {
     ("python", "-m", "sandbox"): ("SANDBOX_PORT", SandboxConfig().port),
 }
 MIGRATE = ("alembic", "upgrade", "head")
+# process (by its command) -> the real Payrails secrets its entrypoint requires; the alembic
+# containers (migration Job, wait-for-schema) load Settings.from_env() with the strict default.
+REQUIRED_SECRETS: dict[tuple[str, ...], Collection[str]] = {
+    ("python", "-m", "ingress", "webhooks"): ingress_main.REQUIRED_SECRETS["webhooks"],
+    ("python", "-m", "ingress", "checkout"): ingress_main.REQUIRED_SECRETS["checkout"],
+    ("python", "-m", "worker"): worker_main.REQUIRED_SECRETS,
+}
+# Operators run ``recon`` inside the worker's container (kubectl exec deploy/worker -- recon).
+RECON_RUNS_BESIDE = ("python", "-m", "worker")
+# Stand-ins for secretKeyRef values: the value only has to parse.
+SECRET_STAND_INS = {"DATABASE_URL": "postgresql+psycopg://recon:from-secret@postgres:5432/recon"}
+
+
+APP_FACTORIES: dict[tuple[str, ...], Callable[[], web.Application]] = {
+    ("python", "-m", "ingress", "webhooks"): lambda: create_webhook_app(DEFAULTS),
+    ("python", "-m", "ingress", "checkout"): lambda: create_checkout_app(DEFAULTS),
+    ("python", "-m", "worker"): lambda: create_health_app({}),
+    ("python", "-m", "sandbox"): lambda: create_sandbox_app(SandboxConfig()),
+}
+
+
+def get_routes(command: tuple[str, ...]) -> dict[str, str]:
+    """The GET paths the process ``command`` starts serves, read from its app factory, each
+    with the module of its handler."""
+    app = APP_FACTORIES[command]()
+    return {
+        r.resource.canonical: r.handler.__module__
+        for r in app.router.routes()
+        if r.method == "GET" and r.resource
+    }
 
 
 def served_paths(command: tuple[str, ...]) -> set[str]:
-    """The GET paths the process ``command`` starts serves, read from its app factory."""
-    apps: dict[tuple[str, ...], Callable[[], web.Application]] = {
-        ("python", "-m", "ingress", "webhooks"): lambda: create_webhook_app(DEFAULTS),
-        ("python", "-m", "ingress", "checkout"): lambda: create_checkout_app(DEFAULTS),
-        ("python", "-m", "worker"): lambda: create_health_app({}),
-        ("python", "-m", "sandbox"): lambda: create_sandbox_app(SandboxConfig()),
+    """The GET paths the process ``command`` starts serves."""
+    return set(get_routes(command))
+
+
+def metrics_paths(command: tuple[str, ...]) -> set[str]:
+    """The GET paths of ``command`` that prometheus_client's exposition handler answers."""
+    return {
+        path
+        for path, module in get_routes(command).items()
+        if module.startswith("prometheus_client.")
     }
-    app = apps[command]()
-    return {r.resource.canonical for r in app.router.routes() if r.method == "GET" and r.resource}
 
 
 def test_the_settings_reader_finds_the_documented_variables() -> None:
@@ -168,6 +204,22 @@ def test_prometheus_scrapes_each_process_on_its_metrics_port() -> None:
     assert targets["recon-worker"] == f"worker:{DEFAULTS.worker_metrics_port}"
 
 
+def test_prometheus_scrapes_each_process_on_the_path_it_serves_metrics_on() -> None:
+    config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
+    commands = {name: tuple(s["command"]) for name, s in own_services().items()}
+    scraped: set[tuple[str, ...]] = set()
+    for job in config["scrape_configs"]:
+        for static in job["static_configs"]:
+            for target in static["targets"]:
+                host = target.rsplit(":", 1)[0]
+                if host not in commands:
+                    continue  # not this project's process (RabbitMQ)
+                path = job.get("metrics_path", "/metrics")  # Prometheus' default
+                assert path in metrics_paths(commands[host]), f"{job['job_name']} scrapes {path}"
+                scraped.add(commands[host])
+    assert scraped == set(PROCESSES) - {("python", "-m", "sandbox")}
+
+
 def test_grafana_dashboard_uses_the_provisioned_datasource() -> None:
     provisioned = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yaml")
     uid = provisioned["datasources"][0]["uid"]
@@ -229,7 +281,84 @@ def test_k8s_environment_variables_are_read_by_the_code_and_secrets_are_referenc
                     assert env["valueFrom"]["secretKeyRef"]["name"]
             for source in container.get("envFrom", []):
                 assert "configMapRef" in source, "only ConfigMaps are loaded whole"
-    Settings.from_env({**data, **{name: "x" for name in SECRET_VARIABLES - {"DATABASE_URL"}}})
+                assert "prefix" not in source, "variables are read by their own names"
+
+
+def k8s_containers() -> dict[str, dict[str, Any]]:
+    """Every container (init containers too) of every Deployment and Job, by workload/container."""
+    return {
+        f"{workload['metadata']['name']}/{container['name']}": container
+        for workload in [*of_kind("Deployment"), *of_kind("Job")]
+        for container in containers(workload)
+    }
+
+
+def container_environment(container: dict[str, Any]) -> dict[str, str]:
+    """What the container's process finds in its environment: the ConfigMaps it loads whole,
+    then its own ``env`` entries (which win, as in Kubernetes), a secretKeyRef as a stand-in."""
+    maps = {cm["metadata"]["name"]: cm.get("data", {}) for cm in of_kind("ConfigMap")}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update({k: str(v) for k, v in maps[source["configMapRef"]["name"]].items()})
+    for entry in container.get("env", []):
+        name = entry["name"]
+        if "value" in entry:
+            env[name] = str(entry["value"])
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            env[name] = SECRET_STAND_INS.get(name, f"{ref['name']}.{ref['key']}")
+    return env
+
+
+def requirements(container: dict[str, Any]) -> dict[str, Collection[str]]:
+    """Each process the container runs, with the real Payrails secrets it requires at start."""
+    command = tuple(container["command"])
+    if "alembic" in " ".join(command):
+        return {"alembic": REAL_PAYRAILS_SECRETS}  # migrations/env.py: Settings.from_env()
+    found = {" ".join(command): REQUIRED_SECRETS[command]}
+    if command == RECON_RUNS_BESIDE:
+        found["recon"] = recon_cli.REQUIRED_SECRETS
+    return found
+
+
+def payrails_secrets_used(container: dict[str, Any]) -> set[str]:
+    """The real Payrails secrets the container's processes use (alembic uses none)."""
+    command = tuple(container["command"])
+    used = set(REQUIRED_SECRETS.get(command, ()))
+    if command == RECON_RUNS_BESIDE:
+        used |= set(recon_cli.REQUIRED_SECRETS)
+    return used
+
+
+@pytest.mark.parametrize("name", k8s_containers())
+def test_k8s_each_container_starts_on_its_own_environment(name: str) -> None:
+    container = k8s_containers()[name]
+    env = container_environment(container)
+    for process, requires in requirements(container).items():
+        try:
+            Settings.from_env(env, requires=requires)
+        except ConfigError as exc:
+            pytest.fail(f"{name}: {process} would not start: {exc}")
+
+
+def test_k8s_containers_get_exactly_the_payrails_secrets_their_processes_use() -> None:
+    for name, container in k8s_containers().items():
+        given = {e["name"] for e in container.get("env", []) if "valueFrom" in e}
+        assert given & set(REAL_PAYRAILS_SECRETS) == payrails_secrets_used(container), name
+
+
+def test_k8s_processes_point_at_real_payrails_so_their_secret_requirement_applies() -> None:
+    """Without an https base URL the start-up test above would pass on the sandbox defaults."""
+    real = [
+        name
+        for name, container in k8s_containers().items()
+        if container_environment(container).get("PAYRAILS_BASE_URL", "").startswith("https://")
+    ]
+    assert sorted(real) == [
+        "ingress-checkout/checkout",
+        "ingress-webhooks/webhooks",
+        "worker/worker",
+    ]
 
 
 def port_number(container: dict[str, Any], port: int | str) -> int:
@@ -341,6 +470,23 @@ def test_the_kubernetes_scrape_config_gives_each_deployment_its_compose_job_name
         (container,) = main_containers(found)
         assert int(annotations["prometheus.io/port"]) == container["ports"][0]["containerPort"]
         assert rename["replacement"].replace("$1", name) in compose_jobs
+
+
+def test_k8s_pods_are_annotated_with_the_path_they_serve_metrics_on() -> None:
+    (job,) = load_yaml(DEPLOY / "prometheus" / "kubernetes.yml")["scrape_configs"]
+    (from_annotation,) = [
+        r for r in job["relabel_configs"] if r.get("target_label") == "__metrics_path__"
+    ]
+    assert from_annotation["source_labels"] == [
+        "__meta_kubernetes_pod_annotation_prometheus_io_path"
+    ]
+    for found in of_kind("Deployment"):
+        annotations = found["spec"]["template"]["metadata"]["annotations"]
+        path = annotations.get("prometheus.io/path", job.get("metrics_path", "/metrics"))
+        (container,) = main_containers(found)
+        command = tuple(container["command"])
+        assert path in served_paths(command), f"{found['metadata']['name']} does not serve {path}"
+        assert path in metrics_paths(command), f"{found['metadata']['name']} {path} is no metrics"
 
 
 def test_the_migration_job_is_deleted_before_each_release_is_applied() -> None:

@@ -26,6 +26,7 @@ from tests.ops.deploy_files import (
 REQUIRED_ALERTS = {
     "ReconWebhookUnavailable",  # ingress 503s
     "ReconWebhookUnauthorized",  # ingress 401s
+    "ReconCheckoutUnavailable",  # checkout API 503s
     "ReconDeadLetters",
     "ReconOutboxStale",
     "ReconWebhookToPaidSlow",
@@ -87,3 +88,12 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     alerts = {rule["alert"] for rule in rules() if "alert" in rule}
     missing = {alert for alert in alerts if cases[alert] != {True, False}}
     assert not missing, f"alerts without both a firing and a quiet case: {sorted(missing)}"
+
+
+def test_every_alert_has_a_row_in_the_runbook() -> None:
+    """deploy/README.md "Alerts and what to do": one row per alert, with its first steps."""
+    section = (DEPLOY / "README.md").read_text().split("\n## Alerts and what to do\n", 1)[1]
+    runbook = section.split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip() for line in runbook.splitlines() if line.startswith("| ")}
+    alerts = {rule["alert"] for rule in rules() if "alert" in rule}
+    assert alerts - rows == set()

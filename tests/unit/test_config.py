@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable
 
-from shared.config import Settings, parse_webhook_keys
+import pytest
+from click.testing import CliRunner
+
+from ingress import __main__ as ingress_main
+from shared.config import REAL_PAYRAILS_SECRETS, Settings, parse_webhook_keys
 from shared.errors import ConfigError
+from worker import __main__ as worker_main
+from worker import cli as recon_cli
+
+REAL_PAYRAILS = {"PAYRAILS_BASE_URL": "https://api.payrails.io"}
+# process -> (what its entrypoint passes as ``requires``, the one secret that is)
+PROCESS_SECRETS: dict[str, tuple[tuple[str, ...], str]] = {
+    "webhooks": (ingress_main.REQUIRED_SECRETS["webhooks"], "PAYRAILS_WEBHOOK_SECRETS"),
+    "checkout": (ingress_main.REQUIRED_SECRETS["checkout"], "PAYRAILS_CLIENT_SECRET"),
+    "worker": (worker_main.REQUIRED_SECRETS, "PAYRAILS_CLIENT_SECRET"),
+    "recon": (recon_cli.REQUIRED_SECRETS, "PAYRAILS_CLIENT_SECRET"),
+}
+
+
+def other_secret(secret: str) -> str:
+    (other,) = set(REAL_PAYRAILS_SECRETS) - {secret}
+    return other
 
 
 def test_defaults_work_with_an_empty_environment() -> None:
@@ -44,6 +64,87 @@ def test_real_payrails_starts_with_explicit_secrets() -> None:
         }
     )
     assert settings.payrails_base_url == "https://api.payrails.io"
+
+
+def test_real_payrails_by_default_refuses_a_process_given_only_one_secret() -> None:
+    with pytest.raises(ConfigError, match="so PAYRAILS_WEBHOOK_SECRETS must be set"):
+        Settings.from_env({**REAL_PAYRAILS, "PAYRAILS_CLIENT_SECRET": "live-secret"})
+
+
+@pytest.mark.parametrize("process", PROCESS_SECRETS)
+def test_real_payrails_starts_each_process_with_only_the_secret_it_uses(process: str) -> None:
+    requires, secret = PROCESS_SECRETS[process]
+    assert tuple(requires) == (secret,)
+
+    settings = Settings.from_env({**REAL_PAYRAILS, secret: "live-value"}, requires=requires)
+
+    assert settings.payrails_base_url == "https://api.payrails.io"
+
+
+@pytest.mark.parametrize("process", PROCESS_SECRETS)
+def test_real_payrails_refuses_each_process_without_the_secret_it_uses(process: str) -> None:
+    requires, secret = PROCESS_SECRETS[process]
+    env = {**REAL_PAYRAILS, other_secret(secret): "live-value"}
+
+    with pytest.raises(ConfigError, match=f"so {secret} must be set") as refused:
+        Settings.from_env(env, requires=requires)
+
+    assert other_secret(secret) not in str(refused.value)
+
+
+@pytest.mark.parametrize("requires", [("DATABASE_URL",), "PAYRAILS_CLIENT_SECRET"])
+def test_requires_accepts_only_the_names_of_real_payrails_secrets(requires: object) -> None:
+    with pytest.raises(ValueError, match="requires names only"):
+        Settings.from_env({}, requires=requires)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def real_payrails_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """os.environ pointing at real Payrails, with neither real secret set."""
+    monkeypatch.setenv("PAYRAILS_BASE_URL", "https://api.payrails.io")
+    for name in REAL_PAYRAILS_SECRETS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_the_webhook_ingress_entrypoint_exits_naming_the_missing_webhook_secret(
+    real_payrails_env: pytest.MonkeyPatch,
+) -> None:
+    real_payrails_env.setenv("PAYRAILS_CLIENT_SECRET", "live-secret")
+
+    with pytest.raises(SystemExit) as exited:
+        ingress_main.main(["webhooks"])
+
+    assert "so PAYRAILS_WEBHOOK_SECRETS must be set" in str(exited.value.code)
+
+
+ENTRYPOINTS_CALLING_PAYRAILS: dict[str, Callable[[], None]] = {
+    "checkout": lambda: ingress_main.main(["checkout"]),
+    "worker": lambda: worker_main.main([]),
+}
+
+
+@pytest.mark.parametrize("process", ENTRYPOINTS_CALLING_PAYRAILS)
+def test_the_payrails_calling_entrypoints_exit_naming_the_missing_client_secret(
+    real_payrails_env: pytest.MonkeyPatch, process: str
+) -> None:
+    real_payrails_env.setenv("PAYRAILS_WEBHOOK_SECRETS", "live-webhook-secret")
+
+    with pytest.raises(SystemExit) as exited:
+        ENTRYPOINTS_CALLING_PAYRAILS[process]()
+
+    assert "so PAYRAILS_CLIENT_SECRET must be set" in str(exited.value.code)
+
+
+def test_the_recon_cli_exits_1_naming_the_missing_client_secret(
+    real_payrails_env: pytest.MonkeyPatch,
+) -> None:
+    real_payrails_env.setenv("PAYRAILS_WEBHOOK_SECRETS", "live-webhook-secret")
+
+    result = CliRunner().invoke(recon_cli.cli, ["orders", "show", "any-order"])
+
+    assert result.exit_code == 1
+    assert "so PAYRAILS_CLIENT_SECRET must be set" in result.output
 
 
 def test_webhook_secrets_accept_hex_and_plain_keys() -> None:
