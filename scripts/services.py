@@ -7,6 +7,7 @@ Order of attempts when a service is not reachable: a locally installed server (D
 from __future__ import annotations
 
 import asyncio
+import shlex
 import shutil
 import socket
 import subprocess
@@ -19,8 +20,18 @@ from urllib.parse import urlsplit
 import aio_pika
 import psycopg
 from psycopg import sql
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
+from scripts.service_messages import (
+    LOGIN_REFUSED,
+    postgres_login_refused,
+    postgres_not_ready,
+    rabbitmq_login_refused,
+    rabbitmq_not_ready,
+    rabbitmq_vhost_refused,
+    redact,
+    server_reason,
+)
 from shared.config import Settings
 from shared.db.migrate import upgrade
 from shared.messaging import Names, declare_topology
@@ -31,6 +42,9 @@ POSTGRES_CLUSTERS = Path("/etc/postgresql")
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 START_TIMEOUT_SECONDS = 60.0
 READY_TIMEOUT_SECONDS = 30.0
+# How long a start command may run before it counts as hung (read at each call).
+LOCAL_START_TIMEOUT_SECONDS = 120.0
+COMPOSE_TIMEOUT_SECONDS = 600.0
 # The credentials deploy/compose.yaml gives its PostgreSQL and RabbitMQ (local development values).
 COMPOSE_URLS: Mapping[str, str] = {
     "postgres": "postgresql+psycopg://recon:recon@127.0.0.1:5432/payrails",
@@ -100,16 +114,20 @@ def _run(argv: Sequence[str], timeout: float = 120.0) -> bool:
     return result.returncode == 0
 
 
-def start_local_postgres(say: Say) -> bool:
-    """Start every Debian PostgreSQL cluster named ``main``; False when none could start."""
+def start_local_postgres(say: Say, clusters: Path = POSTGRES_CLUSTERS) -> bool:
+    """Start every Debian PostgreSQL cluster named ``main``; False when none could start.
+
+    ``clusters`` is where Debian keeps one directory per version, each holding its clusters.
+    """
     ctl = shutil.which("pg_ctlcluster")
-    versions = sorted(p.parent.name for p in POSTGRES_CLUSTERS.glob("*/main"))
+    versions = sorted(p.parent.name for p in clusters.glob("*/main"))
     if ctl is None or not versions:
         return False
     started = []
     for version in versions:
         say(f"starting the local PostgreSQL {version} cluster")
-        started.append(_run([ctl, "--skip-systemctl-redirect", version, "main", "start"]))
+        argv = [ctl, "--skip-systemctl-redirect", version, "main", "start"]
+        started.append(_run(argv, LOCAL_START_TIMEOUT_SECONDS))
     return any(started)
 
 
@@ -119,7 +137,7 @@ def start_local_rabbitmq(say: Say) -> bool:
     if server is None:
         return False
     say("starting the local RabbitMQ (rabbitmq-server -detached)")
-    return _run([server, "-detached"])
+    return _run([server, "-detached"], LOCAL_START_TIMEOUT_SECONDS)
 
 
 def docker_command() -> str | None:
@@ -136,7 +154,25 @@ def docker_command() -> str | None:
 def compose_up(docker: str, services: Sequence[Service], say: Say) -> bool:
     names = [s.compose_service for s in services]
     say(f"starting {', '.join(names)} with docker compose -f {COMPOSE_FILE}")
-    return _run([docker, "compose", "-f", str(ROOT / COMPOSE_FILE), "up", "-d", *names], 600)
+    argv = [docker, "compose", "-f", str(ROOT / COMPOSE_FILE), "up", "-d", *names]
+    try:
+        return _run(argv, COMPOSE_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired as exc:
+        raise ServicesUnavailable(start_timed_out(argv, exc.timeout, services)) from exc
+
+
+def start_timed_out(argv: Sequence[str], timeout: float, services: Sequence[Service]) -> str:
+    """What to do when a start command hung: the services may be half-started."""
+    variables = " / ".join(s.variable for s in services)
+    running = "a server that is running" if len(services) == 1 else "servers that are running"
+    return "\n".join(
+        [
+            f"`{shlex.join(argv)}` did not finish within {timeout:.0f} s, so "
+            f"{' and '.join(s.describe() for s in services)} may be half-started.",
+            "Find out what it waits for (its log), finish or stop it, then run `make run` again;",
+            f"or point {variables} at {running}.",
+        ]
+    )
 
 
 def instructions(down: Sequence[Service]) -> str:
@@ -156,19 +192,35 @@ def instructions(down: Sequence[Service]) -> str:
     return "\n".join(lines)
 
 
-def _start_locally(service: Service, say: Say) -> bool:
-    starters = {"PostgreSQL": start_local_postgres, "RabbitMQ": start_local_rabbitmq}
-    return service.is_local and starters[service.name](say) and wait_reachable(service)
+def _start_locally(service: Service, say: Say, clusters: Path) -> bool:
+    if not service.is_local:
+        return False
+    try:
+        if service.name == "PostgreSQL":
+            started = start_local_postgres(say, clusters)
+        else:
+            started = start_local_rabbitmq(say)
+    except subprocess.TimeoutExpired as exc:
+        argv = [str(a) for a in exc.cmd] if isinstance(exc.cmd, list) else [str(exc.cmd)]
+        raise ServicesUnavailable(start_timed_out(argv, exc.timeout, [service])) from exc
+    return started and wait_reachable(service)
 
 
-def ensure_services(settings: Settings, env: Mapping[str, str], say: Say) -> dict[str, str]:
+def ensure_services(
+    settings: Settings,
+    env: Mapping[str, str],
+    say: Say,
+    *,
+    clusters: Path = POSTGRES_CLUSTERS,
+) -> dict[str, str]:
     """Make PostgreSQL and RabbitMQ reachable, or raise ServicesUnavailable with instructions.
 
     Returns the variables to add to the environment: compose's credentials for each service
-    that compose started and whose URL the environment does not set.
+    that compose started and whose URL the environment does not set. ``clusters`` is where
+    local PostgreSQL clusters are looked for (see ``start_local_postgres``).
     """
     down = [s for s in services_of(settings) if not is_reachable(s.host, s.port)]
-    down = [s for s in down if not _start_locally(s, say)]
+    down = [s for s in down if not _start_locally(s, say, clusters)]
     overrides: dict[str, str] = {}
     if not down:
         return overrides
@@ -185,24 +237,35 @@ def ensure_services(settings: Settings, env: Mapping[str, str], say: Say) -> dic
     return overrides
 
 
-def ensure_database(database_url: str, say: Say) -> None:
-    """CREATE DATABASE for DATABASE_URL's database when the server lacks it.
+def _connect_admin(url: URL, database_url: str) -> psycopg.Connection[tuple[object, ...]]:
+    """Connect to the server's ``postgres`` database as DATABASE_URL's user.
 
-    Retries while a freshly started server still refuses connections.
+    Retries while a freshly started server still refuses connections; a refused login is final.
     """
-    url = make_url(database_url)
-    name = url.database or "postgres"
     admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while True:
         try:
-            conn = psycopg.connect(admin, autocommit=True, connect_timeout=5)
-            break
-        except psycopg.OperationalError:
+            return psycopg.connect(admin, autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            reason = redact(server_reason(str(exc)), database_url)
+            if any(marker in reason for marker in LOGIN_REFUSED):
+                raise ServicesUnavailable(postgres_login_refused(url, reason)) from exc
             if time.monotonic() > deadline:
-                raise
+                message = postgres_not_ready(url, reason, READY_TIMEOUT_SECONDS)
+                raise ServicesUnavailable(message) from exc
             time.sleep(1)
-    with conn:
+
+
+def ensure_database(database_url: str, say: Say) -> None:
+    """CREATE DATABASE for DATABASE_URL's database when the server lacks it.
+
+    Retries while a freshly started server still refuses connections. Raises ServicesUnavailable
+    (without the password) when the server refuses the login.
+    """
+    url = make_url(database_url)
+    name = url.database or "postgres"
+    with _connect_admin(url, database_url) as conn:
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if found is None:
             say(f"creating database {name}")
@@ -210,14 +273,29 @@ def ensure_database(database_url: str, say: Say) -> None:
 
 
 async def _declare(settings: Settings) -> Names:
-    """Declare the topology, retrying while a freshly started broker finishes booting."""
+    """Declare the topology, retrying while a freshly started broker finishes booting.
+
+    A refused login or virtual host is final: ServicesUnavailable, without the password.
+    """
+    url = settings.amqp_url.reveal()
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while True:
         try:
-            connection = await aio_pika.connect(settings.amqp_url.reveal(), timeout=5)
-        except (OSError, aio_pika.exceptions.AMQPError):
+            connection = await aio_pika.connect(url, timeout=5)
+        except (
+            aio_pika.exceptions.ProbableAuthenticationError,
+            aio_pika.exceptions.AuthenticationError,
+        ) as exc:
+            reason = redact(str(exc), url)
+            raise ServicesUnavailable(rabbitmq_login_refused(url, reason)) from exc
+        except aio_pika.exceptions.InvalidFrameError as exc:
+            # The broker answered connection.open with connection.close: the vhost was refused.
+            raise ServicesUnavailable(rabbitmq_vhost_refused(url)) from exc
+        except (OSError, aio_pika.exceptions.AMQPError) as exc:
             if time.monotonic() > deadline:
-                raise
+                reason = redact(str(exc) or type(exc).__name__, url)
+                message = rabbitmq_not_ready(url, reason, READY_TIMEOUT_SECONDS)
+                raise ServicesUnavailable(message) from exc
             await asyncio.sleep(1)
             continue
         async with connection:
@@ -227,7 +305,8 @@ async def _declare(settings: Settings) -> Names:
 def prepare(env: Mapping[str, str], say: Say) -> dict[str, str]:
     """Services reachable, database present and migrated, topology declared.
 
-    Returns the environment to run the stack with.
+    Returns the environment to run the stack with. Raises ServicesUnavailable, with what to do,
+    when a service cannot be reached, started or logged in to.
     """
     settings = Settings.from_env(env)
     effective = {**env, **ensure_services(settings, env, say)}

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from selenium.webdriver import Chrome
+from selenium.webdriver.common.by import By
 
 from tests.browser.checkout_page import (
     CHALLENGE,
@@ -28,6 +29,14 @@ from tests.run.stack import RunningStack, get_json
 
 pytestmark = pytest.mark.browser
 
+# What reconciles an order to its final state, as ingress/static/confirmation.js words it.
+CONFIRMING_CAUSES = {
+    "webhook": "the Payrails webhook",
+    "poll": "the checkout poll of the execution",
+    "return": "the 3-D Secure return page",
+    "sweep": "the sweeper (periodic re-check)",
+}
+
 
 def order_via_api(demo: RunningStack, reference: str) -> dict[str, object]:
     status, order = get_json(f"{demo.urls['Checkout API']}/orders/{reference}")
@@ -46,6 +55,15 @@ def set_sandbox_faults(demo: RunningStack, faults: dict[str, object]) -> None:
         assert response.status == 200
 
 
+def assert_cause_shown(chrome: Chrome, cause: str, order: dict[str, object]) -> None:
+    """What confirmed the order: a reconciling cause, the API's, and named on the page."""
+    assert cause in CONFIRMING_CAUSES, cause
+    assert cause == order["confirmedBy"]
+    shown = chrome.find_element(By.ID, "confirmed-by").text.strip()
+    assert shown, "the confirmation page shows nothing for what confirmed the order"
+    assert shown == CONFIRMING_CAUSES[cause]
+
+
 def checkout_with(chrome: Chrome, demo: RunningStack, number: str) -> str:
     reference = open_checkout(chrome, demo.urls["Storefront"])
     enter_card(chrome, Card(number, future_expiry()))
@@ -61,7 +79,7 @@ def test_frictionless_card_ends_paid_on_the_confirmation_page(
     screenshot(chrome, "frictionless-paid")
     order = order_via_api(demo, reference)
     assert (status, order["status"]) == ("paid", "paid")
-    assert cause == order["confirmedBy"]
+    assert_cause_shown(chrome, cause, order)
 
 
 def test_completed_challenge_in_the_modal_ends_paid(chrome: Chrome, demo: RunningStack) -> None:
@@ -71,7 +89,7 @@ def test_completed_challenge_in_the_modal_ends_paid(chrome: Chrome, demo: Runnin
     screenshot(chrome, "threeds-completed-paid")
     order = order_via_api(demo, reference)
     assert (status, order["status"]) == ("paid", "paid")
-    assert cause == order["confirmedBy"]
+    assert_cause_shown(chrome, cause, order)
 
 
 def test_failed_challenge_in_the_modal_ends_payment_failed(
@@ -79,11 +97,12 @@ def test_failed_challenge_in_the_modal_ends_payment_failed(
 ) -> None:
     reference = checkout_with(chrome, demo, CHALLENGE)
     answer_challenge(chrome, "fail")
-    status, _ = wait_for_final_confirmation(chrome, reference)
+    status, cause = wait_for_final_confirmation(chrome, reference)
     screenshot(chrome, "threeds-failed")
     order = order_via_api(demo, reference)
     assert (status, order["status"]) == ("payment_failed", "payment_failed")
     assert order["failureReason"] == "PayerAuthenticationFailed"
+    assert_cause_shown(chrome, cause, order)
 
 
 def test_declined_card_shows_the_decline_on_the_checkout_page(
@@ -104,8 +123,9 @@ def test_card_data_only_ever_goes_to_the_payrails_origin(
 ) -> None:
     sent_requests(chrome)  # drop what earlier tests logged
     reference = checkout_with(chrome, demo, FRICTIONLESS)
-    wait_for_final_confirmation(chrome, reference)
+    _, cause = wait_for_final_confirmation(chrome, reference)
     requests = sent_requests(chrome)
+    assert_cause_shown(chrome, cause, order_via_api(demo, reference))
     pan = FRICTIONLESS.replace(" ", "")
     sandbox = urlsplit(demo.urls["Payrails sandbox"]).netloc
     carrying_pan = {urlsplit(r["url"]).netloc for r in requests if pan in r["url"] + r["body"]}
@@ -140,6 +160,8 @@ def test_place_order_again_after_payrails_was_down_pays_the_same_order(
     assert chrome.execute_script("return window.currentOrderReference") == reference
     assert order_via_api(demo, reference)["status"] == "created"
     place_order(chrome)
-    status, _ = wait_for_final_confirmation(chrome, reference)
+    status, cause = wait_for_final_confirmation(chrome, reference)
     screenshot(chrome, "retried-after-payrails-down")
-    assert (status, order_via_api(demo, reference)["status"]) == ("paid", "paid")
+    order = order_via_api(demo, reference)
+    assert (status, order["status"]) == ("paid", "paid")
+    assert_cause_shown(chrome, cause, order)

@@ -1,0 +1,81 @@
+"""``make run`` against servers that answer but refuse the login: what to set, no traceback.
+
+The real PostgreSQL and RabbitMQ of the test run, with credentials they refuse; the password
+must not appear in anything the runner prints.
+"""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlsplit
+
+from tests.run.stack import RunningStack, stack_env, start
+
+
+def with_credentials(url: str, user: str, password: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}").geturl()
+
+
+def refused_run(base_env: dict[str, str], name: str, **variables: str) -> tuple[int, RunningStack]:
+    """``make run`` with ``variables`` replacing the run's service URLs: its exit status, output."""
+    stack = start({**stack_env(base_env, "login"), **variables})
+    code = stack.wait_exit()
+    stack.save_log(f"make-run-refused-{name}")
+    return code, stack
+
+
+def said(stack: RunningStack) -> str:
+    """The runner's own lines, without their prefix."""
+    return "\n".join(line.split("| ", 1)[1] for line in stack.lines if line.startswith("run "))
+
+
+def test_a_broker_refusing_the_login_names_amqp_url_and_hides_the_password(
+    base_env: dict[str, str],
+) -> None:
+    password = f"wrong{uuid.uuid4().hex}"
+    amqp_url = with_credentials(base_env["AMQP_URL"], "guest", password)
+    code, stack = refused_run(base_env, "amqp-login", AMQP_URL=amqp_url)
+    parts = urlsplit(amqp_url)
+    output = "\n".join(stack.lines)
+    assert code == 2, output
+    assert (
+        f'RabbitMQ at {parts.hostname}:{parts.port} (AMQP_URL) refused the login of user "guest"'
+        in said(stack)
+    ), output
+    assert "Set AMQP_URL to a user and password this broker accepts" in said(stack), output
+    assert "Traceback" not in output
+    assert password not in output
+
+
+def test_a_server_refusing_the_login_names_database_url_and_hides_the_password(
+    base_env: dict[str, str],
+) -> None:
+    """Even trust authentication refuses a role that does not exist."""
+    user, password = f"nobody_{uuid.uuid4().hex[:8]}", f"wrong{uuid.uuid4().hex}"
+    database_url = with_credentials(base_env["DATABASE_URL"], user, password)
+    code, stack = refused_run(base_env, "database-login", DATABASE_URL=database_url)
+    parts = urlsplit(database_url)
+    output = "\n".join(stack.lines)
+    assert code == 2, output
+    assert (
+        f"PostgreSQL at {parts.hostname}:{parts.port} (DATABASE_URL) refused the login of "
+        f'user "{user}" to database "postgres": role "{user}" does not exist'
+    ) in said(stack), output
+    assert "Set DATABASE_URL to a user and password this server accepts" in said(stack), output
+    assert "Traceback" not in output
+    assert password not in output
+
+
+def test_a_broker_refusing_the_virtual_host_names_amqp_url(base_env: dict[str, str]) -> None:
+    vhost = f"missing-{uuid.uuid4().hex[:8]}"
+    parts = urlsplit(base_env["AMQP_URL"])
+    amqp_url = parts._replace(path=f"/{vhost}").geturl()
+    code, stack = refused_run(base_env, "amqp-vhost", AMQP_URL=amqp_url)
+    output = "\n".join(stack.lines)
+    assert code == 2, output
+    assert (
+        f"RabbitMQ at {parts.hostname}:{parts.port} (AMQP_URL) refused user "
+        f'"{parts.username}" the virtual host "{vhost}"'
+    ) in said(stack), output
+    assert "Traceback" not in output
