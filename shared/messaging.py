@@ -113,6 +113,16 @@ class Names:
         return cls(settings.amqp_name_prefix)
 
 
+# Quorum queues dead-letter at most once by default: a message whose target is briefly
+# unavailable (a leader election, a restart) would be dropped on expiry or past the delivery
+# limit. At least once keeps it until the target confirms; the broker requires reject-publish
+# overflow for that. Handlers are idempotent, so a rare second copy is harmless.
+AT_LEAST_ONCE_DEAD_LETTERING: dict[str, Any] = {
+    "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
+
+
 async def declare_topology(channel: AbstractChannel, settings: Settings) -> Names:
     """Declare every exchange, queue and binding; safe to run any number of times."""
     names = Names.from_settings(settings)
@@ -125,6 +135,7 @@ async def declare_topology(channel: AbstractChannel, settings: Settings) -> Name
         # A bug that rejects, or a message redelivered past the limit, lands in the parking lot.
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": dead.name,
+        **AT_LEAST_ONCE_DEAD_LETTERING,
     }
     webhooks = await channel.declare_exchange(
         names.webhooks_exchange, ExchangeType.TOPIC, durable=True
@@ -146,9 +157,11 @@ async def declare_topology(channel: AbstractChannel, settings: Settings) -> Name
                 names.retry_queue(source, delay),
                 durable=True,
                 arguments={
+                    "x-queue-type": "quorum",
                     "x-message-ttl": int(delay * 1000),
                     "x-dead-letter-exchange": "",
                     "x-dead-letter-routing-key": source,
+                    **AT_LEAST_ONCE_DEAD_LETTERING,
                 },
             )
 

@@ -64,6 +64,16 @@ def test_definitions_name_every_queue_and_exchange_of_the_code() -> None:
     assert all(q["durable"] and not q["auto_delete"] for q in DEFINITIONS["queues"])
 
 
+def test_every_queue_is_quorum_and_dead_letters_at_least_once() -> None:
+    # At most once (the default) drops a message whose target is briefly unavailable on expiry.
+    for queue in DEFINITIONS["queues"]:
+        arguments = queue["arguments"]
+        assert arguments["x-queue-type"] == "quorum", queue["name"]
+        if "x-dead-letter-exchange" in arguments:
+            assert arguments["x-dead-letter-strategy"] == "at-least-once", queue["name"]
+            assert arguments["x-overflow"] == "reject-publish", queue["name"]
+
+
 async def test_definitions_declare_with_the_same_types_and_arguments_as_the_code(
     code_topology: Settings, amqp_connection: AbstractRobustConnection
 ) -> None:
