@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -68,7 +69,11 @@ class Order(Base):
         back_populates="order", order_by="OrderTransition.id", lazy="raise"
     )
 
-    __table_args__ = (Index("ix_orders_status_updated_at", "status", "updated_at"),)
+    __table_args__ = (
+        Index("ix_orders_status_updated_at", "status", "updated_at"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso_4217"),
+        CheckConstraint("amount_value > 0", name="amount_positive"),
+    )
 
 
 class IdempotencyKey(Base):
