@@ -74,6 +74,31 @@ def is_sandbox_url(url: str) -> bool:
     return parts.scheme == "http" and (parts.hostname or "") in LOCAL_HOSTS
 
 
+def sandbox_with_real_secrets(settings: Settings) -> str | None:
+    """A note when Payrails secrets are set but PAYRAILS_BASE_URL still names the sandbox.
+
+    Real credentials with the default base URL would silently run against the sandbox.
+    """
+    if not is_sandbox_url(settings.payrails_base_url):
+        return None
+    defaults = Settings()
+    differs = {
+        "PAYRAILS_CLIENT_SECRET": settings.payrails_client_secret.reveal()
+        != defaults.payrails_client_secret.reveal(),
+        "PAYRAILS_WEBHOOK_SECRETS": (
+            settings.payrails_webhook_keys != defaults.payrails_webhook_keys
+        ),
+    }
+    changed = [name for name, differ in differs.items() if differ]
+    if not changed:
+        return None
+    return (
+        f"note: {' and '.join(changed)} set while PAYRAILS_BASE_URL is "
+        f"{settings.payrails_base_url}: the sandbox plays Payrails with them; to reach a real "
+        "Payrails, set PAYRAILS_BASE_URL to its API"
+    )
+
+
 def public_base_url(settings: Settings) -> str:
     """The storefront's origin: PUBLIC_BASE_URL, or the checkout port on 127.0.0.1."""
     if settings.public_base_url != Settings().public_base_url:
@@ -323,6 +348,8 @@ def main(env: Mapping[str, str] | None = None) -> int:
         say(f"configuration error: {exc}")
         return 2
     stack = plan(settings, env)
+    if note := sandbox_with_real_secrets(settings):
+        say(note)
     busy = ports_in_use(stack.children)
     for message in busy:
         say(message)

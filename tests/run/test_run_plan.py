@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from scripts.run import main, plan, public_base_url
+from scripts.run import main, plan, public_base_url, sandbox_with_real_secrets
 from shared.config import Settings
 from tests.ports import free_port
 
@@ -81,3 +81,17 @@ def test_a_port_already_in_use_is_named_before_anything_starts(
         code = main({"CHECKOUT_PORT": str(port), "DATABASE_URL": "postgresql+psycopg://x@h/db"})
     assert code == 1
     assert f"port {port} (CHECKOUT_PORT) is already in use" in capsys.readouterr().out
+
+
+def test_secrets_set_with_the_sandbox_base_url_get_a_note_naming_them() -> None:
+    settings = Settings.from_env({"PAYRAILS_CLIENT_SECRET": "looks-real"})
+    note = sandbox_with_real_secrets(settings)
+    assert note is not None
+    assert "PAYRAILS_CLIENT_SECRET" in note
+    assert "PAYRAILS_BASE_URL" in note
+    assert "PAYRAILS_WEBHOOK_SECRETS" not in note
+    assert "looks-real" not in note
+
+
+def test_the_default_secrets_with_the_sandbox_get_no_note() -> None:
+    assert sandbox_with_real_secrets(Settings()) is None
