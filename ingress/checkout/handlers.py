@@ -59,7 +59,10 @@ async def payments_init(request: web.Request) -> web.Response:
         payload = await checkout.payrails.client_init(
             holder_reference=parsed.holder_reference,
             init_type=parsed.init_type,
-            idempotency_key=uuid.uuid4(),  # client/init is not per order: a fresh key per call
+            # One key per storefront request, reused by the client's own retries. Not stored:
+            # client/init belongs to no order and moves no money, and a shopper who reloads
+            # the page needs a new SDK session, not a replay of the old one.
+            idempotency_key=uuid.uuid4(),
         )
     except PayrailsTransientError as exc:
         raise PaymentsUnavailable("Payrails is unreachable; try again shortly") from exc
