@@ -162,7 +162,7 @@ CHECKOUT_REQUESTS = Counter(
 )
 CHECKOUT_REQUEST_SECONDS = Histogram(
     "recon_checkout_request_seconds",
-    "Checkout API request duration, by endpoint.",
-    ["endpoint"],
+    "Checkout API request duration, by endpoint and outcome.",
+    ["endpoint", "outcome"],
     buckets=(*_LATENCY_BUCKETS, 30.0),
 )

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,6 +38,46 @@ Client = TestClient[web.Request, web.Application]
 def requests_counted(endpoint: str, outcome: str) -> float:
     value: float = metrics.CHECKOUT_REQUESTS.labels(endpoint, outcome)._value.get()
     return value
+
+
+def durations_observed(endpoint: str, outcome: str) -> tuple[float, float]:
+    """(count, sum) of the checkout latency histogram under the endpoint and outcome."""
+    labels = {"endpoint": endpoint, "outcome": outcome}
+    count = REGISTRY.get_sample_value("recon_checkout_request_seconds_count", labels)
+    total = REGISTRY.get_sample_value("recon_checkout_request_seconds_sum", labels)
+    return count or 0.0, total or 0.0
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "outcome", "other"),
+    [
+        pytest.param(
+            {"holderReference": "customer/1", "type": "secureFields"},
+            422,
+            "invalid",
+            "ok",
+            id="422-validation-refusal",
+        ),
+        pytest.param(
+            {"holderReference": "customer-1", "type": "tokenization"},
+            200,
+            "ok",
+            "invalid",
+            id="200-answered",
+        ),
+    ],
+)
+async def test_a_request_duration_is_observed_under_its_endpoint_and_outcome(
+    body: dict[str, str], status: int, outcome: str, other: str, checkout: Client
+) -> None:
+    count, total = durations_observed("payments_init", outcome)
+    other_count, _ = durations_observed("payments_init", other)
+    response = await checkout.post("/payments/init", json=body)
+    assert response.status == status, await response.text()
+    observed_count, observed_total = durations_observed("payments_init", outcome)
+    assert observed_count == count + 1
+    assert observed_total > total
+    assert durations_observed("payments_init", other)[0] == other_count
 
 
 async def test_an_invalid_place_order_answers_422_with_an_error_per_field(
