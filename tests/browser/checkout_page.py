@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,13 +95,17 @@ def wait_for_checkout_error(driver: WebDriver) -> str:
 
 def screenshot(driver: WebDriver, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+    path = SCREENSHOTS / f"{name}.png"
+    assert driver.save_screenshot(str(path)), f"Chromium could not write {path.name}"
+    assert path.is_file(), f"no screenshot at {path.name}"
+    assert path.stat().st_size > 0, f"the screenshot {path.name} is empty"
 
 
 def sent_requests(driver: Chrome) -> list[dict[str, Any]]:
     """Every request the browser sent since the last call: url, method and body (if any)."""
     requests = []
-    for entry in driver.get_log("performance"):
+    get_log: Callable[[str], list[dict[str, Any]]] = driver.get_log  # untyped in selenium
+    for entry in get_log("performance"):
         message = json.loads(entry["message"])["message"]
         if message["method"] == "Network.requestWillBeSent":
             request = message["params"]["request"]

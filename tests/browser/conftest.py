@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from tests.browser.checkout_page import screenshot
 from tests.run.stack import RunningStack, delete_stack_topology, launch, stack_env
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -27,6 +29,7 @@ CHROMIUM_FLAGS = (
     "--window-size=1280,900",
 )
 INSTALL_HINT = "install Debian's packages: apt-get install chromium chromium-driver"
+PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
 def chromium_binary() -> str:
@@ -67,3 +70,26 @@ def demo(base_env: dict[str, str]) -> Iterator[RunningStack]:
     stack.stop()
     stack.save_log("demo-stack")
     delete_stack_topology(env)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the item, so a fixture can tell whether its test failed."""
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report
+
+
+@pytest.fixture(autouse=True)
+def screenshot_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that drives Chromium and fails (or times out) leaves a picture of where it was."""
+    if "chrome" not in request.fixturenames:
+        yield
+        return
+    driver: webdriver.Chrome = request.getfixturevalue("chrome")
+    yield
+    reports = request.node.stash.get(PHASE_REPORTS, {})
+    if any(report.failed for report in reports.values()):
+        screenshot(driver, "failed-" + re.sub(r"[^\w.-]+", "-", request.node.name))
