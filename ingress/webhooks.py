@@ -48,6 +48,7 @@ _PAYLOAD_REASONS = {
     "body is not valid JSON": "payload_not_json",
     "body is not a JSON object": "payload_not_object",
     "body has no string 'event' field": "payload_no_event",
+    "body holds a lone surrogate, which is not text": "payload_not_text",
 }
 
 
@@ -187,7 +188,14 @@ async def receive_webhook(request: web.Request) -> web.Response:
     """The POST /webhooks/payrails handler, with its canonical log line and metrics."""
     started = time.perf_counter()
     line: dict[str, Any] = {}
-    response = await _answer(request, line)
+    try:
+        response = await _answer(request, line)
+    except Exception as exc:  # a bug of ours: Payrails must retry, not be told 500 or 4xx
+        line.update(outcome="internal_error", reason=type(exc).__name__)
+        response = web.json_response(
+            {"error": "internal_error"}, status=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
+        )
+        log.exception("webhook.internal_error", **line)
     elapsed = time.perf_counter() - started
     requests, seconds = _request_metrics(line["outcome"])
     requests.inc()

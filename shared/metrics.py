@@ -15,7 +15,9 @@ _SLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 9
 WEBHOOK_REQUESTS = Counter(
     "recon_webhook_requests_total",
     "Webhook deliveries answered by the ingress, by outcome.",
-    ["outcome"],  # accepted|too_large|missing_signature|bad_signature|bad_payload|unavailable
+    # accepted|too_large|missing_signature|bad_signature|bad_payload|unavailable (503),
+    # internal_error (503: a bug of ours, logged with its traceback)
+    ["outcome"],
 )
 WEBHOOK_REQUEST_SECONDS = Histogram(
     "recon_webhook_request_seconds",

@@ -16,9 +16,11 @@ from shared.messaging import Names
 from tests.ingress.conftest import Client, StartIngress
 
 LIMIT = 2048
+# Any code point, lone surrogates included: json.dumps escapes them and json.loads accepts them.
+any_text = st.characters(exclude_categories=())
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.text(any_text, max_size=20),
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
     ),
@@ -28,8 +30,8 @@ bodies = st.one_of(
     st.binary(max_size=LIMIT + 64),
     st.builds(
         lambda event, extra: json.dumps({"event": event, **extra}).encode(),
-        st.text(max_size=30),
-        st.dictionaries(st.text(max_size=10), json_values, max_size=4),
+        st.text(any_text, max_size=30),
+        st.dictionaries(st.text(any_text, max_size=10), json_values, max_size=4),
     ),
 )
 header_text = st.text(

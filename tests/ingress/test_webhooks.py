@@ -9,6 +9,7 @@ import hashlib
 import hmac
 from datetime import datetime, timedelta
 
+import pytest
 from aio_pika.abc import AbstractRobustConnection, DeliveryMode
 from prometheus_client import REGISTRY
 
@@ -154,6 +155,10 @@ async def test_signed_body_that_is_not_a_payrails_event_is_400_with_reason_and_m
         b"[1, 2]": "payload_not_object",
         b'{"time": "t"}': "payload_no_event",
         b'{"event": 7}': "payload_no_event",
+        b'{"event": "\\ud800"}': "payload_not_text",
+        b'{"event": "x", "id": "\\udfff"}': "payload_not_text",
+        b'{"event": "x", "details": {"execution": {"id": "\xed\xa0\x80"}}}': "payload_not_text",
+        '{"event": "x", "note": "\\ud800"}'.encode("utf-16"): "payload_not_text",
         b'{"event": "' + b"e" * 300 + b'"}': "payload_invalid",
         b"[" * 100_000: "payload_invalid",
     }
@@ -163,6 +168,28 @@ async def test_signed_body_that_is_not_a_payrails_event_is_400_with_reason_and_m
         assert response.status == 400, body[:20]
         assert (await response.json())["reason"] == reason, body[:20]
         assert sample("recon_webhook_rejections_total", reason=reason) == before + 1
+    assert await queue_depth(amqp_connection, topology.events_queue) == 0
+
+
+async def test_a_bug_of_ours_is_503_with_retry_after_a_metric_and_a_log_line(
+    client: Client,
+    ingress_settings: Settings,
+    topology: Names,
+    amqp_connection: AbstractRobustConnection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(body: bytes) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("ingress.webhooks.parse_event", broken)  # stands in for any defect
+    before = sample("recon_webhook_requests_total", outcome="internal_error")
+
+    response = await post_signed(client, webhook_body(), ingress_settings)
+
+    assert response.status == 503
+    assert response.headers["Retry-After"]
+    assert (await response.json())["error"] == "internal_error"
+    assert sample("recon_webhook_requests_total", outcome="internal_error") == before + 1
     assert await queue_depth(amqp_connection, topology.events_queue) == 0
 
 

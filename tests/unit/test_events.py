@@ -85,3 +85,21 @@ def test_any_json_object_with_an_event_parses_or_is_rejected_cleanly(details: ob
     body = json.dumps({"event": "x", "details": details}).encode()
     event = WebhookEvent.from_body(body)
     assert event.event_id.startswith("drv_")
+
+
+def test_a_surrogate_pair_escape_is_text_and_parses() -> None:
+    assert parse_object(b'{"event": "x", "note": "\\ud83d\\ude00"}')["note"] == "\U0001f600"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"event": "\\ud800"}',
+        b'{"event": "x", "details": {"execution": {"merchantReference": "\\udc00"}}}',
+        b'{"event": "x", "id": "\xed\xa0\x80"}',
+        '{"event": "x", "note": "\\udfff"}'.encode("utf-16"),
+    ],
+)
+def test_a_lone_surrogate_anywhere_in_the_body_is_refused_as_not_text(body: bytes) -> None:
+    with pytest.raises(InvalidPayload, match="lone surrogate"):
+        parse_object(body)
