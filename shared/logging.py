@@ -39,7 +39,18 @@ _SECRET_WORDS = frozenset(
         "pin",
     }
 )
-_SECRET_PAIRS = ("api_key", "card_number", "security_code", "client_key", "private_key")
+_SECRET_PAIRS = (
+    "api_key",
+    "card_number",
+    "security_code",
+    "client_key",
+    "private_key",
+    "hmac_key",
+    "signing_key",
+    "webhook_key",
+    "access_key",
+    "encryption_key",
+)
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 # 13-19 digits, optionally split by spaces or dashes: the shape of a PAN.
 _CARD_LIKE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
@@ -88,9 +99,8 @@ def redact_text(text: str) -> str:
 def is_secret_key(key: str) -> bool:
     """True when a field's name says it holds a secret (``x-api-key``, ``cardNumber``...)."""
     normal = _CAMEL.sub(r"\1_\2", key).lower().replace("-", "_")
-    return bool(_SECRET_WORDS.intersection(normal.split("_"))) or any(
-        pair in normal for pair in _SECRET_PAIRS
-    )
+    words = {word.removesuffix("s") for word in normal.split("_")} | set(normal.split("_"))
+    return bool(_SECRET_WORDS.intersection(words)) or any(pair in normal for pair in _SECRET_PAIRS)
 
 
 def redact_value(key: str, value: Any) -> Any:

@@ -36,6 +36,43 @@ def test_secret_named_fields_are_redacted(json_logs: Output) -> None:
     assert line["client_secret"] == line["x_signature"] == line["access_token"] == "[REDACTED]"
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "secrets",
+        "tokens",
+        "signatures",
+        "PAYRAILS_WEBHOOK_SECRETS",
+        "webhook_keys",
+        "hmacKey",
+        "signing-key",
+        "apiKeys",
+    ],
+)
+def test_plural_and_compound_secret_names_are_redacted(key: str) -> None:
+    assert redact_value(key, ["value-1"]) == "[REDACTED]"
+
+
+@pytest.mark.parametrize("key", ["status", "idempotency_key", "event_id", "reasons", "passes"])
+def test_ordinary_names_are_kept(key: str) -> None:
+    assert redact_value(key, "value-1") == "value-1"
+
+
+def test_console_output_is_redacted_too() -> None:
+    out = io.StringIO()
+    structlog.reset_defaults()
+    try:
+        configure_logging("INFO", json=False, stream=out)
+        structlog.get_logger("t").info("call", client_secret="abc-secret", note="4242424242424242")
+    finally:
+        structlog.reset_defaults()
+        logging.basicConfig(force=True, handlers=[logging.NullHandler()])
+    text = out.getvalue()
+    assert "abc-secret" not in text
+    assert "4242424242424242" not in text
+    assert "[REDACTED]" in text
+
+
 def test_card_numbers_in_free_text_are_masked(json_logs: Output) -> None:
     structlog.get_logger("t").info("note", detail="paid with 4242 4242 4242 4242")
     out = json_logs.getvalue()
