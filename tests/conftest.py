@@ -68,6 +68,11 @@ class ServiceUrls:
 def service_urls() -> Iterator[ServiceUrls]:
     amqp = os.environ.get("AMQP_URL", LOCAL_AMQP)
     database = os.environ.get("TEST_ADMIN_DATABASE_URL", LOCAL_DATABASE)
+    # A configured URL that does not answer falls back to the local default before Docker.
+    if not _reachable(amqp, 5672) and _reachable(LOCAL_AMQP, 5672):
+        amqp = LOCAL_AMQP
+    if not _reachable(database, 5432) and _reachable(LOCAL_DATABASE, 5432):
+        database = LOCAL_DATABASE
     with contextlib.ExitStack() as stack:
         if not _reachable(amqp, 5672) or not _reachable(database, 5432):
             if not _docker_available():

@@ -109,6 +109,7 @@ class Verdict:
     """Every order of one scenario against the sandbox's truth and the commerce backend."""
 
     orders: int = 0
+    expected_orders: int = 0  # placed through the checkout; fewer rows is a failure
     final: int = 0
     mismatched: list[str] = field(default_factory=list)
     not_final: list[str] = field(default_factory=list)
@@ -119,7 +120,8 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return not (
-            self.mismatched
+            self.orders < self.expected_orders
+            or self.mismatched
             or self.not_final
             or self.duplicate_paid_messages
             or self.duplicate_paid_transitions
@@ -129,6 +131,7 @@ class Verdict:
     def summary(self) -> dict[str, int]:
         return {
             "orders": self.orders,
+            "expected_orders": self.expected_orders,
             "final": self.final,
             "mismatched": len(self.mismatched),
             "not_final": len(self.not_final),
@@ -179,7 +182,8 @@ class Judge:
         deadline = time.monotonic() + timeout
         while True:
             verdict = await self.verdict(tag)
-            if verdict.ok and verdict.orders >= expected_orders:
+            verdict.expected_orders = expected_orders
+            if verdict.ok:
                 return verdict
             if time.monotonic() > deadline:
                 return verdict

@@ -39,6 +39,7 @@ class FuzzResult:
     sent: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     server_errors: list[tuple[str, int]] = field(default_factory=list)
+    no_answer: Counter[str] = field(default_factory=Counter)  # by kind: closed, reset, timed out
     kinds: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -326,8 +327,12 @@ async def run_fuzz(
             result.statuses[status] += 1
             if status >= 500:
                 result.server_errors.append((case.kind, status))
+            elif status <= 0:
+                result.no_answer[case.kind] += 1
 
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    # A connection per case: a case that desynchronises a kept-alive connection (a lying
+    # Content-Length, say) must not make the next case on it look unanswered.
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
         await asyncio.gather(*(sender(session) for _ in range(concurrency)))
     result.seconds = time.monotonic() - started

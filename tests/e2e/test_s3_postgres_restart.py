@@ -52,6 +52,7 @@ async def test_postgres_restart_loses_nothing_and_processing_resumes(scenario: S
     figures = Figures("s3 postgres restart")
     figures["sent"] = result.sent
     figures["first_pass_statuses"] = dict(sorted(result.by_status.items()))
+    figures["outage_mode"] = stack.mode  # real: the server stopped; proxy: a cut TCP proxy
     figures["outage_s"] = window.seconds
     figures["recovery_s"] = (first_processed - up_wall) if first_processed else -1.0
     figures["orders_during_outage"] = len(placed_during)

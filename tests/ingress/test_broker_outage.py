@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from ingress.keys import BROKER
 from shared.config import Settings
 from shared.messaging import Names
@@ -73,3 +75,24 @@ async def test_publish_into_a_silently_dead_connection_fails_within_the_timeout(
 
     assert response.status == 503
     assert (await response.json())["reason"] == "timeout"
+
+
+async def test_identical_deliveries_into_a_silently_dead_connection_all_fail_over_to_503(
+    ingress_settings: Settings, topology: Names, proxy: TcpProxy, start_ingress: StartIngress
+) -> None:
+    """Same message_id, all in flight, no confirm ever: each answer is a 503, none hangs.
+
+    aio-pika #689 reports that publishes sharing a message_id can hang while both are in
+    flight; the ingress's one deadline per request must hold anyway (a hang fails this test by
+    its timeout).
+    """
+    settings = through(ingress_settings, proxy.port)
+    await proxy.start()
+    client = await start_ingress(settings)
+    body = webhook_body()
+
+    proxy.stall()
+    responses = await asyncio.gather(*(post_signed(client, body, settings) for _ in range(10)))
+
+    assert [r.status for r in responses] == [503] * 10
+    assert {(await r.json())["reason"] for r in responses} == {"timeout"}
