@@ -80,6 +80,7 @@ class PaymentEngine:
         self, execution: SandboxExecution, body: Mapping[str, Any], base: str
     ) -> dict[str, Any]:
         """Accept an authorize; its outcome follows on a background task."""
+        self._state.stats.authorize_attempts[execution.id] += 1
         if "authorize" not in allowed_actions(execution):
             raise not_allowed(f"authorize is not allowed while the execution is {execution.phase}")
         authorization = self._parse_authorize(body, base)

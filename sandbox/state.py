@@ -31,6 +31,9 @@ class Stats:
     executions_created: int = 0
     instruments_tokenized: int = 0
     authorizes: Counter[str] = field(default_factory=Counter)
+    # Every authorize that reached the engine under a new idempotency key, allowed or refused:
+    # a second one for an execution is a second attempt, even if the sandbox refused it.
+    authorize_attempts: Counter[str] = field(default_factory=Counter)
     actions: Counter[str] = field(default_factory=Counter)
     idempotent_replays: int = 0
     requests: Counter[str] = field(default_factory=Counter)
@@ -42,6 +45,7 @@ class Stats:
             "executionsCreated": self.executions_created,
             "instrumentsTokenized": self.instruments_tokenized,
             "authorizesExecuted": dict(self.authorizes),
+            "authorizeAttempts": dict(self.authorize_attempts),
             "actionsExecuted": dict(self.actions),
             "idempotentReplays": self.idempotent_replays,
             "requests": dict(self.requests),

@@ -34,15 +34,19 @@ async def test_payrails_faults_reconcile_every_order_and_authorize_once(scenario
     executions = {p.execution_id for p in placed if p.execution_id}
     authorizes = {e: n for e, n in stats["authorizesExecuted"].items() if e in executions}
     twice = {e: n for e, n in authorizes.items() if n > 1}
+    attempts = {e: n for e, n in stats["authorizeAttempts"].items() if e in executions}
+    attempted_again = {e: n for e, n in attempts.items() if n > 1}
     figures = Figures("s4 payrails faults")
     figures["faults_injected"] = sum(stats["faultsInjected"].values())
     figures["faults_by_kind"] = stats["faultsInjected"]
     figures["authorized_executions"] = len(authorizes)
     figures["authorized_twice"] = len(twice)
+    figures["attempted_twice"] = len(attempted_again)  # a second key, even if refused
     figures.values.update(verdict.summary())
     figures.print(stack.config.run_dir)
 
     assert twice == {}
+    assert attempted_again == {}
     assert set(authorizes) == executions, "every order is authorized exactly once"
     assert verdict.ok, verdict
     stack.check_alive()

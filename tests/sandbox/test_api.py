@@ -199,6 +199,24 @@ async def test_same_key_on_another_execution_is_a_separate_write(
     assert (await sandbox.stats())["authorizesExecuted"] == {first["id"]: 1, second["id"]: 1}
 
 
+async def test_a_second_authorize_key_counts_as_an_attempt_even_when_refused(
+    raw: Raw, sandbox: SandboxHandle
+) -> None:
+    execution = await raw.create("order-attempts")
+    _, instrument, _ = await raw.tokenize(card(await raw.sdk_token()))
+    key = str(uuid.uuid4())
+
+    first, _, _ = await raw.authorize(execution["id"], instrument["id"], key)
+    replay, _, _ = await raw.authorize(execution["id"], instrument["id"], key)
+    second, _, _ = await raw.authorize(execution["id"], instrument["id"], str(uuid.uuid4()))
+
+    assert (first, replay) == (202, 202)
+    assert second >= 400
+    stats = await sandbox.stats()
+    assert stats["authorizesExecuted"] == {execution["id"]: 1}
+    assert stats["authorizeAttempts"] == {execution["id"]: 2}
+
+
 async def test_pending_challenge_links_every_challenge_field_to_the_hosted_page(raw: Raw) -> None:
     created = await raw.create()
     _, instrument, _ = await raw.tokenize(card(await raw.sdk_token(), "4000000000003220"))
