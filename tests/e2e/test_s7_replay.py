@@ -1,8 +1,14 @@
-"""Scenario 7: old, correctly signed events replayed later change no order."""
+"""Scenario 7: old, correctly signed events replayed later change no order.
+
+Two kinds of old event: copies of events the worker has already seen (the inbox drops them),
+and executionActionPending events held back until every order is final, so that the worker
+meets them for the first time late: it re-polls, sees the final state, and changes nothing.
+"""
 
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -22,12 +28,17 @@ def _copies(deliveries: list[Delivery]) -> list[Delivery]:
     return [Delivery(d.event_id, d.body, d.signature) for d in deliveries]
 
 
+def _is_pending(delivery: Delivery) -> bool:
+    return bool(json.loads(delivery.body).get("event") == "executionActionPending")
+
+
 async def test_replayed_old_signed_events_change_no_order(scenario: Scenario) -> None:
     stack, control, ledger, backend, tag, needles = scenario
     placed, executions, old = await capture_webhooks(
         stack, control, plan(tag, size(10, 100), CARDS), needles["signature"]
     )
-    first = _copies(old)
+    first = _copies([d for d in old if not _is_pending(d)])
+    held = _copies([d for d in old if _is_pending(d)])
     await steady_load(stack.ingress_urls, first, rate=100, max_seconds=120)
     await redeliver_until_accepted(stack.ingress_urls, first, max_seconds=60)
     await wait_processed(ledger, first, timeout=60)
@@ -40,6 +51,9 @@ async def test_replayed_old_signed_events_change_no_order(scenario: Scenario) ->
     messages_before = copy.deepcopy({ref: backend.by_order.get(ref) for ref in before})
     metrics_urls = [w.health_url.replace("/healthz", "/metrics") for w in stack.workers]
     duplicates_before = await metric_total(metrics_urls, DUPLICATES, outcome="duplicate")
+
+    await redeliver_until_accepted(stack.ingress_urls, held, max_seconds=60)
+    held_processed = await wait_processed(ledger, held, timeout=60)
 
     replays = _copies(old)
     await steady_load(stack.ingress_urls, replays, rate=100, max_seconds=120)
@@ -57,6 +71,7 @@ async def test_replayed_old_signed_events_change_no_order(scenario: Scenario) ->
     changed = [ref for ref in before if before[ref] != after.get(ref)]
     figures = Figures("s7 replay")
     figures["orders"] = len(before)
+    figures["first_seen_late"] = len(held)
     figures["replayed_verbatim"] = len(replays)
     figures["resent_by_sandbox"] = len(resent)
     figures["duplicates_recognised"] = int(
@@ -65,6 +80,8 @@ async def test_replayed_old_signed_events_change_no_order(scenario: Scenario) ->
     figures["orders_changed"] = len(changed)
     figures.print(stack.config.run_dir)
 
+    assert held, "the card mix yields executionActionPending events to hold back"
+    assert len(held_processed) == len(held), "every held-back event reached the inbox late"
     assert unanswered == []
     assert seen_all, "the worker did not see every replayed event"
     assert changed == []
