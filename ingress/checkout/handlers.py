@@ -95,11 +95,11 @@ def place_order_answer(view: OrderView) -> tuple[int, dict[str, Any]]:
 async def checkout_place_order(request: web.Request) -> web.Response:
     """Create or resume the order, start authorize, and answer once the outcome is known.
 
-    202 ``processing`` when the outcome is not known within CHECKOUT_POLL_TIMEOUT_SECONDS:
-    the poll timed out, Payrails stayed unreachable for the poll's whole deadline (transient
-    failures are retried until then), or the app is shutting down. In each case the authorize
-    command is already queued, so the order still completes; the storefront follows it on
-    GET /orders/{reference}.
+    202 ``processing`` when the outcome is not known within CHECKOUT_POLL_TIMEOUT_SECONDS (the
+    poll timed out, or the app is shutting down); 503 ``payrails_unavailable`` when Payrails
+    answered none of the polls (transient failures are retried until the deadline). In each
+    case the authorize command is already queued, so the order still completes; the storefront
+    follows it on GET /orders/{reference} or sends the same request again.
     """
     try:
         parsed = parse_place_order(await _json_body(request))

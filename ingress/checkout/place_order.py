@@ -171,6 +171,10 @@ async def start_authorize(checkout: Checkout, order_id: int, execution_id: str) 
     return True
 
 
+class PayrailsUnreachable(Exception):
+    """Every poll of the execution failed transiently: Payrails did not answer at all."""
+
+
 async def _watch_order(checkout: Checkout, reference: str) -> None:
     """Return once another path (hook denial, webhook) has resolved the order."""
     while True:
@@ -184,12 +188,13 @@ async def _poll(checkout: Checkout, execution_id: str) -> Execution | None:
     """Long-poll the execution out of its pre-authorize states until our own deadline.
 
     Payrails may end a long-poll before our timeout; we ask again with the time left. A
-    transient failure (Payrails briefly down) is retried within the same deadline. None if
-    Payrails could not be asked at all.
+    transient failure (Payrails briefly down) is retried within the same deadline. Raises
+    PayrailsUnreachable when no attempt got through before the deadline.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + checkout.settings.checkout_poll_timeout_seconds
     execution: Execution | None = None
+    unreachable: PayrailsTransientError | None = None
     while (remaining := deadline - loop.time()) > 0:
         try:
             execution = await checkout.payrails.get_execution(
@@ -197,6 +202,7 @@ async def _poll(checkout: Checkout, execution_id: str) -> Execution | None:
             )
         except PayrailsTransientError as exc:
             log.warning("checkout.poll_retrying", error=repr(exc))
+            unreachable = exc if execution is None else None
             await asyncio.sleep(min(POLL_RETRY_SECONDS, max(deadline - loop.time(), 0)))
             continue
         except (PayrailsError, InvalidPayload) as exc:
@@ -205,6 +211,8 @@ async def _poll(checkout: Checkout, execution_id: str) -> Execution | None:
         if execution.outcome is not ExecutionOutcome.PENDING:
             return execution
         await asyncio.sleep(min(ORDER_WATCH_SECONDS, max(deadline - loop.time(), 0)))
+    if execution is None and unreachable is not None:
+        raise PayrailsUnreachable from unreachable
     return execution
 
 
@@ -234,13 +242,27 @@ async def await_outcome(checkout: Checkout, reference: str, execution_id: str) -
 
 
 async def place_order(checkout: Checkout, request: PlaceOrderRequest) -> OrderView:
-    """The whole place-order flow; returns the order as it stands when the answer is known."""
+    """The whole place-order flow; returns the order as it stands when the answer is known.
+
+    Payrails unreachable for the whole poll, with nothing else having resolved the order, is a
+    503: the authorize is queued, so the same request again (or the order's status) continues.
+    """
     order = await upsert_order(checkout, request)
     execution_id = await ensure_execution(checkout, order)
     await start_authorize(checkout, order.id, execution_id)
     view = await view_by_reference(checkout.sessions, order.reference)
     if view is not None and view.status in UNRESOLVED:
-        await await_outcome(checkout, order.reference, execution_id)
+        unreachable = False
+        try:
+            await await_outcome(checkout, order.reference, execution_id)
+        except PayrailsUnreachable:
+            unreachable = True
         view = await view_by_reference(checkout.sessions, order.reference)
+        if unreachable and view is not None and view.status in UNRESOLVED:
+            raise PaymentsUnavailable(
+                "Payrails did not answer while the order was being authorized; the "
+                "authorization is queued: retry the same request or read the order's status",
+                details={"orderReference": order.reference, "executionId": execution_id},
+            )
     assert view is not None
     return view

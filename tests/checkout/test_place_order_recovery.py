@@ -149,19 +149,25 @@ async def test_payrails_down_during_the_poll_is_retried_within_the_deadline(
     assert (await sandbox.stats())["faultsInjected"]["get_execution.error"] == 4
 
 
-async def test_payrails_down_for_the_whole_poll_answers_processing_with_the_authorize_queued(
+async def test_payrails_down_for_the_whole_poll_answers_503_and_the_same_request_completes(
     checkout: Client, sandbox: SandboxHandle, authorize_consumer: AuthorizeConsumer
 ) -> None:
     await sandbox.set_faults({"endpoints": {"get_execution": {"error_rate": 1}}})
     body = await order_body(checkout, sandbox, FRICTIONLESS)
     response = await checkout.post("/checkout/place-order", json=body)
     answer = await response.json()
-    assert response.status == 202, answer
-    assert answer["status"] == "processing"
+    assert response.status == 503, answer
+    assert answer["error"] == "payrails_unavailable"
+    assert answer["orderReference"] == body["orderReference"]
     assert (await sandbox.stats())["faultsInjected"]["get_execution.error"] >= 2
 
     async def authorized_once() -> bool:
         executed = (await sandbox.stats())["authorizesExecuted"]
         return bool(executed == {answer["executionId"]: 1})
 
-    await eventually(authorized_once)
+    await eventually(authorized_once)  # the authorize was queued before the poll
+    await sandbox.clear_faults()
+    again = await checkout.post("/checkout/place-order", json=body)
+    assert again.status == 200
+    assert (await again.json())["status"] == "authorized"
+    assert (await sandbox.stats())["authorizesExecuted"] == {answer["executionId"]: 1}
