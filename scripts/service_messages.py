@@ -63,14 +63,19 @@ def postgres_login_refused(url: URL, reason: str) -> str:
     )
 
 
-def postgres_not_ready(url: URL, reason: str, waited_seconds: float) -> str:
+def not_ready(server: str, variable: str, reason: str, waited_seconds: float) -> str:
+    """What to do when a server (``_postgres_at`` / ``_rabbitmq_at``) never took connections."""
     return "\n".join(
         [
-            f"{_postgres_at(url)} still refused connections after {waited_seconds:.0f} s: {reason}",
-            "Check that server (its log), or set DATABASE_URL to one that is running, "
+            f"{server} still refused connections after {waited_seconds:.0f} s: {reason}",
+            f"Check that server (its log), or set {variable} to one that is running, "
             "then run `make run` again.",
         ]
     )
+
+
+def postgres_not_ready(url: URL, reason: str, waited_seconds: float) -> str:
+    return not_ready(_postgres_at(url), "DATABASE_URL", reason, waited_seconds)
 
 
 def _rabbitmq_at(url: str) -> str:
@@ -114,10 +119,4 @@ def rabbitmq_vhost_refused(url: str) -> str:
 
 
 def rabbitmq_not_ready(url: str, reason: str, waited_seconds: float) -> str:
-    return "\n".join(
-        [
-            f"{_rabbitmq_at(url)} still refused connections after {waited_seconds:.0f} s: {reason}",
-            "Check that broker (its log), or set AMQP_URL to one that is running, "
-            "then run `make run` again.",
-        ]
-    )
+    return not_ready(_rabbitmq_at(url), "AMQP_URL", reason, waited_seconds)

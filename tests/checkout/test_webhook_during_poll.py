@@ -35,7 +35,7 @@ from shared.messaging import Names, open_channel
 from shared.payrails.client import PayrailsClient
 from tests.checkout.conftest import FRICTIONLESS, AuthorizeConsumer, order_body, transitions_of
 from tests.ports import free_port
-from tests.worker.conftest import Broker, running_worker
+from tests.worker.conftest import Broker, open_broker, running_worker
 from worker.deps import Deps
 
 Client = TestClient[web.Request, web.Application]
@@ -75,12 +75,8 @@ async def orders(
     topology: Names, amqp_connection: AbstractRobustConnection
 ) -> AsyncIterator[Broker]:
     """A queue bound to ``orders`` with ``#``, deleted afterwards."""
-    channel = await open_channel(amqp_connection)
-    queue = await channel.declare_queue(f"{topology.prefix}test.orders", auto_delete=False)
-    await queue.bind(topology.orders_exchange, routing_key="#")
-    yield Broker(topology, channel, queue)
-    await queue.delete(if_unused=False, if_empty=False)
-    await channel.close()
+    async with open_broker(topology, amqp_connection) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -229,9 +229,9 @@ class Broker:
         return declared.declaration_result.message_count or 0
 
 
-@pytest.fixture
-async def broker(
-    settings: Settings, topology: Names, amqp_connection: AbstractRobustConnection
+@contextlib.asynccontextmanager
+async def open_broker(
+    topology: Names, amqp_connection: AbstractRobustConnection
 ) -> AsyncIterator[Broker]:
     """A confirm channel and a queue bound to ``orders`` with ``#``, deleted afterwards."""
     channel = await open_channel(amqp_connection)
@@ -240,6 +240,14 @@ async def broker(
     yield Broker(topology, channel, orders)
     await orders.delete(if_unused=False, if_empty=False)
     await channel.close()
+
+
+@pytest.fixture
+async def broker(
+    settings: Settings, topology: Names, amqp_connection: AbstractRobustConnection
+) -> AsyncIterator[Broker]:
+    async with open_broker(topology, amqp_connection) as opened:
+        yield opened
 
 
 @pytest.fixture
