@@ -23,8 +23,10 @@ import aiohttp
 import psycopg
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from ingress.webhook_app import create_webhook_app
 from sandbox.config import SandboxConfig
 from sandbox.control_client import SandboxHandle
 from sandbox.server import running_sandbox
@@ -33,6 +35,7 @@ from shared.db.migrate import upgrade
 from shared.db.session import create_engine, create_sessionmaker
 from shared.messaging import Names, declare_topology
 from shared.payrails.client import PayrailsClient, open_payrails_client
+from tests.ports import free_port
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 LOCAL_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -233,3 +236,18 @@ async def payrails(settings: Settings, sandbox: SandboxHandle) -> AsyncIterator[
     )
     async with open_payrails_client(fast) as client:
         yield client
+
+
+@pytest.fixture
+async def webhook_ingress(
+    settings: Settings, topology: Names, sandbox: SandboxHandle
+) -> AsyncIterator[str]:
+    """The real webhook ingress in this process; the sandbox delivers its webhooks to it."""
+    runner = web.AppRunner(create_webhook_app(settings), access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}/webhooks/payrails"
+    await sandbox.set_config(webhook_url=url)
+    yield url
+    await runner.cleanup()

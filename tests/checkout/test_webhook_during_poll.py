@@ -28,13 +28,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ingress.webhook_app import create_webhook_app
 from sandbox.control_client import Json, SandboxHandle
 from shared.config import Settings
 from shared.messaging import Names, open_channel
 from shared.payrails.client import PayrailsClient
 from tests.checkout.conftest import FRICTIONLESS, AuthorizeConsumer, order_body, transitions_of
-from tests.ports import free_port
 from tests.worker.conftest import Broker, open_broker, running_worker
 from worker.deps import Deps
 
@@ -53,21 +51,6 @@ def checkout_settings(checkout_settings: Settings) -> Settings:
     return dataclasses.replace(
         checkout_settings, checkout_poll_timeout_seconds=POLL_DEADLINE_SECONDS
     )
-
-
-@pytest.fixture
-async def webhook_ingress(
-    settings: Settings, topology: Names, sandbox: SandboxHandle
-) -> AsyncIterator[str]:
-    """The real webhook ingress in this process; the sandbox delivers its webhooks to it."""
-    runner = web.AppRunner(create_webhook_app(settings), access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    url = f"http://127.0.0.1:{port}/webhooks/payrails"
-    await sandbox.set_config(webhook_url=url)
-    yield url
-    await runner.cleanup()
 
 
 @pytest.fixture

@@ -17,12 +17,10 @@ import aio_pika
 import aiohttp
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
-from aiohttp import web
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ingress.webhook_app import create_webhook_app
 from sandbox.control_client import SandboxHandle
 from shared.config import Settings
 from shared.db.models import Order, OrderTransition, OutboxMessage
@@ -30,7 +28,6 @@ from shared.events import derive_event_id
 from shared.messaging import HDR_EVENT_ID, HDR_EVENT_NAME, HDR_RECEIVED_AT, Names, open_channel
 from shared.money import Money
 from shared.payrails.client import PayrailsClient
-from tests.ports import free_port
 from worker.consumer import EventsConsumer
 from worker.deps import Deps
 from worker.outbox import OutboxRelay
@@ -363,21 +360,6 @@ def shop(
 def sandbox_deps(deps: Deps, payrails: PayrailsClient) -> Deps:
     """Worker dependencies whose Payrails client talks to this test's sandbox."""
     return dataclasses.replace(deps, payrails=payrails)
-
-
-@pytest.fixture
-async def webhook_ingress(
-    settings: Settings, topology: Names, sandbox: SandboxHandle
-) -> AsyncIterator[str]:
-    """The real webhook ingress in this process; the sandbox delivers its webhooks to it."""
-    runner = web.AppRunner(create_webhook_app(settings), access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    url = f"http://127.0.0.1:{port}/webhooks/payrails"
-    await sandbox.set_config(webhook_url=url)
-    yield url
-    await runner.cleanup()
 
 
 def total_processed() -> float:
