@@ -188,17 +188,22 @@ async def receive_webhook(request: web.Request) -> web.Response:
     """The POST /webhooks/payrails handler, with its canonical log line and metrics."""
     started = time.perf_counter()
     line: dict[str, Any] = {}
+    failure: Exception | None = None
     try:
         response = await _answer(request, line)
     except Exception as exc:  # a bug of ours: Payrails must retry, not be told 500 or 4xx
+        failure = exc
         line.update(outcome="internal_error", reason=type(exc).__name__)
         response = web.json_response(
             {"error": "internal_error"}, status=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
         )
-        log.exception("webhook.internal_error", **line)
     elapsed = time.perf_counter() - started
     requests, seconds = _request_metrics(line["outcome"])
     requests.inc()
     seconds.observe(elapsed)
-    log.info("webhook.handled", duration_ms=round(elapsed * 1000, 3), **line)
+    duration_ms = round(elapsed * 1000, 3)
+    if failure is None:
+        log.info("webhook.handled", duration_ms=duration_ms, **line)
+    else:  # still the request's one line, with the traceback
+        log.error("webhook.handled", duration_ms=duration_ms, exc_info=failure, **line)
     return response
