@@ -23,6 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 from prometheus_client import Counter, Histogram
 
+from ingress.amqp_wire import HeaderValue
 from ingress.broker import Broker
 from ingress.keys import BROKER, SETTINGS
 from ingress.signature import SIGNATURE_HEADER, SignatureFault, SignatureRejected, verify_signature
@@ -35,7 +36,6 @@ from shared.messaging import (
     HDR_EVENT_NAME,
     HDR_KEY_INDEX,
     HDR_RECEIVED_AT,
-    persistent_properties,
 )
 
 log = structlog.get_logger("ingress.webhooks")
@@ -86,14 +86,15 @@ def parse_event(body: bytes) -> WebhookEvent:
 
 async def publish_event(broker: Broker, body: bytes, event: WebhookEvent, key_index: int) -> None:
     """Publish the raw body to payrails.webhooks, routed by event name, and await the confirm."""
-    headers = {
+    headers: dict[str, HeaderValue] = {
         HDR_EVENT_NAME: event.name,
         HDR_EVENT_ID: event.event_id,
         HDR_RECEIVED_AT: datetime.now(UTC).isoformat(timespec="milliseconds"),
         HDR_KEY_INDEX: key_index,
     }
-    properties = persistent_properties(message_id=event.event_id, headers=headers)
-    await broker.publish(broker.names.webhooks_exchange, event.name, body, properties)
+    await broker.publish(
+        broker.names.webhooks_exchange, event.name, body, message_id=event.event_id, headers=headers
+    )
 
 
 class Refusal(Exception):

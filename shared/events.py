@@ -22,6 +22,10 @@ from shared.payloads import json_object
 
 MAX_EVENT_ID_BYTES = 200  # the inbox key's width; AMQP message ids allow 255
 
+# json.dumps(parts, separators=(",", ":"), sort_keys=True, default=str), built once: changing
+# these bytes would change every derived id.
+_CANONICAL_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str).encode
+
 RECONCILED_EVENTS = frozenset(
     {"executionActionCompleted", "executionActionPending", "executionActionUpdated"}
 )
@@ -59,7 +63,7 @@ def derive_event_id(data: Mapping[str, Any]) -> str:
         data.get("time"),
         _get(data, "details", "execution", "id"),
     ]
-    canonical = json.dumps(parts, separators=(",", ":"), sort_keys=True, default=str)
+    canonical = _CANONICAL_JSON(parts)
     return "drv_" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
 
 

@@ -233,7 +233,7 @@ async def publish_frames(
         raise publish_failed(exchange, "nacked") from exc
     except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
         raise publish_failed(exchange, "disconnected") from exc
-    confirmed, seconds = _confirmed_metrics(exchange or DEFAULT_EXCHANGE_LABEL)
+    confirmed, seconds = confirmed_metrics(exchange)
     confirmed.inc()
     seconds.observe(time.perf_counter() - started)
 
@@ -245,11 +245,12 @@ def publish_failed(exchange: str, outcome: str) -> PublishError:
 
 
 @cache
-def _confirmed_metrics(exchange: str) -> tuple[Counter, Histogram]:
+def confirmed_metrics(exchange: str) -> tuple[Counter, Histogram]:
     """The labelled children for a confirmed publish, looked up once per exchange."""
+    label = exchange or DEFAULT_EXCHANGE_LABEL
     return (
-        metrics.BROKER_PUBLISHES.labels(exchange, "confirmed"),
-        metrics.BROKER_PUBLISH_SECONDS.labels(exchange),
+        metrics.BROKER_PUBLISHES.labels(label, "confirmed"),
+        metrics.BROKER_PUBLISH_SECONDS.labels(label),
     )
 
 

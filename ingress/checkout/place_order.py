@@ -34,7 +34,7 @@ from ingress.checkout.validation import PlaceOrderRequest
 from shared.commands import AuthorizeCommand
 from shared.db.models import Order
 from shared.errors import InvalidPayload, PublishError
-from shared.messaging import ROUTING_AUTHORIZE, persistent_properties
+from shared.messaging import ROUTING_AUTHORIZE
 from shared.orders import apply_observation, ensure_idempotency_key, lock_order
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.payrails.models import Execution, ExecutionOutcome
@@ -161,7 +161,8 @@ async def start_authorize(checkout: Checkout, order_id: int, execution_id: str) 
                 checkout.names.commands_exchange,
                 ROUTING_AUTHORIZE,
                 command.to_body(),
-                persistent_properties(message_id=command.message_id, headers={}),
+                message_id=command.message_id,
+                headers={},
             )
         except PublishError as exc:
             raise BrokerUnavailable(
