@@ -158,11 +158,11 @@ class FrameReader:
         offset = 0
         while len(buffer) - offset >= FRAME_OVERHEAD - 1:
             kind, channel, size = _FRAME_HEADER.unpack_from(buffer, offset)
+            if kind not in (FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT):
+                raise FramingError(f"unknown frame type {kind} (not an AMQP 0-9-1 peer?)")
             end = offset + size + FRAME_OVERHEAD
             if len(buffer) < end:
                 break
-            if kind not in (FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT):
-                raise FramingError(f"unknown frame type {kind} (not an AMQP 0-9-1 peer?)")
             if buffer[end - 1] != FRAME_END:
                 raise FramingError("a frame does not end with the frame-end octet")
             try:

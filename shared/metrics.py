@@ -38,7 +38,7 @@ WEBHOOK_SIGNATURE_KEY_MATCHES = Counter(
 BROKER_PUBLISHES = Counter(
     "recon_broker_publishes_total",
     "Confirmed-publish attempts to RabbitMQ, by exchange and outcome.",
-    ["exchange", "outcome"],  # confirmed|returned|nacked|timeout|disconnected
+    ["exchange", "outcome"],  # confirmed|returned|nacked|timeout|disconnected|blocked|backpressure
 )
 BROKER_PUBLISH_SECONDS = Histogram(
     "recon_broker_publish_seconds",

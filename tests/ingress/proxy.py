@@ -16,10 +16,13 @@ class TcpProxy:
         self.port = port or free_port()
         self.stalled = False
         self.delay = 0.0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.upstream_traffic = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._clients: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -47,6 +50,15 @@ class TcpProxy:
         """Keep connections open but drop every byte: a dead peer the client cannot see."""
         self.stalled = True
 
+    def freeze(self) -> None:
+        """Stop reading from either side: socket buffers fill and the client's writes back up."""
+        self._flowing.clear()
+
+    def inject(self, data: bytes) -> None:
+        """Send ``data`` to every client as if the broker had sent it (between whole frames)."""
+        for client in self._clients:
+            client.write(data)
+
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
             broker_r, broker_w = await asyncio.open_connection(*self.target)
@@ -54,6 +66,7 @@ class TcpProxy:
             client_w.transport.abort()
             return
         self._writers.update((client_w, broker_w))
+        self._clients.add(client_w)
         for reader, writer, upstream in ((client_r, broker_w, True), (broker_r, client_w, False)):
             task = asyncio.create_task(self._pipe(reader, writer, upstream=upstream))
             self._pipes.add(task)
@@ -63,7 +76,7 @@ class TcpProxy:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
     ) -> None:
         with contextlib.suppress(ConnectionError, OSError):
-            while data := await reader.read(65536):
+            while (await self._flowing.wait()) and (data := await reader.read(65536)):
                 if upstream:
                     self.upstream_traffic.set()
                 if self.delay:
@@ -73,3 +86,4 @@ class TcpProxy:
                     await writer.drain()
         writer.transport.abort()
         self._writers.discard(writer)
+        self._clients.discard(writer)

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
-from shared.logging import configure_logging, redact_text, redact_value
+from shared.logging import (
+    TickBufferedStream,
+    configure_logging,
+    redact,
+    redact_text,
+    redact_value,
+)
 
 
 class Output(io.StringIO):
@@ -113,3 +123,51 @@ def test_numbers_that_fail_luhn_are_left_alone() -> None:
 
 def test_url_credentials_are_hidden() -> None:
     assert "guest:guest" not in redact_text("amqp://guest:guest@127.0.0.1:5672/")
+
+
+# Text that exercises every branch of the scan: digits, separators, "bearer", "://", non-ASCII.
+suspicious_text = st.text(
+    alphabet=st.sampled_from(list("0123456789 -:/@abBeErR\u0663\u00e9x")), max_size=40
+)
+field_values = st.one_of(suspicious_text, st.integers(), st.none(), st.booleans())
+field_names = st.sampled_from(["event", "detail", "note", "token", "amount", "url", "reason"])
+
+
+@given(fields=st.dictionaries(field_names, field_values, max_size=7))
+def test_one_scan_per_line_redacts_exactly_as_field_by_field_would(fields: dict[str, Any]) -> None:
+    expected = {key: redact_value(key, value) for key, value in fields.items()}
+    assert redact(None, "info", dict(fields)) == expected
+
+
+def test_a_card_number_in_non_ascii_text_is_still_masked() -> None:
+    line = redact(None, "info", {"note": "carte n\u00b0 4111 1111 1111 1111 refus\u00e9e"})
+    assert "4111 1111 1111 1111" not in line["note"]
+
+
+class Recorder(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+async def test_lines_written_in_one_tick_leave_together_in_order_after_it() -> None:
+    sink = Recorder()
+    stream = TickBufferedStream(sink)
+    for n in range(5):
+        stream.write(f"line {n}\n")
+    assert sink.getvalue() == ""
+
+    await asyncio.sleep(0)
+
+    assert sink.getvalue() == "".join(f"line {n}\n" for n in range(5))
+    assert sink.writes == 1
+
+
+def test_outside_an_event_loop_each_line_is_written_at_once() -> None:
+    sink = Recorder()
+    TickBufferedStream(sink).write("starting\n")
+    assert sink.getvalue() == "starting\n"

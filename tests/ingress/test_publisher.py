@@ -1,0 +1,139 @@
+"""The ingress's publish-only confirm connection, against the real RabbitMQ (through a proxy
+where a fault is needed): confirms, a broker-closed channel, blocking, backpressure, heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from pamqp import commands as spec
+from pamqp import frame as pamqp_frame
+
+from ingress.broker import Broker
+from shared.config import Secret, Settings
+from shared.errors import PublishError
+from shared.messaging import Names
+from tests.ingress.conftest import queue_depth, through, webhook_body
+from tests.ingress.proxy import TcpProxy
+
+OpenBroker = Callable[[Settings], Awaitable[Broker]]
+
+
+@pytest.fixture
+async def open_broker() -> AsyncIterator[OpenBroker]:
+    """Connected Brokers, each closed at the end."""
+    brokers: list[Broker] = []
+
+    async def start(settings: Settings) -> Broker:
+        broker = Broker(settings)
+        brokers.append(broker)
+        await asyncio.wait_for(broker.connect(), 15)
+        assert broker.is_ready
+        return broker
+
+    yield start
+    for broker in brokers:
+        await broker.close()
+
+
+async def publish(broker: Broker, names: Names, message_id: str, body: bytes = b"{}") -> None:
+    await broker.publish(
+        names.webhooks_exchange,
+        "executionActionCompleted",
+        body,
+        message_id=message_id,
+        headers={"x-event-id": message_id},
+    )
+
+
+async def test_publishes_made_together_are_each_confirmed_and_each_stored(
+    ingress_settings: Settings,
+    topology: Names,
+    open_broker: OpenBroker,
+    amqp_connection: AbstractRobustConnection,
+) -> None:
+    broker = await open_broker(ingress_settings)
+
+    await asyncio.gather(*(publish(broker, topology, f"m-{n}", webhook_body()) for n in range(300)))
+
+    assert await queue_depth(amqp_connection, topology.events_queue) == 300
+
+
+async def test_a_channel_the_broker_closes_fails_its_publish_and_is_reopened(
+    ingress_settings: Settings, topology: Names, open_broker: OpenBroker
+) -> None:
+    broker = await open_broker(ingress_settings)
+
+    with pytest.raises(PublishError) as refused:
+        await broker.publish(
+            f"{topology.prefix}no-such-exchange", "rk", b"{}", message_id="m-1", headers={}
+        )
+
+    assert refused.value.reason == "disconnected"
+    assert await broker.wait_ready(5)
+    await publish(broker, topology, "m-2")  # confirmed on the reopened channel
+
+
+async def test_a_blocked_connection_refuses_publishes_at_once_until_unblocked(
+    ingress_settings: Settings, topology: Names, proxy: TcpProxy, open_broker: OpenBroker
+) -> None:
+    await proxy.start()
+    broker = await open_broker(through(ingress_settings, proxy.port))
+
+    proxy.inject(pamqp_frame.marshal(spec.Connection.Blocked("low on memory"), 0))
+    await until(lambda: not broker.is_ready)
+    with pytest.raises(PublishError) as refused:
+        await publish(broker, topology, "m-1")
+    assert refused.value.reason == "blocked"
+
+    proxy.inject(pamqp_frame.marshal(spec.Connection.Unblocked(), 0))
+    assert await broker.wait_ready(5)
+    await publish(broker, topology, "m-2")
+
+
+async def test_a_backed_up_socket_refuses_publishes_instead_of_buffering_them(
+    ingress_settings: Settings, topology: Names, proxy: TcpProxy, open_broker: OpenBroker
+) -> None:
+    await proxy.start()
+    broker = await open_broker(through(ingress_settings, proxy.port))
+    proxy.freeze()
+    big = b"x" * (1024 * 1024)
+
+    # Never confirmed, together they fill the kernel's buffers, then the transport's.
+    filling = [asyncio.create_task(publish(broker, topology, f"big-{n}", big)) for n in range(32)]
+    await asyncio.sleep(0.2)
+
+    with pytest.raises(PublishError) as refused:
+        await publish(broker, topology, "one-more")
+
+    assert refused.value.reason == "backpressure"
+    outcomes = await asyncio.gather(*filling, return_exceptions=True)
+    assert {o.reason for o in outcomes if isinstance(o, PublishError)} == {"timeout"}
+
+
+async def test_a_broker_silent_past_two_heartbeats_is_dropped_and_reconnected(
+    ingress_settings: Settings, topology: Names, proxy: TcpProxy, open_broker: OpenBroker
+) -> None:
+    await proxy.start()
+    settings = through(ingress_settings, proxy.port)
+    url = settings.amqp_url.reveal() + "?heartbeat=1"
+    broker = await open_broker(dataclasses.replace(settings, amqp_url=Secret(url)))
+
+    proxy.stall()
+    await until(lambda: not broker.is_ready, timeout=5)  # ~2 s of silence
+
+    await proxy.cut()  # the reconnect attempt hangs on the stalled proxy: end it
+    proxy.stalled = False
+    await proxy.start()
+    assert await broker.wait_ready(10)
+    await publish(broker, topology, "m-after")
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
