@@ -14,6 +14,7 @@ import json as stdlib_json
 import logging
 import re
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any, TextIO, cast
@@ -179,19 +180,22 @@ class TickBufferedStream:
         self._file = file
         self._lines: list[str] = []
         self._scheduled_on: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()  # a thread without a loop may log while the loop does
         atexit.register(self.drain)
 
     def write(self, text: str) -> int:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self.drain()
-            self._file.write(text)
-            self._file.flush()
+            with self._lock:
+                self._lines.append(text)
+                self._write_out()
             return len(text)
-        self._lines.append(text)
-        if self._scheduled_on is not loop:  # not yet this tick (or a loop that has since ended)
+        with self._lock:
+            self._lines.append(text)
+            schedule = self._scheduled_on is not loop  # not yet this tick, or a loop now gone
             self._scheduled_on = loop
+        if schedule:
             loop.call_soon(self.drain)
         return len(text)
 
@@ -200,7 +204,11 @@ class TickBufferedStream:
 
     def drain(self) -> None:
         """Write and flush every buffered line."""
-        self._scheduled_on = None
+        with self._lock:
+            self._scheduled_on = None
+            self._write_out()
+
+    def _write_out(self) -> None:
         if self._lines:
             text = "".join(self._lines)
             self._lines.clear()

@@ -171,3 +171,14 @@ def test_outside_an_event_loop_each_line_is_written_at_once() -> None:
     sink = Recorder()
     TickBufferedStream(sink).write("starting\n")
     assert sink.getvalue() == "starting\n"
+
+
+async def test_a_line_from_a_thread_without_a_loop_is_kept_in_order_with_the_loops() -> None:
+    sink = Recorder()
+    stream = TickBufferedStream(sink)
+    stream.write("from the loop\n")
+
+    await asyncio.to_thread(stream.write, "from a thread\n")
+    await asyncio.sleep(0)
+
+    assert sink.getvalue() == "from the loop\nfrom a thread\n"
