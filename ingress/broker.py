@@ -10,7 +10,6 @@ fail at once with 503.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import suppress
 
@@ -141,10 +140,8 @@ class Broker:
 
         Never waits longer than AMQP_PUBLISH_TIMEOUT_SECONDS in all.
         """
-        if self._publisher is None:
-            raise publish_failed(exchange, "disconnected")
-        started = time.perf_counter()
-        deadline = self._loop.time() + self._timeout
+        started = self._loop.time()
+        deadline = started + self._timeout
         if message_id in self._in_flight:  # an identical delivery is being published: queue up
             try:
                 async with asyncio.timeout_at(deadline):
@@ -154,33 +151,22 @@ class Broker:
         else:
             self._in_flight[message_id] = []
         try:
-            await self._publish(exchange, routing_key, body, message_id, headers, deadline)
+            publisher = self._publisher  # read after the claim: it may have gone meanwhile
+            if publisher is None:
+                raise publish_failed(exchange, "disconnected")
+            confirmed = publisher.publish(exchange, routing_key, body, message_id, headers)
+            timer = self._loop.call_at(deadline, _expire, confirmed)
+            try:
+                await confirmed
+            finally:
+                timer.cancel()
         except PublishRefused as exc:
             raise publish_failed(exchange, exc.outcome) from exc
         finally:
             self._release(message_id)
-        confirmed, seconds = confirmed_metrics(exchange)
-        confirmed.inc()
-        seconds.observe(time.perf_counter() - started)
-
-    async def _publish(
-        self,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        message_id: str,
-        headers: Mapping[str, HeaderValue],
-        deadline: float,
-    ) -> None:
-        publisher = self._publisher  # may have gone while an identical delivery held the id
-        if publisher is None:
-            raise PublishRefused("disconnected")
-        confirmed = publisher.publish(exchange, routing_key, body, message_id, headers)
-        timer = self._loop.call_at(deadline, _expire, confirmed)
-        try:
-            await confirmed
-        finally:
-            timer.cancel()
+        confirmed_total, seconds = confirmed_metrics(exchange)
+        confirmed_total.inc()
+        seconds.observe(self._loop.time() - started)
 
     async def _claim(self, message_id: str) -> None:
         """Wait until no publish with this message_id is in flight on the channel, then take it.

@@ -242,7 +242,7 @@ def _tick_buffered(file: TextIO) -> TextIO:
     return cast(TextIO, TickBufferedStream(file))
 
 
-class _LineWriter(structlog.WriteLogger):
+class _NamedWriter(structlog.WriteLogger):
     """A line writer that carries its logger name, for ``add_logger_name``."""
 
     def __init__(self, file: TextIO, name: str) -> None:
@@ -254,8 +254,8 @@ class _WriterFactory:
     def __init__(self, file: TextIO) -> None:
         self._file = file
 
-    def __call__(self, *args: Any) -> _LineWriter:
-        return _LineWriter(self._file, str(args[0]) if args else "")
+    def __call__(self, *args: Any) -> _NamedWriter:
+        return _NamedWriter(self._file, str(args[0]) if args else "")
 
 
 def _dumps(data: Any, **kw: Any) -> str:
