@@ -7,15 +7,21 @@ message id or the inbox key); otherwise
 ``"drv_" + sha256`` over the JSON array ``[event, details.actionId, details.success, time,
 details.execution.id]``. A retried delivery repeats the same body, so it maps to the same id,
 while a later action on the same execution (another actionId or time) gets a new one.
+
+The ingress needs only an event's identity (``identify``), on every request: orjson parses the
+body there when that provably gives what the stdlib parser would, else ``from_body`` decides.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from json.encoder import encode_basestring_ascii
+from typing import Any, NamedTuple
+
+import orjson
 
 from shared.errors import InvalidPayload
 from shared.payloads import json_object
@@ -25,6 +31,11 @@ MAX_EVENT_ID_BYTES = 200  # the inbox key's width; AMQP message ids allow 255
 # json.dumps(parts, separators=(",", ":"), sort_keys=True, default=str), built once: changing
 # these bytes would change every derived id.
 _CANONICAL_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str).encode
+_LITERALS = {True: "true", False: "false", None: "null"}
+# orjson nests at most 1024 deep, the stdlib about as deep as the interpreter's recursion limit:
+# a body with fewer brackets than this is within both.
+_MAX_FAST_BRACKETS = 256
+_NOTHING: dict[str, Any] = {}  # read only
 
 RECONCILED_EVENTS = frozenset(
     {"executionActionCompleted", "executionActionPending", "executionActionUpdated"}
@@ -43,28 +54,50 @@ def parse_object(body: bytes) -> dict[str, Any]:
 def _get(data: Mapping[str, Any], *path: str) -> Any:
     node: Any = data
     for key in path:
-        if not isinstance(node, Mapping):
+        if type(node) is not dict and not isinstance(node, Mapping):  # dict: the common case
             return None
         node = node.get(key)
     return node
 
 
-def derive_event_id(data: Mapping[str, Any]) -> str:
-    """The delivery's stable id (see the module docstring for the rule)."""
-    explicit = data.get("id")
-    if isinstance(explicit, str) and explicit:
-        if len(explicit.encode()) <= MAX_EVENT_ID_BYTES:
-            return explicit
-        return "id_" + hashlib.sha256(explicit.encode()).hexdigest()
-    parts = [
+def _id_parts(data: Mapping[str, Any]) -> list[Any]:
+    return [
         data.get("event"),
         _get(data, "details", "actionId"),
         _get(data, "details", "success"),
         data.get("time"),
         _get(data, "details", "execution", "id"),
     ]
-    canonical = _CANONICAL_JSON(parts)
-    return "drv_" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
+
+
+def _canonical(parts: Sequence[Any]) -> str:
+    """``_CANONICAL_JSON(parts)``, built directly when every part is a string, bool or null."""
+    out: list[str] = []
+    for part in parts:
+        if type(part) is str:
+            out.append(encode_basestring_ascii(part))
+        elif part is None or type(part) is bool:
+            out.append(_LITERALS[part])
+        else:  # numbers, lists, objects: the encoder's own rules
+            return _CANONICAL_JSON(parts)
+    return "[" + ",".join(out) + "]"
+
+
+def derive_event_id(data: Mapping[str, Any]) -> str:
+    """The delivery's stable id (see the module docstring for the rule)."""
+    return _event_id(data.get("id"), _id_parts(data))
+
+
+def _event_id(explicit: Any, parts: Sequence[Any]) -> str:
+    if isinstance(explicit, str) and explicit:
+        if len(explicit.encode()) <= MAX_EVENT_ID_BYTES:
+            return explicit
+        return "id_" + hashlib.sha256(explicit.encode()).hexdigest()
+    return "drv_" + hashlib.sha256(_canonical(parts).encode()).hexdigest()[:40]
+
+
+def _execution_id(data: Mapping[str, Any]) -> Any:
+    return _get(data, "details", "execution", "id") or data.get("workflowExecutionId")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +119,7 @@ class WebhookEvent:
     @classmethod
     def from_body(cls, body: bytes) -> WebhookEvent:
         data = parse_object(body)
-        exec_id = _get(data, "details", "execution", "id") or data.get("workflowExecutionId")
+        exec_id = _execution_id(data)
         reference = _get(data, "details", "execution", "merchantReference")
         success = _get(data, "details", "success")
         action = _get(data, "details", "action")
@@ -99,3 +132,55 @@ class WebhookEvent:
             success=success if isinstance(success, bool) else None,
             raw=data,
         )
+
+
+class EventIdentity(NamedTuple):
+    """What the ingress routes, identifies and logs a delivery by."""
+
+    name: str
+    event_id: str
+    execution_id: str | None
+
+
+def identify(body: bytes) -> EventIdentity:
+    """The identity ``WebhookEvent.from_body`` gives, or the InvalidPayload it raises."""
+    fast = _identify_fast(body)
+    if fast is not None:
+        return fast
+    event = WebhookEvent.from_body(body)
+    return EventIdentity(event.name, event.event_id, event.execution_id)
+
+
+def _identify_fast(body: bytes) -> EventIdentity | None:
+    """The identity through orjson, or None wherever orjson and the stdlib could disagree.
+
+    orjson accepts strict UTF-8 RFC 8259 JSON, which the stdlib parses to the same values,
+    except numbers (orjson reads integers past 64 bits as floats): so this answers only when
+    every value the identity is made of is a string, a bool or null. Everything orjson refuses
+    (lone surrogates, NaN, a BOM, UTF-16...) goes to the stdlib, which decides as before.
+    """
+    if body.count(b"{") + body.count(b"[") > _MAX_FAST_BRACKETS:
+        return None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(data) is not dict:
+        return None
+    name = data.get("event")
+    if type(name) is not str or not name:
+        return None
+    # _id_parts and _execution_id, unrolled: orjson gives plain dicts
+    details = data.get("details")
+    details = details if type(details) is dict else _NOTHING
+    execution = details.get("execution")
+    execution = execution if type(execution) is dict else _NOTHING
+    explicit, exec_id = data.get("id"), execution.get("id") or data.get("workflowExecutionId")
+    parts = [name, details.get("actionId"), details.get("success"), data.get("time")]
+    parts.append(execution.get("id"))
+    for value in (explicit, exec_id, *parts):
+        if value is not None and type(value) is not str and type(value) is not bool:
+            return None
+    return EventIdentity(
+        name, _event_id(explicit, parts), exec_id if type(exec_id) is str and exec_id else None
+    )
