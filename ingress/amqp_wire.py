@@ -8,6 +8,7 @@ publish (the handshake, acks, returns, closes) is still encoded and decoded by p
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Mapping
 
@@ -66,21 +67,27 @@ def _integer(value: int) -> bytes:
     return b"l" + struct.pack(">q", value)  # struct.error past 64 bits
 
 
+@functools.lru_cache(maxsize=256)  # header names are a handful of constants
+def _field_name(key: str) -> bytes:
+    name = short_string(key)
+    if len(name) > MAX_HEADER_NAME_BYTES + 1:
+        raise ValueError(f"header name {key!r} is longer than {MAX_HEADER_NAME_BYTES} bytes")
+    return name
+
+
 def field_table(headers: Mapping[str, HeaderValue]) -> bytes:
     """A field table of string and integer values, keys sorted as pamqp sorts them."""
     parts: list[bytes] = []
-    for key, value in sorted(headers.items()):
-        name = short_string(key)
-        if len(name) > MAX_HEADER_NAME_BYTES + 1:
-            raise ValueError(f"header name {key!r} is longer than {MAX_HEADER_NAME_BYTES} bytes")
-        parts.append(name)
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise TypeError(f"header {key!r}: only str and int values are published")
-        if isinstance(value, int):
-            parts.append(_integer(value))
-        else:
+    for key in sorted(headers):
+        value = headers[key]
+        parts.append(_field_name(key))
+        if isinstance(value, str):
             raw = value.encode()
             parts.append(b"S" + _LONG.pack(len(raw)) + raw)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            parts.append(_integer(value))
+        else:
+            raise TypeError(f"header {key!r}: only str and int values are published")
     data = b"".join(parts)
     return _LONG.pack(len(data)) + data
 

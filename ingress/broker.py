@@ -10,6 +10,7 @@ fail at once with 503.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import suppress
 
@@ -31,11 +32,6 @@ CONTENT_TYPE = "application/json"
 SETUP_TIMEOUT_SECONDS = 30.0  # connect, declare the topology, open the confirm channel
 
 
-def _expire(confirmed: asyncio.Future[None]) -> None:
-    if not confirmed.done():
-        confirmed.set_exception(PublishRefused("timeout"))
-
-
 class Broker:
     """Owns the publishing connection; publishes with a bounded wait."""
 
@@ -46,6 +42,10 @@ class Broker:
         self._publisher: ConfirmPublisher | None = None
         self._ready = asyncio.Event()
         self._in_flight: dict[str, list[asyncio.Future[None]]] = {}
+        # Publishes awaiting their confirm, oldest first: one timeout for all, so deadlines
+        # arrive in order and one timer serves them all (a timer per publish costs more).
+        self._deadlines: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._expiry: asyncio.TimerHandle | None = None
         self._timeout = settings.amqp_publish_timeout_seconds
         self._loop = asyncio.get_running_loop()
         self._closing = False
@@ -125,6 +125,8 @@ class Broker:
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
             await publisher.close(self._timeout)
+        if self._expiry is not None:
+            self._expiry.cancel()
         log.info("broker.closed")
 
     async def publish(
@@ -155,11 +157,8 @@ class Broker:
             if publisher is None:
                 raise publish_failed(exchange, "disconnected")
             confirmed = publisher.publish(exchange, routing_key, body, message_id, headers)
-            timer = self._loop.call_at(deadline, _expire, confirmed)
-            try:
-                await confirmed
-            finally:
-                timer.cancel()
+            self._expire_at(deadline, confirmed)
+            await confirmed
         except PublishRefused as exc:
             raise publish_failed(exchange, exc.outcome) from exc
         finally:
@@ -167,6 +166,27 @@ class Broker:
         confirmed_total, seconds = confirmed_metrics(exchange)
         confirmed_total.inc()
         seconds.observe(self._loop.time() - started)
+
+    def _expire_at(self, deadline: float, confirmed: asyncio.Future[None]) -> None:
+        """Fail ``confirmed`` with "timeout" if the broker has not settled it by ``deadline``."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1].done():  # confirms mostly come in order
+            deadlines.popleft()
+        deadlines.append((deadline, confirmed))
+        if self._expiry is None:
+            self._expiry = self._loop.call_at(deadlines[0][0], self._expire_due)
+
+    def _expire_due(self) -> None:
+        self._expiry = None
+        deadlines, now = self._deadlines, self._loop.time()
+        while deadlines:
+            deadline, confirmed = deadlines[0]
+            if not confirmed.done() and deadline > now:
+                self._expiry = self._loop.call_at(deadline, self._expire_due)
+                return
+            deadlines.popleft()
+            if not confirmed.done():
+                confirmed.set_exception(PublishRefused("timeout"))
 
     async def _claim(self, message_id: str) -> None:
         """Wait until no publish with this message_id is in flight on the channel, then take it.

@@ -7,6 +7,7 @@ from aiohttp import web
 from ingress.broker import broker_ctx
 from ingress.health import add_health_routes, broker_ready
 from ingress.keys import SETTINGS
+from ingress.ledger import ledger_ctx
 from ingress.webhooks import receive_webhook
 from shared.config import Settings
 
@@ -17,6 +18,7 @@ def create_webhook_app(settings: Settings) -> web.Application:
     """The app behind ``python -m ingress webhooks``."""
     app = web.Application(client_max_size=settings.webhook_max_body_bytes)
     app[SETTINGS] = settings
+    app.cleanup_ctx.append(ledger_ctx)  # before the broker: settled after it closes
     app.cleanup_ctx.append(broker_ctx)
     app.router.add_post(WEBHOOK_PATH, receive_webhook)
     add_health_routes(app, {"broker": broker_ready})

@@ -13,24 +13,20 @@ every correctly signed delivery.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
-import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
-from prometheus_client import Counter, Histogram
 
 from ingress.amqp_wire import HeaderValue
-from ingress.broker import Broker
-from ingress.keys import BROKER, SETTINGS
+from ingress.keys import BROKER, LEDGER, SETTINGS
 from ingress.signature import SIGNATURE_HEADER, SignatureFault, SignatureRejected, verify_signature
 from shared import metrics
+from shared.clock import UtcIsoClock
 from shared.config import Settings
 from shared.errors import InvalidPayload, PublishError
-from shared.events import WebhookEvent
+from shared.events import EventIdentity, identify
 from shared.messaging import (
     HDR_EVENT_ID,
     HDR_EVENT_NAME,
@@ -38,11 +34,10 @@ from shared.messaging import (
     HDR_RECEIVED_AT,
 )
 
-log = structlog.get_logger("ingress.webhooks")
-
 RETRY_AFTER_SECONDS = "5"
 MAX_SHORTSTR_BYTES = 255  # AMQP routing keys and message ids are short strings
 ACCEPTED_BODY = b'{"status":"accepted"}'
+_RECEIVED_AT = UtcIsoClock(3, "+00:00")  # as datetime.now(UTC).isoformat(timespec="milliseconds")
 
 _PAYLOAD_REASONS = {
     "body is not valid JSON": "payload_not_json",
@@ -71,10 +66,10 @@ async def read_capped(request: web.Request, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def parse_event(body: bytes) -> WebhookEvent:
+def parse_event(body: bytes) -> EventIdentity:
     """The event, or InvalidPayload when it cannot be routed and identified on AMQP."""
     try:
-        event = WebhookEvent.from_body(body)
+        event = identify(body)
     except RecursionError as exc:
         raise InvalidPayload("body is nested too deeply") from exc
     if len(event.name.encode()) > MAX_SHORTSTR_BYTES:
@@ -82,19 +77,6 @@ def parse_event(body: bytes) -> WebhookEvent:
     if len(event.event_id.encode()) > MAX_SHORTSTR_BYTES:
         raise InvalidPayload("event id is longer than 255 bytes")
     return event
-
-
-async def publish_event(broker: Broker, body: bytes, event: WebhookEvent, key_index: int) -> None:
-    """Publish the raw body to payrails.webhooks, routed by event name, and await the confirm."""
-    headers: dict[str, HeaderValue] = {
-        HDR_EVENT_NAME: event.name,
-        HDR_EVENT_ID: event.event_id,
-        HDR_RECEIVED_AT: datetime.now(UTC).isoformat(timespec="milliseconds"),
-        HDR_KEY_INDEX: key_index,
-    }
-    await broker.publish(
-        broker.names.webhooks_exchange, event.name, body, message_id=event.event_id, headers=headers
-    )
 
 
 class Refusal(Exception):
@@ -122,11 +104,10 @@ def _verify(request: web.Request, body: bytes, settings: Settings) -> int:
     except SignatureRejected as exc:
         outcome = "missing_signature" if exc.fault is SignatureFault.MISSING else "bad_signature"
         raise Refusal(401, outcome, exc.fault.value) from exc
-    _key_matches(key_index).inc()
     return key_index
 
 
-def _parse(body: bytes) -> WebhookEvent:
+def _parse(body: bytes) -> EventIdentity:
     try:
         return parse_event(body)
     except InvalidPayload as exc:
@@ -146,11 +127,26 @@ def _refuse(refusal: Refusal, line: dict[str, Any]) -> web.Response:
     return response
 
 
-async def _enqueue(
-    broker: Broker, body: bytes, event: WebhookEvent, key_index: int, line: dict[str, Any]
-) -> web.Response:
+async def _answer(request: web.Request, line: dict[str, Any]) -> web.Response:
+    settings = request.app[SETTINGS]
     try:
-        await publish_event(broker, body, event, key_index)
+        body = await _read(request, settings.webhook_max_body_bytes)
+        line["key_index"] = key_index = _verify(request, body, settings)
+        name, event_id, execution_id = _parse(body)
+    except Refusal as refusal:
+        return _refuse(refusal, line)
+    line.update(webhook_event=name, event_id=event_id, execution_id=execution_id)
+    broker = request.app[BROKER]
+    headers: dict[str, HeaderValue] = {
+        HDR_EVENT_NAME: name,
+        HDR_EVENT_ID: event_id,
+        HDR_RECEIVED_AT: _RECEIVED_AT.now(),
+        HDR_KEY_INDEX: key_index,
+    }
+    try:  # the raw body, routed by event name; returns once the broker confirmed it
+        await broker.publish(
+            broker.names.webhooks_exchange, name, body, message_id=event_id, headers=headers
+        )
     except PublishError as exc:
         line.update(outcome="unavailable", reason=exc.reason)
         return web.json_response(
@@ -162,31 +158,8 @@ async def _enqueue(
     return web.Response(body=ACCEPTED_BODY, content_type="application/json")
 
 
-async def _answer(request: web.Request, line: dict[str, Any]) -> web.Response:
-    settings = request.app[SETTINGS]
-    try:
-        body = await _read(request, settings.webhook_max_body_bytes)
-        line["key_index"] = key_index = _verify(request, body, settings)
-        event = _parse(body)
-    except Refusal as refusal:
-        return _refuse(refusal, line)
-    line.update(webhook_event=event.name, event_id=event.event_id, execution_id=event.execution_id)
-    return await _enqueue(request.app[BROKER], body, event, key_index, line)
-
-
-@cache
-def _key_matches(key_index: int) -> Counter:
-    return metrics.WEBHOOK_SIGNATURE_KEY_MATCHES.labels(str(key_index))
-
-
-@cache
-def _request_metrics(outcome: str) -> tuple[Counter, Histogram]:
-    """The labelled children for one outcome, looked up once."""
-    return metrics.WEBHOOK_REQUESTS.labels(outcome), metrics.WEBHOOK_REQUEST_SECONDS.labels(outcome)
-
-
 async def receive_webhook(request: web.Request) -> web.Response:
-    """The POST /webhooks/payrails handler, with its canonical log line and metrics."""
+    """The POST /webhooks/payrails handler; the ledger logs and counts it as it leaves."""
     started = time.perf_counter()
     line: dict[str, Any] = {}
     failure: Exception | None = None
@@ -198,13 +171,5 @@ async def receive_webhook(request: web.Request) -> web.Response:
         response = web.json_response(
             {"error": "internal_error"}, status=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
         )
-    elapsed = time.perf_counter() - started
-    requests, seconds = _request_metrics(line["outcome"])
-    requests.inc()
-    seconds.observe(elapsed)
-    duration_ms = round(elapsed * 1000, 3)
-    if failure is None:
-        log.info("webhook.handled", duration_ms=duration_ms, **line)
-    else:  # still the request's one line, with the traceback
-        log.error("webhook.handled", duration_ms=duration_ms, exc_info=failure, **line)
+    request.app[LEDGER].record(line, time.perf_counter() - started, failure)
     return response

@@ -15,7 +15,6 @@ import logging
 import re
 import sys
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any, TextIO, cast
 
@@ -23,6 +22,7 @@ import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from shared.clock import UtcIsoClock
 from shared.luhn import luhn_ok
 
 REDACTED = "[REDACTED]"
@@ -216,24 +216,25 @@ class TickBufferedStream:
             self._file.flush()
 
 
-class _UtcTimestamp:
-    """structlog processor: ``timestamp`` as ISO 8601 UTC with microseconds and a ``Z``.
+class _Stamp:
+    """structlog processor: the logger's name, the level and the time, in one step per line.
 
-    The date and time of day are formatted once per second, not once per line.
+    The time is ISO 8601 UTC with microseconds and a ``Z``. A standard-library record gives
+    its own logger name; ``warn`` and ``exception`` are logged as ``warning`` and ``error``.
     """
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        self._clock = UtcIsoClock(6, "Z")
 
-    def __call__(self, _logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        event_dict["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        record = event_dict.get("_record")
+        event_dict["logger"] = logger.name if record is None else record.name
+        event_dict["level"] = _LEVEL_ALIASES.get(method_name, method_name)
+        event_dict["timestamp"] = self._clock.now()
         return event_dict
+
+
+_LEVEL_ALIASES = {"warn": "warning", "exception": "error"}
 
 
 @functools.cache
@@ -243,7 +244,7 @@ def _tick_buffered(file: TextIO) -> TextIO:
 
 
 class _NamedWriter(structlog.WriteLogger):
-    """A line writer that carries its logger name, for ``add_logger_name``."""
+    """A line writer that carries its logger name, for ``_Stamp``."""
 
     def __init__(self, file: TextIO, name: str) -> None:
         super().__init__(file)
@@ -283,9 +284,7 @@ def configure_logging(
         numeric = logging.INFO
     chain: list[Processor] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.add_log_level,
-        _UtcTimestamp(),
+        _Stamp(),
         structlog.processors.format_exc_info,
         redact,
     ]

@@ -12,6 +12,15 @@ from tests.ingress.proxy import TcpProxy
 from tests.ports import free_port
 
 
+async def behind_proxy(
+    ingress_settings: Settings, proxy: TcpProxy, start_ingress: StartIngress
+) -> tuple[Settings, Client]:
+    """An ingress, ready, whose broker connection runs through the started ``proxy``."""
+    settings = through(ingress_settings, proxy.port)
+    await proxy.start()
+    return settings, await start_ingress(settings)
+
+
 async def assert_unavailable(client: Client, settings: Settings) -> str:
     response = await post_signed(client, webhook_body(), settings)
     assert response.status == 503
@@ -48,9 +57,7 @@ async def test_ingress_started_while_broker_down_connects_once_it_is_up(
 async def test_cut_connection_answers_503_and_recovers_without_restart(
     ingress_settings: Settings, topology: Names, proxy: TcpProxy, start_ingress: StartIngress
 ) -> None:
-    settings = through(ingress_settings, proxy.port)
-    await proxy.start()
-    client = await start_ingress(settings)
+    settings, client = await behind_proxy(ingress_settings, proxy, start_ingress)
     assert (await post_signed(client, webhook_body(), settings)).status == 200
 
     await proxy.cut()
@@ -66,9 +73,7 @@ async def test_publish_into_a_silently_dead_connection_fails_within_the_timeout(
     ingress_settings: Settings, topology: Names, proxy: TcpProxy, start_ingress: StartIngress
 ) -> None:
     """No confirm ever comes back: the publish timeout turns that into a 503, never a hang."""
-    settings = through(ingress_settings, proxy.port)
-    await proxy.start()
-    client = await start_ingress(settings)
+    settings, client = await behind_proxy(ingress_settings, proxy, start_ingress)
 
     proxy.stall()
     response = await post_signed(client, webhook_body(), settings)
@@ -86,9 +91,7 @@ async def test_identical_deliveries_into_a_silently_dead_connection_all_fail_ove
     flight; the ingress's one deadline per request must hold anyway (a hang fails this test by
     its timeout).
     """
-    settings = through(ingress_settings, proxy.port)
-    await proxy.start()
-    client = await start_ingress(settings)
+    settings, client = await behind_proxy(ingress_settings, proxy, start_ingress)
     body = webhook_body()
 
     proxy.stall()
@@ -96,3 +99,26 @@ async def test_identical_deliveries_into_a_silently_dead_connection_all_fail_ove
 
     assert [r.status for r in responses] == [503] * 10
     assert {(await r.json())["reason"] for r in responses} == {"timeout"}
+
+
+async def test_a_later_publish_times_out_at_its_own_deadline_not_an_earlier_ones(
+    ingress_settings: Settings, topology: Names, proxy: TcpProxy, start_ingress: StartIngress
+) -> None:
+    """One timer serves every publish's deadline; it must not expire a publish early."""
+    settings, client = await behind_proxy(ingress_settings, proxy, start_ingress)
+    timeout = settings.amqp_publish_timeout_seconds
+    loop = asyncio.get_running_loop()
+
+    async def timed() -> tuple[int, float]:
+        started = loop.time()
+        response = await post_signed(client, webhook_body(), settings)
+        return response.status, loop.time() - started
+
+    proxy.stall()
+    first = asyncio.create_task(timed())
+    await asyncio.sleep(timeout / 2)
+    second = asyncio.create_task(timed())
+
+    for status, waited in (await first, await second):
+        assert status == 503
+        assert waited >= timeout * 0.99  # the loop clock may round a timer a hair early

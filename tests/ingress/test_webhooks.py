@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection, DeliveryMode
-from prometheus_client import REGISTRY
 
 from ingress.webhook_app import WEBHOOK_PATH
 from shared.config import Settings, WebhookKey
@@ -22,12 +21,9 @@ from tests.ingress.conftest import (
     StartIngress,
     post_signed,
     queue_depth,
+    sample,
     webhook_body,
 )
-
-
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def test_valid_webhook_arrives_on_the_queue_with_the_exact_body_bytes(
