@@ -143,25 +143,21 @@ def redact(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDi
     Plain strings are first scanned together, in one pass over their joined text (the
     separator cannot be part of a match): a clean line, the usual case, costs one scan.
     """
-    out: EventDict = {}
     texts: list[str] = []
-    for key, value in event_dict.items():
-        if key in _OWN_FIELDS or value is None:
-            out[key] = value
-        elif is_secret_key(key):
-            out[key] = REDACTED
+    for key, value in event_dict.items():  # values are replaced in place: no new keys
+        if value is None or key in _OWN_FIELDS:
+            continue
+        if is_secret_key(key):
+            event_dict[key] = REDACTED
         elif type(value) is str:
-            out[key] = value
             texts.append(value)
-        elif type(value) in _SCALARS:
-            out[key] = value
-        else:
-            out[key] = redact_value(key, value)
+        elif type(value) not in _SCALARS:
+            event_dict[key] = redact_value(key, value)
     if texts and _suspect("\n".join(texts)):
-        for key, value in out.items():
+        for key, value in event_dict.items():
             if type(value) is str and key not in _OWN_FIELDS:
-                out[key] = redact_text(value)
-    return out
+                event_dict[key] = redact_text(value)
+    return event_dict
 
 
 _SCALARS = frozenset({int, float, bool})
@@ -180,10 +176,20 @@ class TickBufferedStream:
         self._file = file
         self._lines: list[str] = []
         self._scheduled_on: asyncio.AbstractEventLoop | None = None
+        self._scheduler = 0  # the thread that runs _scheduled_on
         self._lock = threading.Lock()  # a thread without a loop may log while the loop does
         atexit.register(self.drain)
 
     def write(self, text: str) -> int:
+        scheduled = self._scheduled_on
+        if (  # this thread's running loop drains at the end of this tick: just add the line
+            scheduled is not None
+            and self._scheduler == threading.get_ident()
+            and scheduled.is_running()
+        ):  # (asyncio.get_running_loop() costs a getpid(2) per line)
+            with self._lock:
+                self._lines.append(text)
+            return len(text)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -194,7 +200,7 @@ class TickBufferedStream:
         with self._lock:
             self._lines.append(text)
             schedule = self._scheduled_on is not loop  # not yet this tick, or a loop now gone
-            self._scheduled_on = loop
+            self._scheduled_on, self._scheduler = loop, threading.get_ident()
         if schedule:
             loop.call_soon(self.drain)
         return len(text)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import hmac
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ingress.signature import (
+    KeyedSha256,
     SignatureFault,
     SignatureRejected,
     parse_signature,
@@ -67,3 +69,8 @@ def test_parser_either_returns_32_bytes_or_raises_signature_rejected(header: str
 def test_any_body_signed_with_a_key_verifies(body: bytes, material: bytes) -> None:
     keys = (WebhookKey(b"other"), WebhookKey(material))
     assert verify_signature(body, sign(body, keys[1]), keys) in (0, 1)
+
+
+@given(material=st.binary(max_size=200), body=st.binary(max_size=300))
+def test_the_precomputed_hmac_equals_the_standard_librarys(material: bytes, body: bytes) -> None:
+    assert KeyedSha256(material).digest(body) == hmac.digest(material, body, "sha256")

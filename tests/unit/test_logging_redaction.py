@@ -182,3 +182,20 @@ async def test_a_line_from_a_thread_without_a_loop_is_kept_in_order_with_the_loo
     await asyncio.sleep(0)
 
     assert sink.getvalue() == "from the loop\nfrom a thread\n"
+
+
+def test_a_line_after_its_loop_stopped_goes_out_at_once_with_what_the_loop_left() -> None:
+    sink = Recorder()
+    stream = TickBufferedStream(sink)
+    loop = asyncio.new_event_loop()
+    try:
+        # The loop stops in the tick that buffered the line: its drain never runs.
+        loop.call_soon(lambda: (stream.write("in the loop\n"), loop.stop()))
+        loop.run_forever()
+        assert sink.getvalue() == ""
+
+        stream.write("after it\n")
+    finally:
+        loop.close()
+
+    assert sink.getvalue() == "in the loop\nafter it\n"
