@@ -12,6 +12,7 @@ than when it runs between the verifying, parsing and publishing of the next requ
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import AsyncIterator
 from functools import cache
 from typing import Any
@@ -58,17 +59,20 @@ class RequestLedger:
         """Count and log every request recorded since the last call."""
         entries, self._entries = self._entries, []
         logger = log.bind()  # resolve the lazy logger once, not once per line
+        counts: collections.Counter[tuple[str, int | None]] = collections.Counter()
         for line, elapsed, failure in entries:
-            if "key_index" in line:
-                _key_matches(line["key_index"]).inc()
-            requests, seconds = _request_metrics(line["outcome"])
-            requests.inc()
-            seconds.observe(elapsed)
+            outcome = line["outcome"]
+            counts[outcome, line.get("key_index")] += 1
+            _request_metrics(outcome)[1].observe(elapsed)
             duration_ms = round(elapsed * 1000, 3)
             if failure is None:
                 logger.info("webhook.handled", duration_ms=duration_ms, **line)
             else:  # still the request's one line, with the traceback
                 logger.error("webhook.handled", duration_ms=duration_ms, exc_info=failure, **line)
+        for (outcome, key_index), count in counts.items():  # one increment per label, not per line
+            _request_metrics(outcome)[0].inc(count)
+            if key_index is not None:
+                _key_matches(key_index).inc(count)
 
 
 async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
