@@ -10,6 +10,7 @@ fail at once with 503.
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import suppress
@@ -46,6 +47,7 @@ class Broker:
         # arrive in order and one timer serves them all (a timer per publish costs more).
         self._deadlines: deque[tuple[float, asyncio.Future[None]]] = deque()
         self._expiry: asyncio.TimerHandle | None = None
+        self._confirmed: list[tuple[str, float]] = []  # (exchange, seconds) not yet counted
         self._timeout = settings.amqp_publish_timeout_seconds
         self._loop = asyncio.get_running_loop()
         self._closing = False
@@ -163,9 +165,19 @@ class Broker:
             raise publish_failed(exchange, exc.outcome) from exc
         finally:
             self._release(message_id)
-        confirmed_total, seconds = confirmed_metrics(exchange)
-        confirmed_total.inc()
-        seconds.observe(self._loop.time() - started)
+        if not self._confirmed:
+            self._loop.call_soon(self._count_confirmed)
+        self._confirmed.append((exchange, self._loop.time() - started))
+
+    def _count_confirmed(self) -> None:
+        """The confirmed publishes of one tick, counted together (one increment per exchange)."""
+        confirmed, self._confirmed = self._confirmed, []
+        counts: collections.Counter[str] = collections.Counter()
+        for exchange, seconds in confirmed:
+            counts[exchange] += 1
+            confirmed_metrics(exchange)[1].observe(seconds)
+        for exchange, count in counts.items():
+            confirmed_metrics(exchange)[0].inc(count)
 
     def _expire_at(self, deadline: float, confirmed: asyncio.Future[None]) -> None:
         """Fail ``confirmed`` with "timeout" if the broker has not settled it by ``deadline``."""

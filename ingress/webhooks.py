@@ -127,8 +127,8 @@ def _refuse(refusal: Refusal, line: dict[str, Any]) -> web.Response:
     return response
 
 
-async def _answer(request: web.Request, line: dict[str, Any]) -> web.Response:
-    settings = request.app[SETTINGS]
+async def _answer(request: web.Request, app: web.Application, line: dict[str, Any]) -> web.Response:
+    settings = app[SETTINGS]
     try:
         body = await _read(request, settings.webhook_max_body_bytes)
         line["key_index"] = key_index = _verify(request, body, settings)
@@ -136,7 +136,7 @@ async def _answer(request: web.Request, line: dict[str, Any]) -> web.Response:
     except Refusal as refusal:
         return _refuse(refusal, line)
     line.update(webhook_event=name, event_id=event_id, execution_id=execution_id)
-    broker = request.app[BROKER]
+    broker = app[BROKER]
     headers: dict[str, HeaderValue] = {
         HDR_EVENT_NAME: name,
         HDR_EVENT_ID: event_id,
@@ -161,15 +161,16 @@ async def _answer(request: web.Request, line: dict[str, Any]) -> web.Response:
 async def receive_webhook(request: web.Request) -> web.Response:
     """The POST /webhooks/payrails handler; the ledger logs and counts it as it leaves."""
     started = time.perf_counter()
+    app = request.app
     line: dict[str, Any] = {}
     failure: Exception | None = None
     try:
-        response = await _answer(request, line)
+        response = await _answer(request, app, line)
     except Exception as exc:  # a bug of ours: Payrails must retry, not be told 500 or 4xx
         failure = exc
         line.update(outcome="internal_error", reason=type(exc).__name__)
         response = web.json_response(
             {"error": "internal_error"}, status=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
         )
-    request.app[LEDGER].record(line, time.perf_counter() - started, failure)
+    app[LEDGER].record(line, time.perf_counter() - started, failure)
     return response

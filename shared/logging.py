@@ -243,6 +243,13 @@ class _Stamp:
 _LEVEL_ALIASES = {"warn": "warning", "exception": "error"}
 
 
+def _format_exc_info(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+    """structlog's format_exc_info, not even called for the usual line, which has no exception."""
+    if "exc_info" not in event_dict:
+        return event_dict
+    return structlog.processors.format_exc_info(logger, name, event_dict)
+
+
 @functools.cache
 def _tick_buffered(file: TextIO) -> TextIO:
     """One buffer per file, however often logging is configured."""
@@ -291,7 +298,7 @@ def configure_logging(
     chain: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         _Stamp(),
-        structlog.processors.format_exc_info,
+        _format_exc_info,
         redact,
     ]
     renderer: Processor = (
