@@ -1,9 +1,10 @@
 """Throughput of the webhook ingress against a bare aiohttp POST handler (``make bench``).
 
 Each server runs in its own process on 127.0.0.1 and is loaded by the same ``wrk`` run (32
-connections, 10 s after a 2 s warm-up) with the same signed Payrails-shaped bodies. Prints req/s,
-p50 and p99 of each and the ratio ingress/bare; then, as the ceiling, the same figures for the
-bare handler plus one confirmed publish. Never asserts on speed.
+connections, 10 s after a 2 s warm-up) with the same signed Payrails-shaped bodies, in three rounds
+taken in turn. Prints req/s, p50 and p99 of each and the ratio ingress/bare for every round, then
+the round with the median ratio; beside it, as the ceiling, the bare handler plus one confirmed
+publish. Never asserts on speed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ THREADS = 1
 DURATION_SECONDS = 10
 WARMUP_SECONDS = 2
 DISTINCT_BODIES = 2000
+ROUNDS = 3  # of bare, ingress and publish in turn; the median round is the result
 
 BARE_SERVER = """
 import sys
@@ -270,38 +272,48 @@ async def test_bench_ingress_against_a_bare_aiohttp_handler(
     env = {**os.environ, **base_env, "AMQP_NAME_PREFIX": bench_settings.amqp_name_prefix}
     env.update(WEBHOOK_HOST="127.0.0.1", AMQP_PUBLISH_TIMEOUT_SECONDS="5", LOG_LEVEL="INFO")
 
-    bare_port = free_port()
-    bare = await start(["-c", BARE_SERVER, str(bare_port)], env, bare_port)
-    try:
-        baseline = await measure("bare", wrk, script, bare, bare_port)
-    finally:
-        await stop(bare)
+    servers = {
+        "bare": ["-c", BARE_SERVER],
+        "ingress": ["-m", "ingress", "webhooks"],
+        "publish": ["-c", PUBLISH_ONLY_SERVER],
+    }
 
-    ingress_port = free_port()
-    ingress = await start(
-        ["-m", "ingress", "webhooks"], {**env, "WEBHOOK_PORT": str(ingress_port)}, ingress_port
-    )
-    try:
-        ours = await measure("ingress", wrk, script, ingress, ingress_port)
-    finally:
-        await stop(ingress)
-
-    floor_port = free_port()
-    floor = await start(["-c", PUBLISH_ONLY_SERVER, str(floor_port)], env, floor_port)
-    try:
-        publish_only = await measure("publish", wrk, script, floor, floor_port)
-    finally:
-        await stop(floor)
+    async def serve_and_measure(name: str) -> Result:
+        port = free_port()
+        args = [*servers[name], str(port)] if name != "ingress" else servers[name]
+        server = await start(args, {**env, "WEBHOOK_PORT": str(port)}, port)
+        try:
+            return await measure(name, wrk, script, server, port)
+        finally:
+            await stop(server)
 
     print(f"\nload average before the run: {load_before}")
     print(
         f"wrk: {CONNECTIONS} connections, {THREADS} thread, {DURATION_SECONDS} s "
-        f"(after {WARMUP_SECONDS} s warm-up), {DISTINCT_BODIES} distinct signed bodies"
+        f"(after {WARMUP_SECONDS} s warm-up), {DISTINCT_BODIES} distinct signed bodies; "
+        f"{ROUNDS} rounds of bare, ingress, publish"
     )
+    rounds: list[tuple[Result, Result, Result]] = []
+    for number in range(1, ROUNDS + 1):
+        baseline, ours, publish_only = [await serve_and_measure(name) for name in servers]
+        rounds.append((baseline, ours, publish_only))
+        print(f"round {number}: ratio ingress/bare {ours.rps / baseline.rps:.3f}x")
+        for result in (baseline, ours, publish_only):
+            print("  " + result.line())
+        if ours.non2xx or ours.errors:
+            print(
+                f"  WARNING: the ingress answered {ours.non2xx} non-2xx and had {ours.errors} "
+                "socket errors: fast refusals flatter its rate, so this round is not valid"
+            )
+
+    # The round with the median ratio: one noisy round (the broker's fsyncs, a neighbour on
+    # the host) moves the result less than it moves any single round.
+    baseline, ours, publish_only = sorted(rounds, key=lambda r: r[1].rps / r[0].rps)[ROUNDS // 2]
+    print("median round:")
     print(baseline.line())
     print(ours.line())
     print(
-        f"ratio ingress/bare: {ours.rps / baseline.rps:.2f}x   "
+        f"ratio ingress/bare: {ours.rps / baseline.rps:.3f}x   "
         f"(target >= 0.30x with p99 <= 20 ms; ingress p99 {ours.p99_ms:.2f} ms)"
     )
     print(publish_only.line())
@@ -313,8 +325,3 @@ async def test_bench_ingress_against_a_bare_aiohttp_handler(
         f"{ours.cpu_us_per_request - publish_only.cpu_us_per_request:.0f} us more CPU per "
         "request on verifying, parsing, logging and metrics"
     )
-    if ours.non2xx or ours.errors:
-        print(
-            f"WARNING: the ingress answered {ours.non2xx} non-2xx and had {ours.errors} socket "
-            "errors: fast refusals flatter its rate, so this ratio is not a valid measurement"
-        )
