@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import suppress
 
@@ -45,7 +44,7 @@ class Broker:
         self._in_flight: dict[str, list[asyncio.Future[None]]] = {}
         # Publishes awaiting their confirm, oldest first: one timeout for all, so deadlines
         # arrive in order and one timer serves them all (a timer per publish costs more).
-        self._deadlines: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._deadlines: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
         self._expiry: asyncio.TimerHandle | None = None
         self._confirmed: list[tuple[str, float]] = []  # (exchange, seconds) not yet counted
         self._timeout = settings.amqp_publish_timeout_seconds
