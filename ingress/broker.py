@@ -94,6 +94,7 @@ class Broker:
             connection_name=CONNECTION_NAME,
             content_type=CONTENT_TYPE,
             on_ready=self._mark,
+            batch_window=self.settings.amqp_publish_batch_window_seconds,
         )
         publisher.closed.add_done_callback(lambda _: self._lost(publisher))
         self._publisher = publisher

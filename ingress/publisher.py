@@ -11,7 +11,10 @@ the same guarantees with none of that:
   ack); the caller serialises publishes that share a message id, so the name is unambiguous;
 - a lost connection, a closed channel, a blocked connection or a full socket buffer fails the
   affected publishes at once; the caller's deadline covers a peer that goes silent;
-- every publish made in one event-loop tick leaves in one write.
+- every publish made in one event-loop tick leaves in one write. While publishes already
+  written still await their confirm, new ones wait up to ``batch_window`` to leave together
+  (Nagle's idea, on confirms): under load the broker takes fewer, larger writes and spends less
+  CPU per message, and a publish made with nothing in flight is not delayed at all.
 
 It speaks to the broker through pamqp, aio-pika's own codec, except for the publish frames
 (``ingress.amqp_wire``). Topology is declared with aio-pika before this connection opens.
@@ -98,8 +101,10 @@ class ConfirmPublisher(asyncio.Protocol):
         connection_name: str,
         content_type: str,
         on_ready: Callable[[bool], None],
+        batch_window: float = 0.0,
     ) -> None:
         self._endpoint = endpoint
+        self._batch_window = batch_window
         self._connection_name = connection_name
         self._content_type = content_type
         self._on_ready = on_ready
@@ -118,6 +123,8 @@ class ConfirmPublisher(asyncio.Protocol):
         self._floor = 1  # no tag below this is still unconfirmed
         self._returning = False
         self._out: list[bytes] = []
+        self._held: asyncio.TimerHandle | None = None  # the flush of a batch held back
+        self._written_tag = 0  # the last delivery tag handed to the socket
         self._heartbeat = 0
         self._heartbeat_timer: asyncio.TimerHandle | None = None
         self._last_sent = self._last_received = self._loop.time()
@@ -154,11 +161,25 @@ class ConfirmPublisher(asyncio.Protocol):
 
     def _send(self, data: bytes) -> None:
         if not self._out:
-            self._loop.call_soon(self._flush)
+            if self._batch_window and self._awaiting_confirms():
+                self._held = self._loop.call_later(self._batch_window, self._flush)
+            else:
+                self._loop.call_soon(self._flush)
         self._out.append(data)
 
+    def _awaiting_confirms(self) -> bool:
+        """Whether a publish already written is still unconfirmed."""
+        pending = self._pending  # in tag order: the first key is the oldest unconfirmed tag
+        return bool(pending) and next(iter(pending)) <= self._written_tag
+
     def _flush(self) -> None:
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
         out, self._out = self._out, []
+        if not out:  # an earlier flush this tick (a control frame's) took it all
+            return
+        self._written_tag = self._tag
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(out[0] if len(out) == 1 else b"".join(out))
             self._last_sent = self._loop.time()
@@ -186,7 +207,7 @@ class ConfirmPublisher(asyncio.Protocol):
     def _fail_all(self, outcome: str) -> None:
         pending, self._pending = self._pending, {}
         self._tag_by_message_id.clear()
-        self._tag, self._floor = 0, 1
+        self._tag, self._floor, self._written_tag = 0, 1, 0
         for confirmed, _ in pending.values():
             if not confirmed.done():
                 confirmed.set_exception(PublishRefused(outcome))
@@ -216,6 +237,9 @@ class ConfirmPublisher(asyncio.Protocol):
         self._transport = None
         if self._heartbeat_timer is not None:
             self._heartbeat_timer.cancel()
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
         was_open = self._channel_open
         self._channel_open = False
         self._fail_all("disconnected")
@@ -365,12 +389,13 @@ async def open_publisher(
     connection_name: str,
     content_type: str,
     on_ready: Callable[[bool], None],
+    batch_window: float = 0.0,
 ) -> ConfirmPublisher:
     """Connect and wait until the channel is in confirm mode; the caller bounds the wait."""
     loop = asyncio.get_running_loop()
     context = ssl.create_default_context() if endpoint.tls else None
     _, publisher = await loop.create_connection(
-        lambda: ConfirmPublisher(endpoint, connection_name, content_type, on_ready),
+        lambda: ConfirmPublisher(endpoint, connection_name, content_type, on_ready, batch_window),
         endpoint.host,
         endpoint.port,
         ssl=context,

@@ -6,6 +6,7 @@ pass the result down.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -99,7 +100,9 @@ class EnvReader:
             raise ConfigError(f"{name} must be >= {minimum}, got {value}")
         return value
 
-    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+    def number(
+        self, name: str, default: float, *, minimum: float = 0.0, maximum: float = math.inf
+    ) -> float:
         raw = self.optional(name)
         if raw is None:
             return default
@@ -109,6 +112,8 @@ class EnvReader:
             raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
         if value < minimum:
             raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+        if value > maximum:
+            raise ConfigError(f"{name} must be <= {maximum}, got {value}")
         return value
 
     def rate(self, name: str) -> float:
@@ -148,6 +153,8 @@ class EnvReader:
 
 LogFormat = Literal["json", "console"]
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# A publish held longer than this would cost latency for no further batching gain.
+MAX_PUBLISH_BATCH_WINDOW_SECONDS = 0.1
 # Only ever set explicitly: without them a real Payrails deployment would run on sandbox keys.
 REAL_PAYRAILS_SECRETS = ("PAYRAILS_CLIENT_SECRET", "PAYRAILS_WEBHOOK_SECRETS")
 # What each process passes as ``Settings.from_env(requires=...)``: the real secrets it uses, and
@@ -173,6 +180,8 @@ class Settings:
     amqp_url: Secret = Secret("amqp://guest:guest@127.0.0.1:5672/")
     amqp_name_prefix: str = ""
     amqp_publish_timeout_seconds: float = 5.0
+    # How long a publish may wait to leave with others while earlier ones await their confirm.
+    amqp_publish_batch_window_seconds: float = 0.001
     amqp_delivery_limit: int = 50
     amqp_reconnect_interval_seconds: float = 2.0
 
@@ -256,6 +265,11 @@ class Settings:
             amqp_name_prefix=e.text("AMQP_NAME_PREFIX", d.amqp_name_prefix),
             amqp_publish_timeout_seconds=e.number(
                 "AMQP_PUBLISH_TIMEOUT_SECONDS", d.amqp_publish_timeout_seconds, minimum=0.01
+            ),
+            amqp_publish_batch_window_seconds=e.number(
+                "AMQP_PUBLISH_BATCH_WINDOW_SECONDS",
+                d.amqp_publish_batch_window_seconds,
+                maximum=MAX_PUBLISH_BATCH_WINDOW_SECONDS,
             ),
             amqp_delivery_limit=e.integer("AMQP_DELIVERY_LIMIT", d.amqp_delivery_limit, minimum=1),
             amqp_reconnect_interval_seconds=e.number(

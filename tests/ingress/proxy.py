@@ -19,6 +19,7 @@ class TcpProxy:
         self._flowing = asyncio.Event()
         self._flowing.set()
         self.upstream_traffic = asyncio.Event()
+        self.upstream_chunks: list[bytes] = []  # what the client sent, read by read
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -75,15 +76,33 @@ class TcpProxy:
     async def _pipe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
     ) -> None:
+        # Read as soon as data arrives (so each chunk is one write of the sender's, unmerged),
+        # forward it ``delay`` later: a slow link, not a slow reader.
+        late: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+        forwarding = asyncio.create_task(self._forward(late, writer))
+        loop = asyncio.get_running_loop()
+        try:
+            with contextlib.suppress(ConnectionError, OSError):
+                while (await self._flowing.wait()) and (data := await reader.read(65536)):
+                    if upstream:
+                        self.upstream_traffic.set()
+                        self.upstream_chunks.append(data)
+                    late.put_nowait((loop.time() + self.delay, data))
+            late.put_nowait(None)
+            await forwarding
+        finally:
+            forwarding.cancel()
+            writer.transport.abort()
+            self._writers.discard(writer)
+            self._clients.discard(writer)
+
+    async def _forward(
+        self, late: asyncio.Queue[tuple[float, bytes] | None], writer: asyncio.StreamWriter
+    ) -> None:
         with contextlib.suppress(ConnectionError, OSError):
-            while (await self._flowing.wait()) and (data := await reader.read(65536)):
-                if upstream:
-                    self.upstream_traffic.set()
-                if self.delay:
-                    await asyncio.sleep(self.delay)
+            while (item := await late.get()) is not None:
+                due, data = item
+                await asyncio.sleep(max(0.0, due - asyncio.get_running_loop().time()))
                 if not self.stalled:
                     writer.write(data)
                     await writer.drain()
-        writer.transport.abort()
-        self._writers.discard(writer)
-        self._clients.discard(writer)

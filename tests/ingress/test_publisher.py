@@ -63,6 +63,41 @@ async def test_publishes_made_together_are_each_confirmed_and_each_stored(
     assert await queue_depth(amqp_connection, topology.events_queue) == 300
 
 
+async def test_a_publish_with_none_awaiting_a_confirm_is_not_held_for_the_batch_window(
+    ingress_settings: Settings, topology: Names, open_broker: OpenBroker
+) -> None:
+    # Held for the window, each publish would outlive its 1 s timeout and fail.
+    settings = dataclasses.replace(ingress_settings, amqp_publish_batch_window_seconds=30.0)
+    broker = await open_broker(settings)
+
+    await publish(broker, topology, "m-1")
+    await publish(broker, topology, "m-2")
+
+
+async def test_publishes_made_while_another_awaits_its_confirm_leave_in_one_write(
+    ingress_settings: Settings, topology: Names, proxy: TcpProxy, open_broker: OpenBroker
+) -> None:
+    await proxy.start()
+    settings = dataclasses.replace(
+        through(ingress_settings, proxy.port),
+        amqp_publish_batch_window_seconds=0.5,
+        amqp_publish_timeout_seconds=10.0,
+    )
+    broker = await open_broker(settings)
+    proxy.slow_down(1.0)  # the first publish's confirm is back 2 s after it left
+    first = asyncio.create_task(publish(broker, topology, "m-first"))
+    await proxy.upstream_traffic.wait()
+
+    second = asyncio.create_task(publish(broker, topology, "m-second"))
+    await asyncio.sleep(0.05)  # a later tick, well within the window
+    third = asyncio.create_task(publish(broker, topology, "m-third"))
+    await asyncio.gather(first, second, third)
+
+    (together,) = [chunk for chunk in proxy.upstream_chunks if b"m-second" in chunk]
+    assert b"m-third" in together
+    assert b"m-first" not in together
+
+
 async def test_a_channel_the_broker_closes_fails_its_publish_and_is_reopened(
     ingress_settings: Settings, topology: Names, open_broker: OpenBroker
 ) -> None:
