@@ -35,7 +35,6 @@ _LITERALS = {True: "true", False: "false", None: "null"}
 # orjson nests at most 1024 deep, the stdlib about as deep as the interpreter's recursion limit:
 # a body with fewer brackets than this is within both.
 _MAX_FAST_BRACKETS = 256
-_NOTHING: dict[str, Any] = {}  # read only
 
 RECONCILED_EVENTS = frozenset(
     {"executionActionCompleted", "executionActionPending", "executionActionUpdated"}
@@ -170,14 +169,7 @@ def _identify_fast(body: bytes) -> EventIdentity | None:
     name = data.get("event")
     if type(name) is not str or not name:
         return None
-    # _id_parts and _execution_id, unrolled: orjson gives plain dicts
-    details = data.get("details")
-    details = details if type(details) is dict else _NOTHING
-    execution = details.get("execution")
-    execution = execution if type(execution) is dict else _NOTHING
-    explicit, exec_id = data.get("id"), execution.get("id") or data.get("workflowExecutionId")
-    parts = [name, details.get("actionId"), details.get("success"), data.get("time")]
-    parts.append(execution.get("id"))
+    explicit, exec_id, parts = data.get("id"), _execution_id(data), _id_parts(data)
     for value in (explicit, exec_id, *parts):
         if value is not None and type(value) is not str and type(value) is not bool:
             return None
