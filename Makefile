@@ -17,6 +17,7 @@ run: $(STAMP)
 	@$(BIN)/python -m scripts.run
 
 test: $(STAMP)
+	@scripts/test-tools.sh
 	@$(BIN)/python -m pytest
 
 lint: $(STAMP)

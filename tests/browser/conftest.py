@@ -28,7 +28,10 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--window-size=1280,900",
 )
-INSTALL_HINT = "install Debian's packages: apt-get install chromium chromium-driver"
+INSTALL_HINT = (
+    "install Debian's packages: apt-get install chromium chromium-driver "
+    "(`make test` does it as root)"
+)
 PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 

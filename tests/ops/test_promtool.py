@@ -1,6 +1,6 @@
 """promtool checks the rules and runs their unit tests; every alert has a firing and a quiet case.
 
-promtool comes from the Debian package ``prometheus`` (.ci/run installs it). Its absence is a
+promtool comes from the Debian package ``prometheus`` (`make test` installs it). Its absence is a
 failure, never a skip: these alerts are what pages people.
 """
 
@@ -41,7 +41,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     if path is None:
         pytest.fail(
             "promtool is not installed: install the Debian package 'prometheus' "
-            "(apt-get install --no-install-recommends prometheus; .ci/run does it)"
+            "(apt-get install --no-install-recommends prometheus; `make test` does it as root)"
         )
     return subprocess.run([path, *args], capture_output=True, text=True, timeout=30, check=False)
 
