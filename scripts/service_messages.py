@@ -120,3 +120,35 @@ def rabbitmq_vhost_refused(url: str) -> str:
 
 def rabbitmq_not_ready(url: str, reason: str, waited_seconds: float) -> str:
     return not_ready(_rabbitmq_at(url), "AMQP_URL", reason, waited_seconds)
+
+
+def postgres_may_not_create(url: URL, reason: str) -> str:
+    """What to do when DATABASE_URL's user may not create its missing database."""
+    name = url.database or "postgres"
+    owner = url.username or "$USER"
+    return "\n".join(
+        [
+            f'{_postgres_at(url)} has no database "{name}", and {_postgres_user(url)} may not '
+            f"create it: {reason}",
+            "Create it as a superuser, owned by that user, then run `make run` again, e.g.",
+            f"  createdb -h {url.host or '127.0.0.1'} -p {url.port or 5432} -U postgres "
+            f"-O {shlex.quote(owner)} {shlex.quote(name)}",
+            "or set DATABASE_URL to a user that has CREATEDB.",
+        ]
+    )
+
+
+def postgres_may_not_migrate(url: URL, reason: str) -> str:
+    """What to do when DATABASE_URL's user may not create the service's tables."""
+    name = url.database or "postgres"
+    owner = url.username or "$USER"
+    return "\n".join(
+        [
+            f"{_postgres_at(url)} refused {_postgres_user(url)} the migrations of database "
+            f'"{name}": {reason}',
+            "The user needs to own the database (or its schema public), e.g. as a superuser:",
+            f'  ALTER DATABASE "{name}" OWNER TO "{owner}"; '
+            f'ALTER SCHEMA public OWNER TO "{owner}";',
+            "then run `make run` again.",
+        ]
+    )

@@ -21,10 +21,13 @@ import aio_pika
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 
 from scripts.service_messages import (
     LOGIN_REFUSED,
     postgres_login_refused,
+    postgres_may_not_create,
+    postgres_may_not_migrate,
     postgres_not_ready,
     rabbitmq_login_refused,
     rabbitmq_not_ready,
@@ -269,7 +272,22 @@ def ensure_database(database_url: str, say: Say) -> None:
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if found is None:
             say(f"creating database {name}")
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                reason = redact(server_reason(str(exc)), database_url)
+                raise ServicesUnavailable(postgres_may_not_create(url, reason)) from exc
+
+
+def migrate(database_url: str) -> None:
+    """Alembic to head; a user who may not create the tables gets ServicesUnavailable."""
+    try:
+        upgrade(database_url)
+    except DBAPIError as exc:
+        if not isinstance(exc.orig, psycopg.errors.InsufficientPrivilege):
+            raise
+        reason = redact(server_reason(str(exc.orig)), database_url)
+        raise ServicesUnavailable(postgres_may_not_migrate(make_url(database_url), reason)) from exc
 
 
 async def _declare(settings: Settings) -> Names:
@@ -313,7 +331,7 @@ def prepare(env: Mapping[str, str], say: Say) -> dict[str, str]:
     settings = Settings.from_env(effective)
     ensure_database(settings.database_url, say)
     say("applying migrations")
-    upgrade(settings.database_url)
+    migrate(settings.database_url)
     names = asyncio.run(_declare(settings))
     say(f"topology declared (queues: {names.events_queue}, {names.authorize_queue}, ...)")
     return effective

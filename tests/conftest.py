@@ -118,6 +118,47 @@ def database_url(service_urls: ServiceUrls) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@dataclass(frozen=True)
+class Role:
+    """A PostgreSQL login role of the test's own: no CREATEDB, no grants, a password."""
+
+    name: str
+    password: str
+
+    def url(self, database_url: str, database: str) -> str:
+        """``database_url`` logging in as this role to ``database``."""
+        parts = urlsplit(database_url)
+        netloc = f"{self.name}:{self.password}@{parts.hostname}:{parts.port}"
+        return parts._replace(netloc=netloc, path=f"/{database}").geturl()
+
+
+@pytest.fixture
+def unprivileged_role(service_urls: ServiceUrls) -> Iterator[Role]:
+    """A role that may log in and nothing more; dropped afterwards."""
+    role = Role(f"limited_{uuid.uuid4().hex[:8]}", f"pw{uuid.uuid4().hex}")
+    admin = _plain(service_urls.admin_database_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE \"{role.name}\" LOGIN NOCREATEDB PASSWORD '{role.password}'")
+    yield role
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP ROLE IF EXISTS "{role.name}"')
+
+
+@pytest.fixture
+def foreign_database(service_urls: ServiceUrls) -> Iterator[str]:
+    """An empty database owned by the admin, where no other role may create tables."""
+    name = f"recon_foreign_{uuid.uuid4().hex[:8]}"
+    admin = _plain(service_urls.admin_database_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(admin)
+    with psycopg.connect(parts._replace(path=f"/{name}").geturl(), autocommit=True) as conn:
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # PostgreSQL 15's default
+    yield name
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def base_env(service_urls: ServiceUrls, database_url: str) -> dict[str, str]:
     """Environment for Settings.from_env and for subprocesses: this run's services and names."""

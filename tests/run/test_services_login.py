@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from urllib.parse import urlsplit
 
+from tests.conftest import Role
 from tests.run.stack import RunningStack, stack_env, start
 
 
@@ -79,3 +80,40 @@ def test_a_broker_refusing_the_virtual_host_names_amqp_url(base_env: dict[str, s
         f'"{parts.username}" the virtual host "{vhost}"'
     ) in said(stack), output
     assert "Traceback" not in output
+
+
+def test_a_user_without_createdb_is_told_how_to_create_the_missing_database(
+    base_env: dict[str, str], unprivileged_role: Role
+) -> None:
+    name = f"recon_missing_{uuid.uuid4().hex[:8]}"
+    database_url = unprivileged_role.url(base_env["DATABASE_URL"], name)
+    code, stack = refused_run(base_env, "no-createdb", DATABASE_URL=database_url)
+    parts = urlsplit(database_url)
+    output = "\n".join(stack.lines)
+    assert code == 2, output
+    assert (
+        f'PostgreSQL at {parts.hostname}:{parts.port} (DATABASE_URL) has no database "{name}", '
+        f'and user "{unprivileged_role.name}" may not create it: permission denied to create '
+        "database"
+    ) in said(stack), output
+    assert f"-O {unprivileged_role.name} {name}" in said(stack), output
+    assert "Traceback" not in output
+    assert unprivileged_role.password not in output
+
+
+def test_a_user_who_may_not_create_tables_is_told_to_own_the_database(
+    base_env: dict[str, str], unprivileged_role: Role, foreign_database: str
+) -> None:
+    database_url = unprivileged_role.url(base_env["DATABASE_URL"], foreign_database)
+    code, stack = refused_run(base_env, "no-create-table", DATABASE_URL=database_url)
+    output = "\n".join(stack.lines)
+    assert code == 2, output
+    assert (
+        f'refused user "{unprivileged_role.name}" the migrations of database '
+        f'"{foreign_database}": permission denied for schema public'
+    ) in said(stack), output
+    assert f'ALTER DATABASE "{foreign_database}" OWNER TO "{unprivileged_role.name}"' in said(
+        stack
+    ), output
+    assert "Traceback" not in output
+    assert unprivileged_role.password not in output
