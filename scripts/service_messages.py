@@ -6,6 +6,7 @@ and never a password: callers pass reasons through ``redact`` first.
 
 from __future__ import annotations
 
+import getpass
 import shlex
 from urllib.parse import unquote, urlsplit
 
@@ -125,7 +126,7 @@ def rabbitmq_not_ready(url: str, reason: str, waited_seconds: float) -> str:
 def postgres_may_not_create(url: URL, reason: str) -> str:
     """What to do when DATABASE_URL's user may not create its missing database."""
     name = url.database or "postgres"
-    owner = url.username or "$USER"
+    owner = url.username or getpass.getuser()  # libpq's default user
     return "\n".join(
         [
             f'{_postgres_at(url)} has no database "{name}", and {_postgres_user(url)} may not '
@@ -141,7 +142,7 @@ def postgres_may_not_create(url: URL, reason: str) -> str:
 def postgres_may_not_migrate(url: URL, reason: str) -> str:
     """What to do when DATABASE_URL's user may not create the service's tables."""
     name = url.database or "postgres"
-    owner = url.username or "$USER"
+    owner = url.username or getpass.getuser()  # libpq's default user
     return "\n".join(
         [
             f"{_postgres_at(url)} refused {_postgres_user(url)} the migrations of database "

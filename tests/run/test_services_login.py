@@ -1,7 +1,7 @@
-"""``make run`` against servers that answer but refuse the login: what to set, no traceback.
+"""``make run`` against servers that answer but refuse it: what to set, no traceback.
 
-The real PostgreSQL and RabbitMQ of the test run, with credentials they refuse; the password
-must not appear in anything the runner prints.
+The real PostgreSQL and RabbitMQ of the test run, with credentials they refuse or a role without
+the rights it needs; the password must not appear in anything the runner prints.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import uuid
 from urllib.parse import urlsplit
 
 from tests.conftest import Role
-from tests.run.stack import RunningStack, stack_env, start
+from tests.run.stack import stack_env, start
 
 
 def with_credentials(url: str, user: str, password: str) -> str:
@@ -18,16 +18,19 @@ def with_credentials(url: str, user: str, password: str) -> str:
     return parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}").geturl()
 
 
-def refused_run(base_env: dict[str, str], name: str, **variables: str) -> tuple[int, RunningStack]:
-    """``make run`` with ``variables`` replacing the run's service URLs: its exit status, output."""
+def refused_run(base_env: dict[str, str], name: str, password: str | None, **variables: str) -> str:
+    """``make run`` with ``variables`` replacing the run's service URLs, which must end it.
+
+    Checks the refusal itself (exit 2, no traceback, ``password``, if any, never printed) and
+    returns the runner's own lines, without their prefix, for the test's message checks.
+    """
     stack = start({**stack_env(base_env, "login"), **variables})
     code = stack.wait_exit()
     stack.save_log(f"make-run-refused-{name}")
-    return code, stack
-
-
-def said(stack: RunningStack) -> str:
-    """The runner's own lines, without their prefix."""
+    output = "\n".join(stack.lines)
+    assert code == 2, output
+    assert "Traceback" not in output
+    assert password is None or password not in output
     return "\n".join(line.split("| ", 1)[1] for line in stack.lines if line.startswith("run "))
 
 
@@ -36,17 +39,13 @@ def test_a_broker_refusing_the_login_names_amqp_url_and_hides_the_password(
 ) -> None:
     password = f"wrong{uuid.uuid4().hex}"
     amqp_url = with_credentials(base_env["AMQP_URL"], "guest", password)
-    code, stack = refused_run(base_env, "amqp-login", AMQP_URL=amqp_url)
+    said = refused_run(base_env, "amqp-login", password, AMQP_URL=amqp_url)
     parts = urlsplit(amqp_url)
-    output = "\n".join(stack.lines)
-    assert code == 2, output
     assert (
         f'RabbitMQ at {parts.hostname}:{parts.port} (AMQP_URL) refused the login of user "guest"'
-        in said(stack)
-    ), output
-    assert "Set AMQP_URL to a user and password this broker accepts" in said(stack), output
-    assert "Traceback" not in output
-    assert password not in output
+        in said
+    ), said
+    assert "Set AMQP_URL to a user and password this broker accepts" in said, said
 
 
 def test_a_server_refusing_the_login_names_database_url_and_hides_the_password(
@@ -55,31 +54,24 @@ def test_a_server_refusing_the_login_names_database_url_and_hides_the_password(
     """Even trust authentication refuses a role that does not exist."""
     user, password = f"nobody_{uuid.uuid4().hex[:8]}", f"wrong{uuid.uuid4().hex}"
     database_url = with_credentials(base_env["DATABASE_URL"], user, password)
-    code, stack = refused_run(base_env, "database-login", DATABASE_URL=database_url)
+    said = refused_run(base_env, "database-login", password, DATABASE_URL=database_url)
     parts = urlsplit(database_url)
-    output = "\n".join(stack.lines)
-    assert code == 2, output
     assert (
         f"PostgreSQL at {parts.hostname}:{parts.port} (DATABASE_URL) refused the login of "
         f'user "{user}" to database "postgres": role "{user}" does not exist'
-    ) in said(stack), output
-    assert "Set DATABASE_URL to a user and password this server accepts" in said(stack), output
-    assert "Traceback" not in output
-    assert password not in output
+    ) in said, said
+    assert "Set DATABASE_URL to a user and password this server accepts" in said, said
 
 
 def test_a_broker_refusing_the_virtual_host_names_amqp_url(base_env: dict[str, str]) -> None:
     vhost = f"missing-{uuid.uuid4().hex[:8]}"
     parts = urlsplit(base_env["AMQP_URL"])
     amqp_url = parts._replace(path=f"/{vhost}").geturl()
-    code, stack = refused_run(base_env, "amqp-vhost", AMQP_URL=amqp_url)
-    output = "\n".join(stack.lines)
-    assert code == 2, output
+    said = refused_run(base_env, "amqp-vhost", None, AMQP_URL=amqp_url)
     assert (
         f"RabbitMQ at {parts.hostname}:{parts.port} (AMQP_URL) refused user "
         f'"{parts.username}" the virtual host "{vhost}"'
-    ) in said(stack), output
-    assert "Traceback" not in output
+    ) in said, said
 
 
 def test_a_user_without_createdb_is_told_how_to_create_the_missing_database(
@@ -87,33 +79,28 @@ def test_a_user_without_createdb_is_told_how_to_create_the_missing_database(
 ) -> None:
     name = f"recon_missing_{uuid.uuid4().hex[:8]}"
     database_url = unprivileged_role.url(base_env["DATABASE_URL"], name)
-    code, stack = refused_run(base_env, "no-createdb", DATABASE_URL=database_url)
+    said = refused_run(
+        base_env, "no-createdb", unprivileged_role.password, DATABASE_URL=database_url
+    )
     parts = urlsplit(database_url)
-    output = "\n".join(stack.lines)
-    assert code == 2, output
     assert (
         f'PostgreSQL at {parts.hostname}:{parts.port} (DATABASE_URL) has no database "{name}", '
         f'and user "{unprivileged_role.name}" may not create it: permission denied to create '
         "database"
-    ) in said(stack), output
-    assert f"-O {unprivileged_role.name} {name}" in said(stack), output
-    assert "Traceback" not in output
-    assert unprivileged_role.password not in output
+    ) in said, said
+    assert f"-O {unprivileged_role.name} {name}" in said, said
 
 
 def test_a_user_who_may_not_create_tables_is_told_to_own_the_database(
     base_env: dict[str, str], unprivileged_role: Role, foreign_database: str
 ) -> None:
     database_url = unprivileged_role.url(base_env["DATABASE_URL"], foreign_database)
-    code, stack = refused_run(base_env, "no-create-table", DATABASE_URL=database_url)
-    output = "\n".join(stack.lines)
-    assert code == 2, output
+    said = refused_run(
+        base_env, "no-create-table", unprivileged_role.password, DATABASE_URL=database_url
+    )
     assert (
         f'refused user "{unprivileged_role.name}" the migrations of database '
         f'"{foreign_database}": permission denied for schema public'
-    ) in said(stack), output
-    assert f'ALTER DATABASE "{foreign_database}" OWNER TO "{unprivileged_role.name}"' in said(
-        stack
-    ), output
-    assert "Traceback" not in output
-    assert unprivileged_role.password not in output
+    ) in said, said
+    owner = f'ALTER DATABASE "{foreign_database}" OWNER TO "{unprivileged_role.name}"'
+    assert owner in said, said
