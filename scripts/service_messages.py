@@ -123,10 +123,14 @@ def rabbitmq_not_ready(url: str, reason: str, waited_seconds: float) -> str:
     return not_ready(_rabbitmq_at(url), "AMQP_URL", reason, waited_seconds)
 
 
+def _database_and_owner(url: URL) -> tuple[str, str]:
+    """DATABASE_URL's database and the user who should own it (libpq's default user if none)."""
+    return url.database or "postgres", url.username or getpass.getuser()
+
+
 def postgres_may_not_create(url: URL, reason: str) -> str:
     """What to do when DATABASE_URL's user may not create its missing database."""
-    name = url.database or "postgres"
-    owner = url.username or getpass.getuser()  # libpq's default user
+    name, owner = _database_and_owner(url)
     return "\n".join(
         [
             f'{_postgres_at(url)} has no database "{name}", and {_postgres_user(url)} may not '
@@ -141,8 +145,7 @@ def postgres_may_not_create(url: URL, reason: str) -> str:
 
 def postgres_may_not_migrate(url: URL, reason: str) -> str:
     """What to do when DATABASE_URL's user may not create the service's tables."""
-    name = url.database or "postgres"
-    owner = url.username or getpass.getuser()  # libpq's default user
+    name, owner = _database_and_owner(url)
     return "\n".join(
         [
             f"{_postgres_at(url)} refused {_postgres_user(url)} the migrations of database "

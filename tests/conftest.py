@@ -107,15 +107,32 @@ def _plain(url: str) -> str:
 def database_url(service_urls: ServiceUrls) -> Iterator[str]:
     """A database of this run's own, migrated to head, dropped afterwards."""
     name = f"recon_test_{RUN_ID}"
-    admin = _plain(service_urls.admin_database_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    admin_sql(service_urls, f'CREATE DATABASE "{name}"')
     parts = urlsplit(service_urls.admin_database_url)
     url = parts._replace(path=f"/{name}").geturl()
     upgrade(url)
     yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin_sql(service_urls, drop_database(name))
+
+
+def admin_sql(service_urls: ServiceUrls, *statements: str, database: str | None = None) -> None:
+    """Run ``statements`` as the admin, in the admin database or in ``database``."""
+    url = urlsplit(_plain(service_urls.admin_database_url))
+    if database is not None:
+        url = url._replace(path=f"/{database}")
+    with psycopg.connect(url.geturl(), autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def drop_database(name: str) -> str:
+    return f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+
+
+def with_credentials(url: str, user: str, password: str) -> str:
+    """``url`` logging in as ``user`` with ``password``."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}").geturl()
 
 
 @dataclass(frozen=True)
@@ -127,36 +144,30 @@ class Role:
 
     def url(self, database_url: str, database: str) -> str:
         """``database_url`` logging in as this role to ``database``."""
-        parts = urlsplit(database_url)
-        netloc = f"{self.name}:{self.password}@{parts.hostname}:{parts.port}"
-        return parts._replace(netloc=netloc, path=f"/{database}").geturl()
+        parts = urlsplit(with_credentials(database_url, self.name, self.password))
+        return parts._replace(path=f"/{database}").geturl()
 
 
 @pytest.fixture
 def unprivileged_role(service_urls: ServiceUrls) -> Iterator[Role]:
     """A role that may log in and nothing more; dropped afterwards."""
     role = Role(f"limited_{uuid.uuid4().hex[:8]}", f"pw{uuid.uuid4().hex}")
-    admin = _plain(service_urls.admin_database_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE \"{role.name}\" LOGIN NOCREATEDB PASSWORD '{role.password}'")
+    admin_sql(
+        service_urls, f"CREATE ROLE \"{role.name}\" LOGIN NOCREATEDB PASSWORD '{role.password}'"
+    )
     yield role
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP ROLE IF EXISTS "{role.name}"')
+    admin_sql(service_urls, f'DROP ROLE IF EXISTS "{role.name}"')
 
 
 @pytest.fixture
 def foreign_database(service_urls: ServiceUrls) -> Iterator[str]:
     """An empty database owned by the admin, where no other role may create tables."""
     name = f"recon_foreign_{uuid.uuid4().hex[:8]}"
-    admin = _plain(service_urls.admin_database_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(admin)
-    with psycopg.connect(parts._replace(path=f"/{name}").geturl(), autocommit=True) as conn:
-        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # PostgreSQL 15's default
+    admin_sql(service_urls, f'CREATE DATABASE "{name}"')
+    # PostgreSQL 15's default, made explicit for older servers
+    admin_sql(service_urls, "REVOKE CREATE ON SCHEMA public FROM PUBLIC", database=name)
     yield name
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin_sql(service_urls, drop_database(name))
 
 
 @pytest.fixture(scope="session")

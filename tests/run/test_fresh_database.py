@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from shared.config import Settings
 from shared.db.migrate import alembic_config
 from shared.messaging import Names
-from tests.conftest import ServiceUrls
+from tests.conftest import ServiceUrls, admin_sql, drop_database
 from tests.run.stack import delete_stack_topology, launch, stack_env
 
 
@@ -30,8 +30,7 @@ def missing_database(base_env: dict[str, str], service_urls: ServiceUrls) -> Ite
     """DATABASE_URL naming a database that does not exist yet; dropped afterwards."""
     name = f"recon_fresh_{uuid.uuid4().hex[:8]}"
     yield make_url(base_env["DATABASE_URL"]).set(database=name).render_as_string(False)
-    with psycopg.connect(plain(service_urls.admin_database_url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin_sql(service_urls, drop_database(name))
 
 
 def alembic_revision(database_url: str) -> str | None:

@@ -9,13 +9,8 @@ from __future__ import annotations
 import uuid
 from urllib.parse import urlsplit
 
-from tests.conftest import Role
+from tests.conftest import Role, with_credentials
 from tests.run.stack import stack_env, start
-
-
-def with_credentials(url: str, user: str, password: str) -> str:
-    parts = urlsplit(url)
-    return parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}").geturl()
 
 
 def refused_run(base_env: dict[str, str], name: str, password: str | None, **variables: str) -> str:
