@@ -83,7 +83,7 @@ class PaymentEngine:
         self._state.stats.authorize_attempts[execution.id] += 1
         if "authorize" not in allowed_actions(execution):
             raise not_allowed(f"authorize is not allowed while the execution is {execution.phase}")
-        authorization = self._parse_authorize(body, base)
+        authorization = self._parse_authorize(execution, body, base)
         execution.authorization = authorization
         execution.phase = Phase.PROCESSING
         execution.add_status("authorizeRequested")
@@ -93,7 +93,9 @@ class PaymentEngine:
         log.info("sandbox.authorize.requested", execution_id=execution.id)
         return self._ack("authorize", authorization.action_id, execution, base)
 
-    def _parse_authorize(self, body: Mapping[str, Any], base: str) -> Authorization:
+    def _parse_authorize(
+        self, execution: SandboxExecution, body: Mapping[str, Any], base: str
+    ) -> Authorization:
         amount = _money(body.get("amount"))
         return_info = body.get("returnInfo")
         success_url = return_info.get("success") if isinstance(return_info, Mapping) else None
@@ -105,7 +107,9 @@ class PaymentEngine:
         first = composition[0]
         instrument_id = first.get("paymentInstrumentId") if isinstance(first, Mapping) else None
         instrument = self._state.instruments.get(str(instrument_id))
-        if instrument is None:
+        if instrument is None or instrument.holder_reference != execution.holder_reference:
+            # Another holder's instrument gets the very answer an unknown one does: a probe
+            # learns nothing about instruments it does not own.
             raise invalid("paymentComposition[0].paymentInstrumentId is unknown")
         method = first.get("paymentMethodCode", "card")
         return Authorization(

@@ -25,6 +25,7 @@ import orjson
 
 from shared.errors import InvalidPayload
 from shared.payloads import json_object
+from shared.payrails.models import UNKNOWN_RESULTS
 
 MAX_EVENT_ID_BYTES = 200  # the inbox key's width; AMQP message ids allow 255
 
@@ -115,6 +116,21 @@ class WebhookEvent:
     def is_reconciled(self) -> bool:
         return self.name in RECONCILED_EVENTS
 
+    @property
+    def unknown_result(self) -> str | None:
+        """The unknown-family result this body reports for an authorize, if it reports one.
+
+        ``details.operationResult``, any ``paymentComposition`` (or ``payments``) item's
+        ``operationResult``, or ``errors[].reason.result`` in ``UNKNOWN_RESULTS``; or a payment
+        whose ``status`` is ``Unknown``. Any item counts, not only the last: an unknown first
+        attempt may have moved money whatever a later one did. A body about another action
+        (capture, refund...) reports nothing about the authorization.
+        """
+        details = self.raw.get("details")
+        if not isinstance(details, Mapping) or details.get("action") not in (None, "authorize"):
+            return None
+        return _unknown_result(details)
+
     @classmethod
     def from_body(cls, body: bytes) -> WebhookEvent:
         data = parse_object(body)
@@ -131,6 +147,30 @@ class WebhookEvent:
             success=success if isinstance(success, bool) else None,
             raw=data,
         )
+
+
+def _unknown_result(details: Mapping[str, Any]) -> str | None:
+    candidates: list[tuple[object, object]] = [(details.get("operationResult"), None)]
+    for key in ("paymentComposition", "payments"):
+        items = details.get(key)
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, Mapping):
+                candidates.append((item.get("operationResult"), item.get("status")))
+                candidates.extend((r, None) for r in _reason_results(item.get("errors")))
+    candidates.extend((r, None) for r in _reason_results(details.get("errors")))
+    for result, status in candidates:
+        if isinstance(result, str) and result in UNKNOWN_RESULTS:
+            return result
+        if status == "Unknown":
+            return "Unknown"
+    return None
+
+
+def _reason_results(errors: object) -> list[object]:
+    if not isinstance(errors, list):
+        return []
+    reasons = [e.get("reason") for e in errors if isinstance(e, Mapping)]
+    return [r.get("result") for r in reasons if isinstance(r, Mapping)]
 
 
 class EventIdentity(NamedTuple):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from shared.money import Money
 from shared.payrails.models import Execution, ExecutionOutcome
 
 
@@ -75,10 +76,55 @@ class Observation:
     reason: str | None = None
 
     @classmethod
-    def from_execution(cls, execution: Execution) -> Observation:
+    def from_execution(cls, execution: Execution, expected: Money | None = None) -> Observation:
+        """What the execution says; ``expected`` is the order's amount, when the caller has it.
+
+        A succeeded execution whose amount (the sum of its payments) differs from ``expected``
+        in value or currency goes to ``needs_review``: money moved, but not the order's amount.
+        An execution without an amount is not compared (Payrails sets it only once an action
+        carried one); one whose amount is there but unreadable cannot be shown to match, so it
+        goes to review too.
+        """
         status = _FROM_OUTCOME[execution.outcome]
+        if status is OrderStatus.PAID and expected is not None:
+            mismatch = amount_mismatch(execution, expected)
+            if mismatch is not None:
+                return cls(OrderStatus.NEEDS_REVIEW, reason=mismatch)
         reason = execution.operation_result if status in TERMINAL - {OrderStatus.PAID} else None
         return cls(status, execution.threeds_url, reason)
+
+
+def with_reported_unknown(observed: Observation, result: str | None) -> Observation:
+    """``observed`` (from the re-polled execution), given what the triggering webhook reported.
+
+    An outcome counts as unknown when either the polled execution or the webhook that
+    triggered the poll says so: when the webhook reports an unknown-family ``result``
+    (``Unknown``, ``Timeout``, ``ProviderTimeout``...), a poll that reads failed, pending or
+    awaiting the shopper becomes ``needs_review`` with that result as the reason. The one poll
+    that outranks the webhook is ``paid``: Payrails now confirms the authorization at the
+    order's amount (a different amount is already ``needs_review``). That is the rule the
+    execution itself follows for its own unknown results, and it keeps the outcome the same
+    whether the webhook or the checkout's poll saw the success first.
+    """
+    if result is None or observed.status in (OrderStatus.PAID, OrderStatus.NEEDS_REVIEW):
+        return observed
+    return Observation(OrderStatus.NEEDS_REVIEW, reason=result)
+
+
+def _show(money: Money) -> str:
+    return f"{money.format_value()} {money.currency}"
+
+
+def amount_mismatch(execution: Execution, expected: Money) -> str | None:
+    """Why the execution's amount is not ``expected``; None when it matches or is absent."""
+    authorized = execution.amount
+    if authorized is None:
+        if execution.raw.get("amount") is None:
+            return None
+        return f"authorized amount unreadable; the order's is {_show(expected)}"
+    if authorized.currency == expected.currency and authorized.value == expected.value:
+        return None
+    return f"authorized amount {_show(authorized)} differs from the order's {_show(expected)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,10 @@
 
 Outcomes: ``authorized`` (Payrails acknowledged), ``denied`` (the hook said no: the order is
 ``payment_failed``), ``skipped`` (the order is past authorizing, or was acknowledged already),
-``rejected`` (Payrails refused for good: the order goes to ``needs_review``), ``retried`` and
-``dead_lettered`` (transient failures, then the parking lot after the last delay tier).
+``refused`` (Payrails refused the request outright, an unknown instrument say: the order is
+``payment_failed``), ``rejected`` (an answer a retry will not change but that does not prove
+nothing happened: the order goes to ``needs_review``), ``retried`` and ``dead_lettered``
+(transient failures, then the parking lot after the last delay tier).
 
 An order is never authorized twice: only an order still ``created`` or ``authorizing`` is
 authorized, under its row lock; the ``authorize`` idempotency key is committed before the call
@@ -28,7 +30,7 @@ from shared.commands import AuthorizeCommand
 from shared.db.models import IdempotencyKey, Order
 from shared.errors import InvalidPayload, PublishError, TransientError
 from shared.orders import apply_observation, ensure_idempotency_key, lock_order, order_money, utcnow
-from shared.payrails.errors import PayrailsError, PayrailsTransientError
+from shared.payrails.errors import PayrailsError, PayrailsTransientError, is_definite_refusal
 from shared.state_machine import Cause, Observation, OrderStatus
 from worker.deps import Deps
 from worker.preauthorize import AllowAll, Decision, PreAuthorizeHook
@@ -44,6 +46,7 @@ class AuthorizeOutcome(StrEnum):
     AUTHORIZED = "authorized"
     DENIED = "denied"
     SKIPPED = "skipped"
+    REFUSED = "refused"
     REJECTED = "rejected"
     RETRIED = "retried"
     DEAD_LETTERED = "dead_lettered"
@@ -142,25 +145,59 @@ async def authorize_order(
     except PayrailsTransientError:
         raise
     except (PayrailsError, InvalidPayload) as exc:
-        await _refer_to_review(deps, order.id, exc)
-        return AuthorizeOutcome.REJECTED
+        return await _settle_refusal(deps, order.id, exc)
     await _mark_completed(deps, order.id)
     return outcome
 
 
-async def _refer_to_review(deps: Deps, order_id: int, exc: PayrailsError | InvalidPayload) -> None:
-    """A refusal a retry will not change: an operator decides, nothing is retried by itself.
+MAX_LABEL_CHARS = 120  # Payrails' code is theirs: keep what lands in failure_reason bounded
 
-    Conservative on purpose: a refused or unreadable answer cannot prove that no money moved.
+
+def refusal_observation(exc: PayrailsError | InvalidPayload) -> Observation:
+    """What a final (not transient) answer to the authorize says about the order.
+
+    ``payment_failed`` only when the answer proves Payrails did not act on the request, so no
+    money can have moved: a refusal status such as 400, 404 or 422 for an unknown or foreign
+    instrument or an invalid body (``is_definite_refusal``). A made-up instrument id therefore
+    fails the payment and pages nobody.
+
+    ``needs_review`` wherever the answer cannot prove that: a 2xx answer we cannot read (the
+    authorize may well have been accepted), a timed-out, canceled or conflicting request, an
+    action not allowed in the execution's state (it may have been authorized already), a result
+    of the unknown family, or a status outside the known refusals. An operator settles those;
+    nothing is retried by itself.
     """
-    code = (exc.code or exc.status) if isinstance(exc, PayrailsError) else "unreadable answer"
-    log.error("authorize.rejected", error=repr(exc))
+    if isinstance(exc, PayrailsError) and is_definite_refusal(exc):
+        label = _label(exc)
+        return Observation(OrderStatus.PAYMENT_FAILED, reason=f"authorize refused: {label}")
+    label = _label(exc) if isinstance(exc, PayrailsError) else "unreadable answer"
+    return Observation(OrderStatus.NEEDS_REVIEW, reason=f"authorize outcome unknown: {label}")
+
+
+def _label(exc: PayrailsError) -> str:
+    """Payrails' code (or the HTTP status), with the operation results it named, if any."""
+    label = exc.code or str(exc.status)
+    if exc.results:
+        label += f" ({', '.join(exc.results)})"
+    return label[:MAX_LABEL_CHARS]
+
+
+async def _settle_refusal(
+    deps: Deps, order_id: int, exc: PayrailsError | InvalidPayload
+) -> AuthorizeOutcome:
+    """Record a final answer with cause authorize: a failed payment, or one for review."""
+    observed = refusal_observation(exc)
+    if observed.status is OrderStatus.PAYMENT_FAILED:
+        log.warning("authorize.refused", error=repr(exc))
+        outcome = AuthorizeOutcome.REFUSED
+    else:
+        log.error("authorize.rejected", error=repr(exc))
+        outcome = AuthorizeOutcome.REJECTED
     async with deps.sessions.begin() as session:
         order = await lock_order(session, order_id=order_id)
-        if order is None:
-            return
-        observed = Observation(OrderStatus.NEEDS_REVIEW, reason=f"authorize refused: {code}")
-        await apply_observation(session, order, observed, Cause.AUTHORIZE)
+        if order is not None:
+            await apply_observation(session, order, observed, Cause.AUTHORIZE)
+    return outcome
 
 
 async def _process(

@@ -390,7 +390,7 @@ async def _apply_operator_poll(
         transition = await apply_observation(
             session,
             order,
-            Observation.from_execution(execution),
+            Observation.from_execution(execution, order_money(order)),
             Cause.OPERATOR,
             detail={"execution_status": execution.latest_code, "via": "recon orders reconcile"},
         )

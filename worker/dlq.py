@@ -239,7 +239,7 @@ async def plan_replay(
     except ReconError as exc:
         note = f"payrails unavailable: {type(exc).__name__}"
         return ReplayPlan(letter, order.reference, current, None, note)
-    transition = decide(current, Observation.from_execution(execution))
+    transition = decide(current, Observation.from_execution(execution, order_money(order)))
     if transition is None:
         note = f"no change (Payrails: {execution.latest_code or 'no status'})"
         return ReplayPlan(letter, order.reference, current, None, note)

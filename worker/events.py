@@ -24,11 +24,11 @@ from shared.db.models import Order, table_of
 from shared.db.models import WebhookEvent as InboxRow
 from shared.errors import InvalidPayload
 from shared.events import WebhookEvent
-from shared.orders import Change, apply_observations
+from shared.orders import Change, apply_observations, order_money
 from shared.payrails.client import PayrailsClient
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.payrails.models import Execution
-from shared.state_machine import Cause, Observation, Transition
+from shared.state_machine import Cause, Observation, Transition, with_reported_unknown
 
 
 class Outcome(StrEnum):
@@ -206,11 +206,23 @@ def belongs_to(order: Order, execution: Execution | None, bound: str | None) -> 
     return bound in (None, execution.id)
 
 
+def observe(order: Order, delivery: Delivery) -> Observation:
+    """The re-polled execution against the order's amount, and what the webhook reported.
+
+    An outcome counts as unknown when either the polled execution or the webhook that
+    triggered the poll says so (``with_reported_unknown``): a webhook reporting
+    ``ProviderTimeout`` sends the order to ``needs_review`` even if the poll reads failed.
+    """
+    assert delivery.execution is not None  # the consumer only passes re-polled deliveries
+    observed = Observation.from_execution(delivery.execution, order_money(order))
+    return with_reported_unknown(observed, delivery.event.unknown_result)
+
+
 def _change(order: Order, delivery: Delivery) -> Change:
     assert delivery.execution is not None  # the consumer only passes re-polled deliveries
     return Change(
         order,
-        Observation.from_execution(delivery.execution),
+        observe(order, delivery),
         event_id=delivery.event.event_id,
         webhook_received_at=delivery.received_at,
         detail={"event": delivery.event.name, "executionStatus": delivery.execution.latest_code},

@@ -6,6 +6,37 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.errors import ReconError, TransientError
+from shared.payrails.models import UNKNOWN_RESULTS
+
+# 4xx answers Payrails gives to a request it refused as a whole, before acting on it (Payrails'
+# error-codes page): malformed or invalid (400), our credentials (401, 403), an execution or
+# instrument it does not know (404), a body it cannot process (422).
+REFUSAL_STATUSES = frozenset({400, 401, 403, 404, 422})
+# Codes that do not prove the request was not acted on: it timed out (``request.timeout``, to be
+# retried with the same key), was cut off (``request.canceled``), clashed with the resource's
+# state or with a request in flight (``request.conflict``), the action is not allowed in the
+# execution's current state, which may be because it was done already
+# (``workflow.action.not-allowed``), or Payrails itself failed.
+INCONCLUSIVE_CODES = frozenset(
+    {
+        "request.timeout",
+        "request.canceled",
+        "request.conflict",
+        "workflow.action.not-allowed",
+        "internal",
+        "service.unavailable",
+    }
+)
+# A workflow action that ran and failed: conclusive only with a decline result in ``reason``.
+ACTION_FAILED = "workflow.action.failed"
+# Operation results that are no decline: money may have moved (payrails-api-facts 2.6).
+OPEN_RESULTS = UNKNOWN_RESULTS | {
+    "Success",
+    "Accepted",
+    "Pending",
+    "HTTPRedirectRequired",
+    "FormRedirectRequired",
+}
 
 
 class PayrailsError(ReconError):
@@ -20,11 +51,13 @@ class PayrailsError(ReconError):
         code: str | None = None,
         status: int | None = None,
         retry_after: float | None = None,
+        results: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.retry_after = retry_after
+        self.results = results  # the operation results (``reason.result``) the errors carry
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, status={self.status!r})"
@@ -61,6 +94,40 @@ def error_code(body: object) -> tuple[str | None, str | None]:
     )
 
 
+def error_results(body: object) -> tuple[str, ...]:
+    """Every ``errors[].reason.result`` of Payrails' envelope (``InsufficientBalance``...)."""
+    errors = body.get("errors") if isinstance(body, Mapping) else None
+    if not isinstance(errors, list):
+        return ()
+    results: list[str] = []
+    for item in errors:
+        reason = item.get("reason") if isinstance(item, Mapping) else None
+        result = reason.get("result") if isinstance(reason, Mapping) else None
+        if isinstance(result, str) and result:
+            results.append(result)
+    return tuple(results)
+
+
+def is_definite_refusal(error: PayrailsError) -> bool:
+    """True when the answer proves Payrails did not act on the request: no money moved.
+
+    Only a refusal status (``REFUSAL_STATUSES``), with no code that leaves the request's fate
+    open (``INCONCLUSIVE_CODES``) and no result that is not a decline (the unknown family
+    ``Unknown``, ``Timeout``, ``ProviderTimeout``..., or a success or pending result).
+    ``workflow.action.failed`` says the action ran: it is conclusive only when its
+    ``reason.result`` names a decline. Anything else (408, 409, 499, a transient
+    failure, a status this list does not know) is not proof, so the caller must not treat it
+    as a failed payment.
+    """
+    if error.retryable or error.status not in REFUSAL_STATUSES:
+        return False
+    if error.code in INCONCLUSIVE_CODES:
+        return False
+    if any(result in OPEN_RESULTS for result in error.results):
+        return False
+    return error.code != ACTION_FAILED or bool(error.results)
+
+
 def error_from_response(
     endpoint: str, status: int, body: object, *, retry_after: float | None = None
 ) -> PayrailsError:
@@ -76,4 +143,10 @@ def error_from_response(
         kind = PayrailsAuthError
     else:
         kind = PayrailsError
-    return kind(message, code=code, status=status, retry_after=retry_after)
+    return kind(
+        message,
+        code=code,
+        status=status,
+        retry_after=retry_after,
+        results=error_results(body),
+    )

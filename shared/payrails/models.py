@@ -7,14 +7,16 @@ normalise to one ``ExecutionOutcome``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from shared.errors import InvalidPayload
-from shared.money import Money
+from shared.money import Money, is_currency
 
 
 class ExecutionOutcome(StrEnum):
@@ -26,6 +28,8 @@ class ExecutionOutcome(StrEnum):
     FAILED = "failed"  # authorizeFailed with a decline
     UNKNOWN = "unknown"  # the PSP's result is unknown: manual review, never auto-retry
 
+
+_ANY_PRECISION = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,30})?\Z")  # ASCII digits, bounded
 
 # Results where money may or may not have moved (payrails-api-facts 2.6).
 UNKNOWN_RESULTS = frozenset(
@@ -135,13 +139,22 @@ def _threeds_url(body: Mapping[str, Any]) -> str | None:
 
 
 def _money(raw: object) -> Money | None:
-    """The execution's amount when it carries a valid one; it is informative only."""
+    """The execution's amount when it carries a readable one, compared with the order's.
+
+    Payrails documents amounts as decimal strings "of any precision", so ``129.9`` reads as
+    ``129.90`` here rather than being lost, which would hide a mismatch.
+    """
     if not isinstance(raw, Mapping):
         return None
+    value, currency = raw.get("value"), raw.get("currency")
     try:
-        return Money.parse(raw.get("value"), raw.get("currency"))
+        return Money.parse(value, currency)
     except InvalidPayload:
-        return None
+        pass
+    readable = isinstance(value, str) and _ANY_PRECISION.match(value) is not None
+    if readable and isinstance(currency, str) and is_currency(currency):
+        return Money(Decimal(str(value)), currency)
+    return None
 
 
 def _current_attempt(statuses: tuple[StatusEntry, ...]) -> tuple[StatusEntry, ...]:

@@ -217,6 +217,35 @@ async def test_a_second_authorize_key_counts_as_an_attempt_even_when_refused(
     assert stats["authorizeAttempts"] == {execution["id"]: 2}
 
 
+async def test_an_unknown_or_foreign_instrument_is_refused_alike_before_any_authorize(
+    raw: Raw, sandbox: SandboxHandle
+) -> None:
+    """Never issued, or issued to another holder: one 400 answer, and nothing authorized."""
+    own = await raw.create("order-own")
+    foreign = await raw.call(
+        "POST",
+        EXECUTIONS,
+        {"merchantReference": "order-foreign", "holderReference": "someone-else", "meta": {}},
+        key=str(uuid.uuid4()),
+    )
+    assert foreign[0] == 201
+    _, instrument, _ = await raw.tokenize(card(await raw.sdk_token()))  # issued to holder "c"
+
+    answers = [
+        await raw.authorize(own["id"], "pi_never_issued", str(uuid.uuid4())),
+        await raw.authorize(foreign[1]["id"], instrument["id"], str(uuid.uuid4())),
+    ]
+
+    for status, body, _ in answers:
+        assert status == 400
+        (error,) = body["errors"]
+        assert error["code"] == "request.validation-error"
+        assert error["detail"] == "paymentComposition[0].paymentInstrumentId is unknown"
+    assert (await sandbox.stats())["authorizesExecuted"] == {}
+    accepted, _, _ = await raw.authorize(own["id"], instrument["id"], str(uuid.uuid4()))
+    assert accepted == 202  # the holder's own instrument still authorizes
+
+
 async def test_pending_challenge_links_every_challenge_field_to_the_hosted_page(raw: Raw) -> None:
     created = await raw.create()
     _, instrument, _ = await raw.tokenize(card(await raw.sdk_token(), "4000000000003220"))

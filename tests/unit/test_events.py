@@ -85,6 +85,7 @@ def test_any_json_object_with_an_event_parses_or_is_rejected_cleanly(details: ob
     body = json.dumps({"event": "x", "details": details}).encode()
     event = WebhookEvent.from_body(body)
     assert event.event_id.startswith("drv_")
+    assert event.unknown_result is None or isinstance(event.unknown_result, str)
 
 
 def test_a_surrogate_pair_escape_is_text_and_parses() -> None:
@@ -103,3 +104,43 @@ def test_a_surrogate_pair_escape_is_text_and_parses() -> None:
 def test_a_lone_surrogate_anywhere_in_the_body_is_refused_as_not_text(body: bytes) -> None:
     with pytest.raises(InvalidPayload, match="lone surrogate"):
         parse_object(body)
+
+
+def with_details(**details: object) -> WebhookEvent:
+    body = {**COMPLETED, "details": {**COMPLETED["details"], **details}}  # type: ignore[dict-item]
+    return WebhookEvent.from_body(json.dumps(body).encode())
+
+
+@pytest.mark.parametrize(
+    ("details", "result"),
+    [
+        ({"paymentComposition": [{"operationResult": "ProviderTimeout"}]}, "ProviderTimeout"),
+        (
+            {
+                "paymentComposition": [
+                    {"operationResult": "Timeout"},
+                    {"operationResult": "GenericRejection"},
+                ]
+            },
+            "Timeout",  # an unknown first attempt counts, whatever the later one did
+        ),
+        ({"paymentComposition": [{"status": "Unknown", "operationResult": "x"}]}, "Unknown"),
+        ({"operationResult": "Unknown"}, "Unknown"),
+        (
+            {"errors": [{"reason": {"result": "UnexpectedProviderResponse"}}]},
+            "UnexpectedProviderResponse",
+        ),
+        ({"paymentComposition": [{"operationResult": "InsufficientBalance"}]}, None),
+        ({"paymentComposition": "not a list"}, None),
+        ({}, None),
+    ],
+)
+def test_an_unknown_result_is_read_from_the_webhook(
+    details: dict[str, object], result: str | None
+) -> None:
+    assert with_details(**details).unknown_result == result
+
+
+def test_another_actions_unknown_result_says_nothing_about_the_authorization() -> None:
+    timeout = [{"operationResult": "ProviderTimeout"}]
+    assert with_details(action="refund", paymentComposition=timeout).unknown_result is None

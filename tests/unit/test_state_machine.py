@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared.money import Money
+from shared.payrails.models import UNKNOWN_RESULTS, Execution
 from shared.state_machine import (
     RANK,
     REVIEW_VERDICTS,
@@ -13,6 +18,7 @@ from shared.state_machine import (
     OrderStatus,
     decide,
     resolve_review,
+    with_reported_unknown,
 )
 
 URL = "https://sandbox.example/3ds/x"
@@ -92,3 +98,110 @@ def test_only_a_needs_review_order_takes_a_persons_verdict(
     transition = resolve_review(current, verdict, "checked with the PSP")
     allowed = current is OrderStatus.NEEDS_REVIEW and verdict in REVIEW_VERDICTS
     assert (transition is not None) is allowed
+
+
+# --- the amount Payrails authorized against the order's ------------------------------------------
+ORDER = Money(Decimal("129.90"), "EUR")
+DECIDING = {
+    "authorizeSuccessful": OrderStatus.PAID,
+    "authorizeFailed": OrderStatus.PAYMENT_FAILED,
+    "authorizePending": OrderStatus.AUTHORIZING,  # paused, no challenge URL
+    "authorizeRequested": OrderStatus.AUTHORIZING,
+}
+
+
+def execution(code: str, amount: dict[str, Any] | None) -> Execution:
+    body: dict[str, Any] = {
+        "id": "exec-1",
+        "status": [
+            {"code": "created", "time": "2026-01-01T10:00:00.000Z"},
+            {"code": code, "time": "2026-01-01T10:00:01.000Z"},
+        ],
+    }
+    if amount is not None:
+        body["amount"] = amount
+    return Execution.from_api(body)
+
+
+amounts = st.builds(
+    Money,
+    value=st.decimals(min_value=Decimal("0.01"), max_value=Decimal("99999.99"), places=2),
+    currency=st.sampled_from(["EUR", "USD", "GBP"]),
+)
+
+
+@given(st.sampled_from(sorted(DECIDING)), amounts, amounts)
+def test_only_a_success_for_the_orders_exact_amount_is_paid(
+    code: str, authorized: Money, expected: Money
+) -> None:
+    observed = Observation.from_execution(execution(code, authorized.to_json()), expected)
+    if DECIDING[code] is not OrderStatus.PAID:
+        assert observed.status is DECIDING[code]  # the amount decides nothing else
+    elif authorized == expected:
+        assert observed == Observation(OrderStatus.PAID)
+    else:
+        assert observed.status is OrderStatus.NEEDS_REVIEW
+        assert observed.reason == (
+            f"authorized amount {authorized.format_value()} {authorized.currency} "
+            f"differs from the order's {expected.format_value()} {expected.currency}"
+        )
+
+
+@given(amounts)
+def test_without_the_orders_amount_nothing_is_compared(authorized: Money) -> None:
+    observed = Observation.from_execution(execution("authorizeSuccessful", authorized.to_json()))
+    assert observed.status is OrderStatus.PAID
+
+
+def test_the_issues_example_reads_as_a_mismatch() -> None:
+    tiny = execution("authorizeSuccessful", {"value": "0.01", "currency": "EUR"})
+    observed = Observation.from_execution(tiny, ORDER)
+    assert observed.status is OrderStatus.NEEDS_REVIEW
+    assert observed.reason == "authorized amount 0.01 EUR differs from the order's 129.90 EUR"
+
+
+def test_the_same_value_in_another_currency_is_a_mismatch() -> None:
+    other = execution("authorizeSuccessful", {"value": "129.90", "currency": "USD"})
+    assert Observation.from_execution(other, ORDER).status is OrderStatus.NEEDS_REVIEW
+
+
+def test_an_amount_written_at_another_precision_still_matches() -> None:
+    """Payrails documents amounts of any precision: 129.9 is the order's 129.90."""
+    for value in ("129.9", "129.900"):
+        same = execution("authorizeSuccessful", {"value": value, "currency": "EUR"})
+        assert Observation.from_execution(same, ORDER).status is OrderStatus.PAID
+    off = execution("authorizeSuccessful", {"value": "129.901", "currency": "EUR"})
+    assert Observation.from_execution(off, ORDER).status is OrderStatus.NEEDS_REVIEW
+
+
+def test_an_absent_amount_is_not_compared_but_an_unreadable_one_goes_to_review() -> None:
+    absent = execution("authorizeSuccessful", None)
+    assert Observation.from_execution(absent, ORDER).status is OrderStatus.PAID
+    garbled = execution("authorizeSuccessful", {"value": "lots", "currency": "EUR"})
+    observed = Observation.from_execution(garbled, ORDER)
+    assert observed.status is OrderStatus.NEEDS_REVIEW
+    assert observed.reason == "authorized amount unreadable; the order's is 129.90 EUR"
+
+
+# --- a webhook that reports an unknown result ----------------------------------------------------
+@given(observations, st.sampled_from(sorted(UNKNOWN_RESULTS)))
+def test_a_reported_unknown_result_outranks_every_poll_but_paid(
+    observed: Observation, result: str
+) -> None:
+    combined = with_reported_unknown(observed, result)
+    if observed.status in (OrderStatus.PAID, OrderStatus.NEEDS_REVIEW):
+        assert combined == observed
+    else:
+        assert combined == Observation(OrderStatus.NEEDS_REVIEW, reason=result)
+
+
+@given(observations)
+def test_a_webhook_reporting_nothing_unknown_changes_nothing(observed: Observation) -> None:
+    assert with_reported_unknown(observed, None) == observed
+
+
+def test_a_failed_poll_with_a_provider_timeout_webhook_is_review() -> None:
+    failed = Observation.from_execution(execution("authorizeFailed", None), ORDER)
+    assert failed.status is OrderStatus.PAYMENT_FAILED
+    combined = with_reported_unknown(failed, "ProviderTimeout")
+    assert combined == Observation(OrderStatus.NEEDS_REVIEW, reason="ProviderTimeout")
