@@ -1,4 +1,5 @@
-"""The webhook ingress app: POST /webhooks/payrails plus health and metrics."""
+"""The webhook ingress app: POST /webhooks/payrails and /healthz; readiness and metrics on its
+admin port (WEBHOOK_ADMIN_PORT)."""
 
 from __future__ import annotations
 
@@ -21,5 +22,5 @@ def create_webhook_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(ledger_ctx)  # before the broker: settled after it closes
     app.cleanup_ctx.append(broker_ctx)
     app.router.add_post(WEBHOOK_PATH, receive_webhook)
-    add_health_routes(app, {"broker": broker_ready})
+    add_health_routes(app, {"broker": broker_ready}, admin_port=settings.webhook_admin_port)
     return app

@@ -1,8 +1,9 @@
 """POST /webhooks/payrails: verify, then store durably in RabbitMQ before answering 200.
 
-Answers: 200 once the broker confirmed; 413 too large; 401 bad or missing signature; 400 signed
-but not a Payrails event; 503 (with Retry-After) when the broker did not confirm, so Payrails
-retries. Every request ends in exactly one ``webhook.handled`` log line.
+Answers: 200 once the broker confirmed; 413 too large; 408 body not sent within
+HTTP_BODY_TIMEOUT_SECONDS; 401 bad or missing signature; 400 signed but not a Payrails event;
+503 (with Retry-After) when the broker did not confirm, so Payrails retries. Every request ends
+in exactly one ``webhook.handled`` log line.
 
 The message id is the event id: the body's ``id`` when it has one, else ``drv_`` + a hash of
 (event, details.actionId, details.success, time, execution id), so a retried delivery keeps its
@@ -27,6 +28,7 @@ from shared.clock import UtcIsoClock
 from shared.config import Settings
 from shared.errors import InvalidPayload, PublishError
 from shared.events import EventIdentity, identify
+from shared.http_server import BodyTimeout, body_deadline
 from shared.messaging import (
     HDR_EVENT_ID,
     HDR_EVENT_NAME,
@@ -87,9 +89,12 @@ class Refusal(Exception):
         self.status, self.outcome, self.reason, self.detail = status, outcome, reason, detail
 
 
-async def _read(request: web.Request, limit: int) -> bytes:
+async def _read(request: web.Request, settings: Settings) -> bytes:
     try:
-        return await read_capped(request, limit)
+        async with body_deadline(request, settings.http_body_timeout_seconds):
+            return await read_capped(request, settings.webhook_max_body_bytes)
+    except BodyTimeout as exc:  # counted and logged; the connection closes after the 408
+        raise Refusal(408, "timeout", "body_timeout") from exc
     except BodyTooLarge as exc:
         raise Refusal(413, "too_large", "body_too_large") from exc
     except (HttpProcessingError, web.RequestPayloadError, ConnectionError) as exc:
@@ -122,7 +127,7 @@ def _refuse(refusal: Refusal, line: dict[str, Any]) -> web.Response:
     if refusal.detail is not None:
         body["detail"] = refusal.detail
     response = web.json_response(body, status=refusal.status)
-    if refusal.status == 413:
+    if refusal.status in (408, 413):
         response.force_close()  # the rest of the body is never read
     return response
 
@@ -130,7 +135,7 @@ def _refuse(refusal: Refusal, line: dict[str, Any]) -> web.Response:
 async def _answer(request: web.Request, app: web.Application, line: dict[str, Any]) -> web.Response:
     settings = app[SETTINGS]
     try:
-        body = await _read(request, settings.webhook_max_body_bytes)
+        body = await _read(request, settings)
         line["key_index"] = key_index = _verify(request, body, settings)
         name, event_id, execution_id = _parse(body)
     except Refusal as refusal:

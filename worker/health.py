@@ -1,4 +1,8 @@
-"""The worker's side-port app: /healthz checks AMQP and the database; /metrics for Prometheus."""
+"""The worker's admin server: /healthz checks AMQP and the database; /metrics for Prometheus.
+
+It listens on ADMIN_HOST (loopback by default; 0.0.0.0 in pods, where a NetworkPolicy admits
+only the monitoring namespace) and WORKER_METRICS_PORT, the worker's admin port.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.config import Settings
+from shared.http_server import ADMIN_SHUTDOWN_SECONDS, GuardedAppRunner, HttpLimits
 
 Check = Callable[[], Awaitable[bool]]
 CHECKS = web.AppKey("checks", dict[str, Check])
@@ -64,8 +69,12 @@ def create_health_app(checks: Mapping[str, Check]) -> web.Application:
 
 
 async def start_health_server(settings: Settings, checks: Mapping[str, Check]) -> web.AppRunner:
-    """Serve the health app on WORKER_HOST:WORKER_METRICS_PORT; the caller cleans it up."""
-    runner = web.AppRunner(create_health_app(checks), access_log=None)
+    """Serve the health app on ADMIN_HOST:WORKER_METRICS_PORT; the caller cleans it up."""
+    runner = GuardedAppRunner(
+        create_health_app(checks),
+        HttpLimits.from_settings(settings, "admin"),
+        shutdown_timeout=ADMIN_SHUTDOWN_SECONDS,
+    )
     await runner.setup()
-    await web.TCPSite(runner, settings.worker_host, settings.worker_metrics_port).start()
+    await web.TCPSite(runner, settings.admin_host, settings.worker_metrics_port).start()
     return runner

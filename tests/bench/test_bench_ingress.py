@@ -239,11 +239,14 @@ async def measure(
     )
 
 
-async def start(args: list[str], env: dict[str, str], port: int) -> asyncio.subprocess.Process:
+async def start(
+    args: list[str], env: dict[str, str], ready_port: int
+) -> asyncio.subprocess.Process:
+    """Start a server; return once it answers /readyz on ``ready_port``."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, *args, env=env, stdout=asyncio.subprocess.DEVNULL
     )
-    await wait_until_ready(port)
+    await wait_until_ready(ready_port)
     return process
 
 
@@ -294,9 +297,11 @@ async def test_bench_ingress_against_a_bare_aiohttp_handler(
     }
 
     async def serve_and_measure(name: str) -> Result:
-        port = free_port()
+        port, admin_port = free_port(), free_port()
         args = [*servers[name], str(port)] if name != "ingress" else servers[name]
-        server = await start(args, {**env, "WEBHOOK_PORT": str(port)}, port)
+        server_env = {**env, "WEBHOOK_PORT": str(port), "WEBHOOK_ADMIN_PORT": str(admin_port)}
+        # The ingress answers /readyz on its admin port; the stand-in servers on their only one.
+        server = await start(args, server_env, admin_port if name == "ingress" else port)
         try:
             return await measure(name, wrk, script, server, port)
         finally:

@@ -275,7 +275,7 @@ async def worker_process(
         "AMQP_NAME_PREFIX": settings.amqp_name_prefix,
         "PAYRAILS_BASE_URL": payrails_url,
         "LOG_LEVEL": "WARNING",
-        "WORKER_HOST": "127.0.0.1",
+        "ADMIN_HOST": "127.0.0.1",
         "AMQP_PUBLISH_TIMEOUT_SECONDS": "15",
         "DATABASE_POOL_SIZE": "10",
         **tuning,

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 
+from ingress.health import ADMIN_RUNNER
 from ingress.keys import BROKER
 from ingress.signature import sign
 from ingress.webhook_app import WEBHOOK_PATH, create_webhook_app
@@ -110,3 +111,15 @@ async def queue_depth(connection: AbstractRobustConnection, queue: str) -> int:
 def sample(name: str, **labels: str) -> float:
     """A Prometheus sample's current value; 0 before it exists."""
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def admin_url(app: web.Application, path: str) -> str:
+    """``path`` on the app's admin server (readiness, metrics), which the app started."""
+    host, port = app[ADMIN_RUNNER].addresses[0][:2]
+    return f"http://{host}:{port}{path}"
+
+
+async def admin_get(client: Client, path: str) -> tuple[int, str]:
+    """GET ``path`` from the admin server of ``client``'s app: the status and the body."""
+    async with client.session.get(admin_url(client.app, path)) as response:
+        return response.status, await response.text()

@@ -40,7 +40,7 @@ class IngressProcess:
 
 
 async def wait_until_ready(port: int) -> None:
-    """Poll /readyz: a child process has no event to wait on."""
+    """Poll /readyz on the admin port: a child process has no event to wait on."""
     async with aiohttp.ClientSession() as session:
         for _ in range(200):
             try:
@@ -59,7 +59,7 @@ async def ingress_process(
 ) -> AsyncIterator[IngressProcess]:
     """The ingress in its own process, reaching RabbitMQ through the test's proxy."""
     await proxy.start()
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     env = {
         **os.environ,
         **base_env,
@@ -67,13 +67,14 @@ async def ingress_process(
         "AMQP_NAME_PREFIX": ingress_settings.amqp_name_prefix,
         "WEBHOOK_HOST": "127.0.0.1",
         "WEBHOOK_PORT": str(port),
+        "WEBHOOK_ADMIN_PORT": str(admin_port),
         "LOG_FORMAT": "json",
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ingress", "webhooks", env=env, stdout=asyncio.subprocess.PIPE
     )
     try:
-        await wait_until_ready(port)
+        await wait_until_ready(admin_port)
         yield IngressProcess(process, port)
     finally:
         if process.returncode is None:

@@ -35,7 +35,7 @@ async def test_worker_runs_every_component_serves_healthz_and_stops_cleanly(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     port = free_port()
-    local = dataclasses.replace(settings, worker_host="127.0.0.1", worker_metrics_port=port)
+    local = dataclasses.replace(settings, admin_host="127.0.0.1", worker_metrics_port=port)
     stop = asyncio.Event()
     task = asyncio.create_task(run(local, COMPONENTS, stop))
     body = webhook_body("executionCreated", str(uuid.uuid4()), "ord_main")

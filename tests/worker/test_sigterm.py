@@ -40,7 +40,7 @@ def worker_env(
         **base_env,
         "AMQP_NAME_PREFIX": settings.amqp_name_prefix,
         "PAYRAILS_BASE_URL": sandbox.url,
-        "WORKER_HOST": "127.0.0.1",
+        "ADMIN_HOST": "127.0.0.1",
         "WORKER_METRICS_PORT": str(port),
     }
 
