@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-sources := ingress worker shared sandbox scripts tests migrations
+sources := ingress worker shared sandbox demoshop scripts tests migrations
 
 .PHONY: run test lint format bench chaos services clean
 

@@ -8,17 +8,18 @@ import sys
 import structlog
 from aiohttp import web
 
-from shared.config import CALLS_PAYRAILS, VERIFIES_WEBHOOKS, Settings
+from ingress.health import ADMIN_PORT
+from shared import http_server
+from shared.config import SERVES_MERCHANTS, VERIFIES_WEBHOOKS, Settings
 from shared.errors import ConfigError
-from shared.event_loop import new_event_loop
 from shared.logging import configure_logging
 
 APPS = ("webhooks", "checkout")
-# The real Payrails secrets each app uses: the webhook app verifies signatures and never calls
-# Payrails; the checkout calls Payrails and never sees a webhook.
+# The real secrets each app uses: the webhook app verifies signatures and never calls Payrails;
+# the checkout calls Payrails and serves the merchant API, and never sees a webhook.
 REQUIRED_SECRETS: dict[str, tuple[str, ...]] = {
     "webhooks": VERIFIES_WEBHOOKS,
-    "checkout": CALLS_PAYRAILS,
+    "checkout": SERVES_MERCHANTS,
 }
 
 
@@ -45,18 +46,24 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"configuration error: {exc}")
     configure_logging(settings.log_level, json=settings.log_format == "json")
     app, host, port = build_app(args.app, settings)
-    structlog.get_logger("ingress").info("ingress.starting", app=args.app, host=host, port=port)
-    # run_app handles SIGTERM/SIGINT: stop listening, run on_shutdown (the checkout ends its
-    # long-polls there, so a waiting place-order answers 202 processing at once), let in-flight
-    # requests finish within the grace period, then run the cleanup contexts.
-    web.run_app(
-        app,
+    structlog.get_logger("ingress").info(
+        "ingress.starting",
+        app=args.app,
         host=host,
         port=port,
+        admin_host=settings.admin_host,
+        admin_port=app[ADMIN_PORT],
+    )
+    # SIGTERM/SIGINT: stop listening, run on_shutdown (the checkout ends its long-polls there,
+    # so a waiting place-order answers 202 processing at once), let in-flight requests finish
+    # within the grace period, then run the cleanup contexts (the admin server stops first).
+    # The server cuts off slow and silent clients (HTTP_*_TIMEOUT_SECONDS).
+    http_server.run(
+        app,
+        host,
+        port,
+        http_server.HttpLimits.from_settings(settings),
         shutdown_timeout=settings.ingress_shutdown_grace_seconds,
-        access_log=None,
-        print=None,
-        loop=new_event_loop(),
     )
 
 

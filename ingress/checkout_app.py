@@ -20,7 +20,9 @@ from aiohttp import web
 from sqlalchemy import text
 
 from ingress.broker import broker_ctx
-from ingress.checkout.keys import CHECKOUT, PAYRAILS, RETURN_TEMPLATE, SESSIONS
+from ingress.checkout.guards import ShopperGuards, shopper_guard
+from ingress.checkout.keys import API_KEYS, CHECKOUT, GUARDS, PAYRAILS, RETURN_TEMPLATE, SESSIONS
+from ingress.checkout.merchant_auth import ApiKeys
 from ingress.checkout.middleware import checkout_middleware
 from ingress.checkout.payment_return import load_return_template
 from ingress.checkout.routes import setup_checkout_routes
@@ -93,13 +95,19 @@ def setup_storefront(app: web.Application) -> None:
 def create_checkout_app(settings: Settings) -> web.Application:
     """The app behind ``python -m ingress checkout``."""
     app = web.Application(
-        middlewares=[checkout_middleware], client_max_size=CHECKOUT_MAX_BODY_BYTES
+        middlewares=[checkout_middleware, shopper_guard], client_max_size=CHECKOUT_MAX_BODY_BYTES
     )
     app[SETTINGS] = settings
+    app[API_KEYS] = ApiKeys(settings.merchant_api_keys)
+    app[GUARDS] = ShopperGuards.from_settings(settings)
     app[RETURN_TEMPLATE] = load_return_template()
     app.cleanup_ctx.extend([database_ctx, broker_ctx, payrails_ctx, checkout_ctx])
     app.on_shutdown.append(signal_stopping)
     setup_checkout_routes(app)
-    add_health_routes(app, {"broker": broker_ready, "database": database_ready})
+    add_health_routes(
+        app,
+        {"broker": broker_ready, "database": database_ready},
+        admin_port=settings.checkout_admin_port,
+    )
     setup_storefront(app)
     return app

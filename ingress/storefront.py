@@ -1,7 +1,9 @@
 """Demo storefront served by the checkout app: the seed's checkout page and a live confirmation.
 
 The pages load the Secure Fields SDK from the Payrails origin (the sandbox by default), so card
-data is typed into Payrails' iframes and never reaches this app.
+data is typed into Payrails' iframes and never reaches this app. The page holds no price: its
+script reads the checkout session's order (``GET /checkout/session``), whose amount the
+commerce backend set.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from shared.config import Settings
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 STATIC_DIR = Path(__file__).with_name("static")
 SDK_PATH = "/public/sdk/payrails-sdk.js"
-
-DEMO_AMOUNT = ("129.90", "EUR")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +85,8 @@ def _test_card_rows() -> str:
 
 def render_checkout(template: Template, settings: Settings) -> str:
     """The checkout page: three Secure Fields mounts, Place order, the 3-D Secure modal."""
-    value, currency = DEMO_AMOUNT
     return template.substitute(
         sdk_script_url=html.escape(sdk_origin(settings) + SDK_PATH),
-        amount_value=value,
-        amount_currency=currency,
-        amount_label=f"{value} {currency}",
         test_card_rows=_test_card_rows(),
         test_card_note=html.escape(TEST_CARD_NOTE),
     )

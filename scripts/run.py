@@ -1,16 +1,17 @@
 """``make run``: the whole product on one machine, with readable, prefixed output.
 
 Prepares PostgreSQL and RabbitMQ (see scripts/services.py), then runs the sandbox (as Payrails,
-unless PAYRAILS_BASE_URL points at a real Payrails), the webhook ingress, the checkout API and the
-worker as child processes. Ctrl-C or SIGTERM stops them all (SIGTERM, a grace period, then
+unless PAYRAILS_BASE_URL points at a real Payrails), the webhook ingress, the checkout API, the
+worker and, with the sandbox, the demo shop (a merchant site that is a client of the checkout)
+as child processes. Ctrl-C or SIGTERM stops them all (SIGTERM, a grace period, then
 SIGKILL) and exits 0 when every child stopped cleanly; a child that dies takes the others down,
 and a child that fails its stop (an exit status other than 0 or SIGTERM's, or SIGKILL after the
 grace period) makes the exit status 1.
 
 "Real credentials configured" is read from PAYRAILS_BASE_URL alone: the sandbox plays Payrails
-for a plain-http loopback URL, and an https URL means real Payrails. Settings refuse an https
-base URL unless PAYRAILS_CLIENT_SECRET and PAYRAILS_WEBHOOK_SECRETS are set explicitly, so the
-sandbox is left out exactly when real credentials are configured.
+for a plain-http loopback URL, and any other URL means real Payrails. Settings refuse such a base
+URL unless the real secrets are set explicitly, so the sandbox (and the demo shop, which sells
+against it) is left out exactly when real credentials are configured.
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from demoshop.config import DemoShopConfig
 from ingress.storefront import TEST_CARD_NOTE, TEST_CARDS
-from scripts.services import LOCAL_HOSTS, ServicesUnavailable, is_reachable, prepare
-from shared.config import Settings
+from scripts.services import ServicesUnavailable, is_reachable, prepare
+from shared.config import Settings, is_sandbox_url
 from shared.errors import ConfigError
 
 HEALTH_TIMEOUT_SECONDS = 60.0
 STOP_MARGIN_SECONDS = 5.0
 READY_LINE = "Ctrl-C stops everything."
-COLORS = ("36", "35", "33", "32", "34")
+COLORS = ("36", "35", "33", "32", "34", "31")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -55,6 +57,12 @@ class Child:
     port: int
     port_variable: str
     env: Mapping[str, str] = field(default_factory=dict)
+    # Its admin server's port and variable (/readyz, /metrics), when it has one of its own.
+    admin: tuple[int, str] | None = None
+
+    @property
+    def listens_on(self) -> tuple[tuple[int, str], ...]:
+        return ((self.port, self.port_variable), *((self.admin,) if self.admin else ()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +71,8 @@ class Stack:
 
     children: tuple[Child, ...]
     urls: tuple[tuple[str, str], ...]
-
-
-def is_sandbox_url(url: str) -> bool:
-    """A plain-http loopback PAYRAILS_BASE_URL means the local sandbox plays Payrails.
-
-    Any other URL is real Payrails, whose secrets shared.config then requires explicitly.
-    """
-    parts = urlsplit(url)
-    return parts.scheme == "http" and (parts.hostname or "") in LOCAL_HOSTS
+    # Where the banner sends the user first (the demo shop), if anywhere.
+    start_here: str | None = None
 
 
 def sandbox_with_real_secrets(settings: Settings) -> str | None:
@@ -130,6 +131,23 @@ def sandbox_child(settings: Settings, env: Mapping[str, str]) -> Child:
     return Child("sandbox", ("-m", "sandbox"), health, port, "PAYRAILS_BASE_URL", sandbox_env)
 
 
+def demo_shop_child(settings: Settings, env: Mapping[str, str]) -> Child:
+    """The demo shop, selling through this stack's checkout with one of its merchant API keys.
+
+    DEMO_SHOP_CHECKOUT_URL and DEMO_SHOP_API_KEY win when set; by default the shop calls the
+    checkout on loopback (server to server) with the first of MERCHANT_API_KEYS.
+    """
+    shop = DemoShopConfig.from_env(env)
+    shop_env = {
+        "DEMO_SHOP_CHECKOUT_URL": env.get("DEMO_SHOP_CHECKOUT_URL", "").strip()
+        or f"http://127.0.0.1:{settings.checkout_port}",
+        "DEMO_SHOP_API_KEY": env.get("DEMO_SHOP_API_KEY", "").strip()
+        or settings.merchant_api_keys[0].reveal(),
+    }
+    health = f"http://127.0.0.1:{shop.port}/healthz"
+    return Child("demoshop", ("-m", "demoshop"), health, shop.port, "DEMO_SHOP_PORT", shop_env)
+
+
 def plan(settings: Settings, env: Mapping[str, str]) -> Stack:
     """The children to start and the URLs to print, from the settings."""
     webhooks = f"http://127.0.0.1:{settings.webhook_port}"
@@ -142,6 +160,7 @@ def plan(settings: Settings, env: Mapping[str, str]) -> Stack:
             f"{webhooks}/healthz",
             settings.webhook_port,
             "WEBHOOK_PORT",
+            admin=(settings.webhook_admin_port, "WEBHOOK_ADMIN_PORT"),
         ),
         Child(
             "checkout",
@@ -149,6 +168,7 @@ def plan(settings: Settings, env: Mapping[str, str]) -> Stack:
             f"{checkout}/healthz",
             settings.checkout_port,
             "CHECKOUT_PORT",
+            admin=(settings.checkout_admin_port, "CHECKOUT_ADMIN_PORT"),
         ),
         Child(
             "worker",
@@ -158,27 +178,34 @@ def plan(settings: Settings, env: Mapping[str, str]) -> Stack:
             "WORKER_METRICS_PORT",
         ),
     ]
-    payrails = ("Payrails API", f"{settings.payrails_base_url} (the sandbox is not started)")
-    if is_sandbox_url(settings.payrails_base_url):
-        children.insert(0, sandbox_child(settings, env))
-        payrails = ("Payrails sandbox", settings.payrails_base_url)
     urls = (
         ("Storefront", f"{public_base_url(settings)}/"),
         ("Checkout API", checkout),
         ("Webhook ingress", f"{webhooks}/webhooks/payrails"),
+        ("Webhook metrics", f"http://127.0.0.1:{settings.webhook_admin_port}/metrics"),
+        ("Checkout metrics", f"http://127.0.0.1:{settings.checkout_admin_port}/metrics"),
         ("Worker metrics", f"{worker}/metrics"),
-        payrails,
     )
-    return Stack(tuple(children), urls)
+    if not is_sandbox_url(settings.payrails_base_url):
+        payrails = ("Payrails API", f"{settings.payrails_base_url} (the sandbox is not started)")
+        return Stack(tuple(children), (*urls, payrails))
+    # The demo shop sells against the sandbox only: with a real Payrails it is left out.
+    shop = demo_shop_child(settings, env)
+    shop_url = f"http://127.0.0.1:{shop.port}/"
+    return Stack(
+        (sandbox_child(settings, env), *children, shop),
+        (("Demo shop", shop_url), *urls, ("Payrails sandbox", settings.payrails_base_url)),
+        start_here=shop_url,
+    )
 
 
 def ports_in_use(children: Sequence[Child]) -> list[str]:
     """A message for each port something else already listens on."""
     return [
-        f"port {c.port} ({c.port_variable}) is already in use: stop what listens there "
-        f"or set {c.port_variable}"
+        f"port {port} ({variable}) is already in use: stop what listens there or set {variable}"
         for c in children
-        if is_reachable("127.0.0.1", c.port, timeout=0.3)
+        for port, variable in c.listens_on
+        if is_reachable("127.0.0.1", port, timeout=0.3)
     ]
 
 
@@ -188,7 +215,10 @@ def banner(stack: Stack) -> str:
     lines += [f"  {label:<{width}}{url}" for label, url in stack.urls]
     lines += ["", "Test cards:"]
     lines += [f"  {card.number}  {card.behaviour}" for card in TEST_CARDS]
-    lines += [f"  {TEST_CARD_NOTE}", "", READY_LINE]
+    lines += [f"  {TEST_CARD_NOTE}", ""]
+    if stack.start_here is not None:
+        lines += [f"Start here: open {stack.start_here} and buy.", ""]
+    lines += [READY_LINE]
     return "\n".join(lines)
 
 
@@ -344,10 +374,10 @@ def main(env: Mapping[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
     try:
         settings = Settings.from_env(env)
+        stack = plan(settings, env)
     except ConfigError as exc:
         say(f"configuration error: {exc}")
         return 2
-    stack = plan(settings, env)
     if note := sandbox_with_real_secrets(settings):
         say(note)
     busy = ports_in_use(stack.children)

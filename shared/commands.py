@@ -1,4 +1,4 @@
-"""Commands the checkout sends to the worker over ``payments.commands``."""
+"""Commands on ``payments.commands``: the checkout's ``authorize``, a backend's ``order.create``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from shared.errors import InvalidPayload
 from shared.payloads import json_object
+from shared.validation import OrderTerms, parse_order_terms
+
+COMMAND_ID_MAX = 100  # the merchant_commands key's width
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +38,24 @@ class AuthorizeCommand:
         if not isinstance(execution_id, str) or not execution_id:
             raise InvalidPayload("authorize command has no executionId")
         return cls(reference, execution_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOrderCommand:
+    """``order.create`` from a commerce backend: idempotent by its own ``commandId``."""
+
+    command_id: str
+    terms: OrderTerms
+
+    @classmethod
+    def from_body(cls, body: bytes, message_id: str | None) -> CreateOrderCommand:
+        """The body's ``commandId``, else the AMQP message id; the order's terms, validated."""
+        data = json_object(body, "order.create command")
+        command_id = data.get("commandId") or message_id
+        if not isinstance(command_id, str) or not 0 < len(command_id) <= COMMAND_ID_MAX:
+            raise InvalidPayload(f"order.create needs a commandId of 1-{COMMAND_ID_MAX} characters")
+        terms = parse_order_terms(data)
+        if isinstance(terms, list):
+            problems = "; ".join(f"{e.field}: {e.message}" for e in terms)
+            raise InvalidPayload(f"order.create command is invalid: {problems}")
+        return cls(command_id, terms)

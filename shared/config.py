@@ -6,11 +6,13 @@ pass the result down.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 from shared.errors import ConfigError
 
@@ -38,6 +40,14 @@ class WebhookKey:
 
     def __repr__(self) -> str:
         return "WebhookKey('**********')"
+
+
+def parse_api_keys(raw: str) -> tuple[Secret, ...]:
+    """Parse MERCHANT_API_KEYS: comma-separated (several during a rotation), at least one."""
+    keys = tuple(Secret(part.strip()) for part in raw.split(",") if part.strip())
+    if not keys:
+        raise ConfigError("MERCHANT_API_KEYS must hold at least one key")
+    return keys
 
 
 def parse_webhook_keys(raw: str) -> tuple[WebhookKey, ...]:
@@ -156,11 +166,24 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # A publish held longer than this would cost latency for no further batching gain.
 MAX_PUBLISH_BATCH_WINDOW_SECONDS = 0.1
 # Only ever set explicitly: without them a real Payrails deployment would run on sandbox keys.
-REAL_PAYRAILS_SECRETS = ("PAYRAILS_CLIENT_SECRET", "PAYRAILS_WEBHOOK_SECRETS")
+REAL_PAYRAILS_SECRETS = ("PAYRAILS_CLIENT_SECRET", "PAYRAILS_WEBHOOK_SECRETS", "MERCHANT_API_KEYS")
+# The sandbox's public defaults: refused against a real Payrails, even when set explicitly.
+SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 (public on purpose)
+SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"  # noqa: S105 (public on purpose)
+SANDBOX_MERCHANT_API_KEY = "sandbox-merchant-key"
+SANDBOX_DEFAULTS: dict[str, str] = {
+    "PAYRAILS_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
+    "PAYRAILS_WEBHOOK_SECRETS": SANDBOX_WEBHOOK_SECRET,
+    "MERCHANT_API_KEYS": SANDBOX_MERCHANT_API_KEY,
+}
+# Shortest secret accepted against a real Payrails (HMAC keys should be as long as the hash).
+MIN_REAL_SECRET_BYTES = 32
 # What each process passes as ``Settings.from_env(requires=...)``: the real secrets it uses, and
 # only those (each pod gets only its own secrets). The checkout, the worker and the ``recon`` CLI
 # call Payrails with the client secret; only the webhook ingress verifies webhook signatures.
 CALLS_PAYRAILS: tuple[str, ...] = ("PAYRAILS_CLIENT_SECRET",)
+# The checkout also serves the merchant API, so its API keys must be real too.
+SERVES_MERCHANTS: tuple[str, ...] = ("PAYRAILS_CLIENT_SECRET", "MERCHANT_API_KEYS")
 VERIFIES_WEBHOOKS: tuple[str, ...] = ("PAYRAILS_WEBHOOK_SECRETS",)
 
 
@@ -189,10 +212,10 @@ class Settings:
     # Origin the shopper's browser loads the Secure Fields SDK from; None = payrails_base_url.
     payrails_sdk_origin: str | None = None
     payrails_client_id: str = "sandbox-client"
-    payrails_client_secret: Secret = Secret("sandbox-secret")
+    payrails_client_secret: Secret = Secret(SANDBOX_CLIENT_SECRET)
     payrails_workspace_id: str = "sandbox-workspace"
     payrails_workflow_code: str = "payment-acceptance"
-    payrails_webhook_keys: tuple[WebhookKey, ...] = (WebhookKey(b"sandbox-webhook-secret"),)
+    payrails_webhook_keys: tuple[WebhookKey, ...] = (WebhookKey(SANDBOX_WEBHOOK_SECRET.encode()),)
     payrails_client_cert: str | None = None
     payrails_client_key: str | None = None
     # CA bundle that verifies Payrails' server certificate; None: the system's trust store.
@@ -214,8 +237,25 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8000"
     checkout_poll_timeout_seconds: float = 25.0
     return_poll_timeout_seconds: float = 25.0
+    # Merchant API keys (several during a rotation); the default is the sandbox's and public.
+    merchant_api_keys: tuple[Secret, ...] = (Secret(SANDBOX_MERCHANT_API_KEY),)
+    checkout_session_ttl_seconds: float = 3600.0
+    # place-order and payments/init requests per minute, per checkout session and per address.
+    checkout_rate_limit_per_session: int = 30
+    checkout_rate_limit_per_address: int = 300
+    # Concurrent long-polls (place-order, payment-return) per session and in all.
+    checkout_long_polls_per_session: int = 2
+    checkout_long_polls_total: int = 256
 
-    worker_host: str = "0.0.0.0"
+    # Every HTTP server: slow or idle clients are cut off after these.
+    http_header_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 10.0
+    http_keepalive_timeout_seconds: float = 15.0
+    # /metrics and /readyz live on a separate admin port per process, loopback by default.
+    admin_host: str = "127.0.0.1"
+    webhook_admin_port: int = 9080
+    checkout_admin_port: int = 9000
+
     worker_metrics_port: int = 9100
     worker_prefetch: int = 64
     worker_retry_delays_seconds: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
@@ -284,7 +324,7 @@ class Settings:
             payrails_workspace_id=e.text("PAYRAILS_WORKSPACE_ID", d.payrails_workspace_id),
             payrails_workflow_code=e.text("PAYRAILS_WORKFLOW_CODE", d.payrails_workflow_code),
             payrails_webhook_keys=parse_webhook_keys(
-                e.text("PAYRAILS_WEBHOOK_SECRETS", "sandbox-webhook-secret")
+                e.text("PAYRAILS_WEBHOOK_SECRETS", SANDBOX_WEBHOOK_SECRET)
             ),
             payrails_client_cert=e.optional("PAYRAILS_CLIENT_CERT"),
             payrails_client_key=e.optional("PAYRAILS_CLIENT_KEY"),
@@ -322,7 +362,34 @@ class Settings:
             return_poll_timeout_seconds=e.number(
                 "RETURN_POLL_TIMEOUT_SECONDS", d.return_poll_timeout_seconds, minimum=0.1
             ),
-            worker_host=e.text("WORKER_HOST", d.worker_host),
+            merchant_api_keys=parse_api_keys(e.text("MERCHANT_API_KEYS", SANDBOX_MERCHANT_API_KEY)),
+            checkout_session_ttl_seconds=e.number(
+                "CHECKOUT_SESSION_TTL_SECONDS", d.checkout_session_ttl_seconds, minimum=60.0
+            ),
+            checkout_rate_limit_per_session=e.integer(
+                "CHECKOUT_RATE_LIMIT_PER_SESSION", d.checkout_rate_limit_per_session, minimum=1
+            ),
+            checkout_rate_limit_per_address=e.integer(
+                "CHECKOUT_RATE_LIMIT_PER_ADDRESS", d.checkout_rate_limit_per_address, minimum=1
+            ),
+            checkout_long_polls_per_session=e.integer(
+                "CHECKOUT_LONG_POLLS_PER_SESSION", d.checkout_long_polls_per_session, minimum=1
+            ),
+            checkout_long_polls_total=e.integer(
+                "CHECKOUT_LONG_POLLS_TOTAL", d.checkout_long_polls_total, minimum=1
+            ),
+            http_header_timeout_seconds=e.number(
+                "HTTP_HEADER_TIMEOUT_SECONDS", d.http_header_timeout_seconds, minimum=0.1
+            ),
+            http_body_timeout_seconds=e.number(
+                "HTTP_BODY_TIMEOUT_SECONDS", d.http_body_timeout_seconds, minimum=0.1
+            ),
+            http_keepalive_timeout_seconds=e.number(
+                "HTTP_KEEPALIVE_TIMEOUT_SECONDS", d.http_keepalive_timeout_seconds, minimum=0.1
+            ),
+            admin_host=e.text("ADMIN_HOST", d.admin_host),
+            webhook_admin_port=e.integer("WEBHOOK_ADMIN_PORT", d.webhook_admin_port),
+            checkout_admin_port=e.integer("CHECKOUT_ADMIN_PORT", d.checkout_admin_port),
             worker_metrics_port=e.integer("WORKER_METRICS_PORT", d.worker_metrics_port),
             worker_prefetch=e.integer("WORKER_PREFETCH", d.worker_prefetch, minimum=1),
             worker_retry_delays_seconds=e.numbers(
@@ -352,19 +419,70 @@ class Settings:
         )
 
 
+def is_loopback_http(url: str) -> bool:
+    """True for a plain-http URL on a loopback host (scheme and host in any case)."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname  # lower-cased, brackets of an IPv6 literal removed
+    except ValueError:
+        return False
+    if parts.scheme.lower() != "http" or not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_sandbox_url(url: str) -> bool:
+    """Only a plain-http loopback URL is the local sandbox.
+
+    Anything else (https, a public or private address, a host name other than ``localhost``)
+    is a real Payrails.
+    """
+    return is_loopback_http(url)
+
+
+def _secret_values(name: str, raw: str) -> list[bytes]:
+    """The key bytes a secret variable holds (each key of a comma-separated list)."""
+    if name == "PAYRAILS_WEBHOOK_SECRETS":
+        return [key.material for key in parse_webhook_keys(raw)]
+    if name == "MERCHANT_API_KEYS":
+        return [key.reveal().encode() for key in parse_api_keys(raw)]
+    return [raw.encode()]
+
+
+def _real_secret_problem(name: str, raw: str) -> str | None:
+    """Why ``raw`` may not serve as ``name`` against a real Payrails, or None if it may."""
+    if not raw:
+        return f"{name} must be set explicitly"
+    values = _secret_values(name, raw)
+    if SANDBOX_DEFAULTS[name].encode() in values:
+        return f"{name} holds the sandbox's public default value"
+    if name != "PAYRAILS_CLIENT_SECRET" and any(len(v) < MIN_REAL_SECRET_BYTES for v in values):
+        return f"every key in {name} must be at least {MIN_REAL_SECRET_BYTES} bytes"
+    return None
+
+
 def _require_real_secrets(base_url: str, env: Mapping[str, str], requires: Collection[str]) -> None:
-    """Real Payrails is reached over HTTPS; there, the sandbox's default secrets are refused.
+    """Against a real Payrails, refuse missing secrets, the sandbox defaults and short keys.
 
     Only the ``requires`` secrets are checked: a secret the process never uses keeps its sandbox
     default, which nothing in that process reads.
     """
-    if not base_url.startswith("https://"):
-        return  # a plain-http base URL is the sandbox (locally, in compose or in tests)
-    missing = [
-        name for name in REAL_PAYRAILS_SECRETS if name in requires and not env.get(name, "").strip()
+    if is_sandbox_url(base_url):
+        return
+    problems = [
+        problem
+        for name in REAL_PAYRAILS_SECRETS
+        if name in requires
+        and (problem := _real_secret_problem(name, env.get(name, "").strip())) is not None
     ]
-    if missing:
+    if problems:
         raise ConfigError(
-            f"PAYRAILS_BASE_URL is {base_url}, so {' and '.join(missing)} must be set "
-            "explicitly (the sandbox defaults are public: anyone could use them)"
+            f"PAYRAILS_BASE_URL {base_url} is a real Payrails (only a plain-http loopback URL is "
+            f"the sandbox), so {'; '.join(problems)} (the sandbox defaults are public: anyone "
+            "could use them)"
         )

@@ -50,11 +50,14 @@ BROKER_DEATH_HEADERS = frozenset(
 )
 
 ROUTING_AUTHORIZE = "authorize"
+ROUTING_CREATE_ORDER = "order.create"
 ORDER_ROUTING_KEYS = (
     "order.paid",
     "order.payment_failed",
     "order.action_required",
     "order.needs_review",
+    "order.created",
+    "order.rejected",
 )
 
 
@@ -88,6 +91,10 @@ class Names:
         return self._n("reconciler.authorize-commands")
 
     @property
+    def merchant_commands_queue(self) -> str:
+        return self._n("reconciler.merchant-commands")
+
+    @property
     def orders_exchange(self) -> str:
         return self._n("orders")
 
@@ -106,7 +113,7 @@ class Names:
 
     @property
     def work_queues(self) -> tuple[str, ...]:
-        return (self.events_queue, self.authorize_queue)
+        return (self.events_queue, self.authorize_queue, self.merchant_commands_queue)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Names:
@@ -150,6 +157,10 @@ async def declare_topology(channel: AbstractChannel, settings: Settings) -> Name
         names.authorize_queue, durable=True, arguments=work_args
     )
     await authorize.bind(commands, routing_key=ROUTING_AUTHORIZE)
+    merchant = await channel.declare_queue(
+        names.merchant_commands_queue, durable=True, arguments=work_args
+    )
+    await merchant.bind(commands, routing_key=ROUTING_CREATE_ORDER)
 
     for source in names.work_queues:
         for delay in settings.worker_retry_delays_seconds:

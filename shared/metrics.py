@@ -15,8 +15,8 @@ _SLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 9
 WEBHOOK_REQUESTS = Counter(
     "recon_webhook_requests_total",
     "Webhook deliveries answered by the ingress, by outcome.",
-    # accepted|too_large|missing_signature|bad_signature|bad_payload|unavailable (503),
-    # internal_error (503: a bug of ours, logged with its traceback)
+    # accepted|too_large|timeout (408: body too slow)|missing_signature|bad_signature|
+    # bad_payload|unavailable (503), internal_error (503: a bug of ours, logged with its traceback)
     ["outcome"],
 )
 WEBHOOK_REQUEST_SECONDS = Histogram(
@@ -116,7 +116,7 @@ WEBHOOK_TO_PAID_SECONDS = Histogram(
 AUTHORIZE_COMMANDS = Counter(
     "recon_authorize_commands_total",
     "Authorize commands finished, by outcome.",
-    ["outcome"],  # authorized|denied|skipped|rejected|retried|dead_lettered
+    ["outcome"],  # authorized|denied|skipped|refused|rejected|retried|dead_lettered
 )
 
 # --- worker: outbox relay --------------------------------------------------------------------
@@ -167,4 +167,53 @@ CHECKOUT_REQUEST_SECONDS = Histogram(
     "Checkout API request duration, by endpoint and outcome.",
     ["endpoint", "outcome"],
     buckets=(*_LATENCY_BUCKETS, 30.0),
+)
+MERCHANT_AUTH_FAILURES = Counter(
+    "recon_merchant_auth_failures_total",
+    "Merchant API requests refused 401, by reason (missing|malformed|invalid).",
+    ["reason"],
+)
+CHECKOUT_SESSION_REFUSALS = Counter(
+    "recon_checkout_session_refusals_total",
+    "Shopper requests refused for their checkout session, by reason "
+    "(missing|invalid|other_order|amount_mismatch|customer_mismatch|not_payable).",
+    ["reason"],
+)
+MERCHANT_ORDERS = Counter(
+    "recon_merchant_orders_total",
+    "Orders asked for by commerce backends, by channel (http|amqp) and outcome "
+    "(created|repeated|conflict|invalid).",
+    ["channel", "outcome"],
+)
+CHECKOUT_RATE_LIMITED = Counter(
+    "recon_checkout_rate_limited_total",
+    "Checkout requests refused with 429 by a rate limit, by the limit's scope.",
+    ["scope"],  # session|address
+)
+CHECKOUT_RATE_LIMIT_EVICTIONS = Counter(
+    "recon_checkout_rate_limit_evictions_total",
+    "Keys a rate limiter forgot while still limited, to stay within its key bound, by scope.",
+    ["scope"],  # session|address
+)
+CHECKOUT_LONG_POLLS_REFUSED = Counter(
+    "recon_checkout_long_polls_refused_total",
+    "Long-polls refused at once, by the bound reached: session (429) or total (503).",
+    ["scope"],  # session|total
+)
+CHECKOUT_LONG_POLLS_IN_FLIGHT = Gauge(
+    "recon_checkout_long_polls_in_flight",
+    "Long-polls (place-order, payment-return) holding a slot right now.",
+)
+
+# --- every HTTP server (shared/http_server.py) -----------------------------------------------
+HTTP_CLIENT_TIMEOUTS = Counter(
+    "recon_http_client_timeouts_total",
+    "Connections cut off because the client was too slow, by server (public|admin) and phase "
+    "(idle: sent nothing; header: request head unfinished; body: body unfinished).",
+    ["server", "phase"],
+)
+HTTP_MALFORMED_REQUESTS = Counter(
+    "recon_http_malformed_requests_total",
+    "Requests the HTTP parser refused (answered 400, the bytes never echoed), by server.",
+    ["server"],
 )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -112,6 +112,35 @@ def message_body(
 def outbox_message_id(order: Order, status: OrderStatus) -> str:
     """Stable per (order, status): a state is announced at most once, and consumers can dedupe."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"recon:order:{order.reference}:{status.value}"))
+
+
+async def write_outbox_message(
+    session: AsyncSession, *, order_id: int, routing_key: str, message_id: str, body: dict[str, Any]
+) -> None:
+    """One message for commerce backends outside a transition (a command's answer). No commit."""
+    await session.execute(
+        insert(table_of(OutboxMessage)).on_conflict_do_nothing(index_elements=["message_id"]),
+        [
+            {
+                "message_id": message_id,
+                "exchange": ORDERS_EXCHANGE,
+                "routing_key": routing_key,
+                "body": body,
+                "order_id": order_id,
+            }
+        ],
+    )
+    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
+
+
+async def republish_outbox_message(session: AsyncSession, message_id: str) -> None:
+    """Send a message again with its own id (consumers dedupe on it). No commit."""
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.message_id == message_id)
+        .values(published_at=None)
+    )
+    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
 
 
 async def count_orders_by_status(session: AsyncSession) -> dict[str, int]:

@@ -182,6 +182,11 @@ def base_env(service_urls: ServiceUrls, database_url: str) -> dict[str, str]:
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "DATABASE_POOL_SIZE": "5",
+        # Admin servers (readiness, metrics) on loopback ports of the kernel's choosing, so no two
+        # apps or test runs ever collide on the defaults; tests that call them set their own.
+        "ADMIN_HOST": "127.0.0.1",
+        "WEBHOOK_ADMIN_PORT": "0",
+        "CHECKOUT_ADMIN_PORT": "0",
     }
 
 
@@ -205,8 +210,7 @@ async def delete_topology(connection: AbstractRobustConnection, settings: Settin
     """Remove every queue and exchange ``declare_topology`` made for these settings."""
     names = Names.from_settings(settings)
     queues = [
-        names.events_queue,
-        names.authorize_queue,
+        *names.work_queues,  # every consumed queue, so a new one is never left behind
         names.dead_letters_queue,
         names.orders_unrouted_queue,
         *(

@@ -1,4 +1,4 @@
-"""``python -m worker``: every consumer (events, authorize, outbox, sweeper), or ``--only`` some.
+"""``python -m worker``: every component (events, authorize, merchant, outbox, sweeper), or some.
 
 Start-up opens, in order, the database engine, the AMQP connection, the confirm channel (and
 the topology), the Payrails client and the health server; SIGTERM stops the consumers (cancel,
@@ -33,12 +33,14 @@ from worker.consumer import EventsConsumer, HandlerConsumer
 from worker.deps import Deps
 from worker.gauges import run_gauges
 from worker.health import amqp_check, database_check, start_health_server
+from worker.merchant import handle_merchant_command
 from worker.outbox import run_outbox_relay
 from worker.preauthorize import PreAuthorizeHook, load_hook
 from worker.sweeper import run_sweeper
 
 log = structlog.get_logger("worker")
-COMPONENTS = ("events", "authorize", "outbox", "sweeper")
+COMPONENTS = ("events", "authorize", "merchant", "outbox", "sweeper")
+CONSUMERS = ("events", "authorize", "merchant")
 # The worker calls Payrails; it never verifies a webhook (the ingress did, before publishing),
 # so only the client secret must be real.
 REQUIRED_SECRETS = CALLS_PAYRAILS
@@ -59,9 +61,13 @@ def build_consumer(
     channel: aio_pika.abc.AbstractChannel,
     hook: PreAuthorizeHook | None = None,
 ) -> Consumer:
-    """The queue consumer for ``name`` (events or authorize), on its own channel."""
+    """The queue consumer for ``name`` (one of CONSUMERS), on its own channel."""
     if name == "events":
         return EventsConsumer(deps, channel)
+    if name == "merchant":
+        return HandlerConsumer(
+            deps, channel, deps.names.merchant_commands_queue, handle_merchant_command
+        )
     handler = functools.partial(handle_authorize, hook=hook)
     return HandlerConsumer(deps, channel, deps.names.authorize_queue, handler)
 
@@ -116,7 +122,7 @@ async def run(
         runner = await start_health_server(settings, checks)
         stack.push_async_callback(runner.cleanup)
         consumers: list[Consumer] = []
-        for name in (c for c in components if c in ("events", "authorize")):
+        for name in (c for c in components if c in CONSUMERS):
             channel = await connection.channel(publisher_confirms=False)
             stack.push_async_callback(channel.close)
             consumer = build_consumer(name, deps, channel, hook)

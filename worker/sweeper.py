@@ -6,8 +6,10 @@ the way. Every ``SWEEPER_INTERVAL_SECONDS`` the sweeper takes orders stuck in ``
 plain GET, never a long-poll) and reconciles it through ``apply_observation`` with cause
 ``sweep``. A 3-D Secure challenge left past its expiry ends wherever Payrails says it ended.
 
-Two kinds of order Payrails cannot settle. An order still ``created`` after the threshold never
-had its authorization started (the shopper left before paying): it moves to ``payment_failed``.
+Two kinds of order Payrails cannot settle. An order still ``created`` whose place-order began but
+never queued its authorize is past the threshold, or one the merchant created that nobody paid
+within its checkout session's lifetime (CHECKOUT_SESSION_TTL_SECONDS): it moves to
+``payment_failed``.
 The authorize consumer authorizes only ``created``/``authorizing`` orders under the row lock, so a
 late command for such an order is skipped. An order in ``authorizing`` whose execution never saw
 an authorize (its command was dead-lettered, say) is re-polled like any other until it has been
@@ -33,13 +35,14 @@ from datetime import timedelta
 from typing import Literal
 
 import structlog
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
 from shared.db.models import Order
 from shared.errors import ReconError
-from shared.orders import apply_observation, lock_order
+from shared.money import Money
+from shared.orders import apply_observation, lock_order, order_money
 from shared.payrails.client import PayrailsClient
 from shared.payrails.models import Execution, ExecutionOutcome
 from shared.state_machine import STUCK, Cause, Observation, OrderStatus, Transition
@@ -48,6 +51,7 @@ from worker.deps import Deps
 log = structlog.get_logger(__name__)
 
 ABANDONED = "abandoned: authorization never started"
+EXPIRED = "expired: never paid"
 UNCONFIRMED = "authorize not confirmed by Payrails"
 # An authorizing order whose authorize never reached Payrails goes to review after this many
 # thresholds since it was created.
@@ -110,14 +114,29 @@ async def claim_stuck_orders(
 
 
 async def abandon_created_orders(
-    sessions: async_sessionmaker[AsyncSession], *, stuck_after: float, limit: int
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    stuck_after: float,
+    unpaid_after: float,
+    limit: int,
 ) -> tuple[str, ...]:
-    """Fail up to ``limit`` orders left ``created`` past the threshold; their references."""
+    """Fail up to ``limit`` orders left ``created`` too long; their references.
+
+    Two clocks: an order whose place-order began (it has an instrument) but whose authorize was
+    never queued is abandoned after ``stuck_after``; an order the merchant created that no
+    shopper has paid yet waits ``unpaid_after`` (the checkout session's lifetime) since its last
+    session was issued, then expires.
+    """
+    now = func.now()
+    started = Order.payment_instrument_id.is_not(None)
     stale = (
         select(Order)
         .where(
             Order.status == OrderStatus.CREATED.value,
-            Order.updated_at < func.now() - timedelta(seconds=stuck_after),
+            or_(
+                and_(started, Order.updated_at < now - timedelta(seconds=stuck_after)),
+                and_(~started, Order.updated_at < now - timedelta(seconds=unpaid_after)),
+            ),
         )
         .order_by(Order.updated_at)
         .limit(limit)
@@ -126,7 +145,8 @@ async def abandon_created_orders(
     abandoned: list[str] = []
     async with sessions.begin() as session:
         for order in (await session.scalars(stale)).all():
-            observed = Observation(OrderStatus.PAYMENT_FAILED, reason=ABANDONED)
+            reason = ABANDONED if order.payment_instrument_id else EXPIRED
+            observed = Observation(OrderStatus.PAYMENT_FAILED, reason=reason)
             if await apply_observation(session, order, observed, Cause.SWEEP) is not None:
                 abandoned.append(order.reference)
     for reference in abandoned:
@@ -144,11 +164,16 @@ def authorize_never_reached(execution: Execution) -> bool:
     )
 
 
-def sweep_observation(claim: Claim, current: OrderStatus, execution: Execution) -> Observation:
-    """What the sweep applies: Payrails' word, or review for an authorize that never arrived."""
+def sweep_observation(
+    claim: Claim, current: OrderStatus, execution: Execution, expected: Money | None = None
+) -> Observation:
+    """What the sweep applies: Payrails' word, or review for an authorize that never arrived.
+
+    ``expected`` is the order's amount: a success for another amount goes to review.
+    """
     if claim.overdue and current is OrderStatus.AUTHORIZING and authorize_never_reached(execution):
         return Observation(OrderStatus.NEEDS_REVIEW, reason=UNCONFIRMED)
-    return Observation.from_execution(execution)
+    return Observation.from_execution(execution, expected)
 
 
 async def reconcile_claim(
@@ -163,7 +188,7 @@ async def reconcile_claim(
         return await apply_observation(
             session,
             order,
-            sweep_observation(claim, OrderStatus(order.status), execution),
+            sweep_observation(claim, OrderStatus(order.status), execution, order_money(order)),
             Cause.SWEEP,
             detail={
                 "execution_status": execution.latest_code,
@@ -184,6 +209,9 @@ async def sweep_once(deps: Deps) -> SweepResult:
     abandoned = await abandon_created_orders(
         deps.sessions,
         stuck_after=settings.sweeper_stuck_after_seconds,
+        unpaid_after=max(
+            settings.checkout_session_ttl_seconds, settings.sweeper_stuck_after_seconds
+        ),
         limit=settings.sweeper_batch_size,
     )
     claims = await claim_stuck_orders(

@@ -1,4 +1,4 @@
-"""POST /payments/init and POST /checkout/place-order: parse, call the service, answer."""
+"""POST /payments/init and POST /checkout/place-order: the session's order, parsed, answered."""
 
 from __future__ import annotations
 
@@ -7,57 +7,40 @@ import uuid
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import select
 
 from ingress.checkout.keys import CHECKOUT, OUTCOME
 from ingress.checkout.orders import OrderView
 from ingress.checkout.place_order import place_order
-from ingress.checkout.service import PaymentsRejected, PaymentsUnavailable
-from ingress.checkout.validation import FieldError, parse_init, parse_place_order
+from ingress.checkout.requests import invalid, json_body
+from ingress.checkout.service import CustomerMismatch, PaymentsRejected, PaymentsUnavailable
+from ingress.checkout.shopper import require_session
+from ingress.checkout.validation import parse_init, parse_place_order
+from shared import metrics
+from shared.db.models import Order
 from shared.errors import InvalidPayload
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.state_machine import OrderStatus
 
 
-class InvalidJson(Exception):
-    """The body is not JSON at all."""
-
-
-async def _json_body(request: web.Request) -> Any:
-    try:
-        return await request.json()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidJson from exc
-
-
-def invalid(request: web.Request, errors: list[FieldError]) -> web.Response:
-    """422 with one entry per field problem."""
-    request[OUTCOME] = "invalid"
-    body = {
-        "error": "validation_failed",
-        "message": "the request has invalid fields",
-        "errors": [e.to_json() for e in errors],
-    }
-    return web.json_response(body, status=422)
-
-
-def not_json(request: web.Request) -> web.Response:
-    request[OUTCOME] = "invalid"
-    body = {"error": "invalid_json", "message": "the body must be a JSON object"}
-    return web.json_response(body, status=400)
-
-
 async def payments_init(request: web.Request) -> web.Response:
-    """Proxy Payrails client/init and return its payload verbatim."""
-    try:
-        parsed = parse_init(await _json_body(request))
-    except InvalidJson:
-        return not_json(request)
+    """Proxy Payrails client/init for the session's customer; return its payload verbatim."""
+    bound = await require_session(request)
+    parsed = parse_init(await json_body(request))
     if isinstance(parsed, list):
         return invalid(request, parsed)
     checkout = request.app[CHECKOUT]
+    async with checkout.sessions.begin() as session:
+        customer = await session.scalar(
+            select(Order.customer_reference).where(Order.id == bound.order_id)
+        )
+    assert customer is not None  # the session row references the order
+    if parsed.holder_reference not in (None, customer):
+        metrics.CHECKOUT_SESSION_REFUSALS.labels("customer_mismatch").inc()
+        raise CustomerMismatch("holderReference is not this order's customer")
     try:
         payload = await checkout.payrails.client_init(
-            holder_reference=parsed.holder_reference,
+            holder_reference=customer,
             init_type=parsed.init_type,
             # One key per storefront request, reused by the client's own retries. Not stored:
             # client/init belongs to no order and moves no money, and a shopper who reloads
@@ -93,7 +76,7 @@ def place_order_answer(view: OrderView) -> tuple[int, dict[str, Any]]:
 
 
 async def checkout_place_order(request: web.Request) -> web.Response:
-    """Create or resume the order, start authorize, and answer once the outcome is known.
+    """Pay the session's order with the tokenized instrument; answer once the outcome is known.
 
     202 ``processing`` when the outcome is not known within CHECKOUT_POLL_TIMEOUT_SECONDS (the
     poll timed out, or the app is shutting down); 503 ``payrails_unavailable`` when Payrails
@@ -101,13 +84,11 @@ async def checkout_place_order(request: web.Request) -> web.Response:
     case the authorize command is already queued, so the order still completes; the storefront
     follows it on GET /orders/{reference} or sends the same request again.
     """
-    try:
-        parsed = parse_place_order(await _json_body(request))
-    except InvalidJson:
-        return not_json(request)
+    bound = await require_session(request)
+    parsed = parse_place_order(await json_body(request))
     if isinstance(parsed, list):
         return invalid(request, parsed)
-    view = await place_order(request.app[CHECKOUT], parsed)
+    view = await place_order(request.app[CHECKOUT], bound, parsed)
     status, body = place_order_answer(view)
     request[OUTCOME] = "action_required" if "actionRequired" in body else body["status"]
     return web.json_response(body, status=status)

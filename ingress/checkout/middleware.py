@@ -20,12 +20,45 @@ from shared.errors import TransientError
 log = structlog.get_logger("ingress.checkout")
 
 # Route names of the checkout API: the ``endpoint`` label's whole value set.
-ENDPOINTS = frozenset({"payments_init", "place_order", "payment_return", "order_status"})
+ENDPOINTS = frozenset(
+    {
+        "checkout_start",
+        "checkout_session",
+        "payments_init",
+        "place_order",
+        "payment_return",
+        "order_status",
+        "merchant_create_order",
+        "merchant_get_order",
+    }
+)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-def error_response(status: int, code: str, message: str, **details: Any) -> web.Response:
-    return web.json_response({"error": code, "message": message, **details}, status=status)
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **details: Any,
+) -> web.Response:
+    """An RFC 9457 problem+json body; ``error`` and ``message`` keep the older clients working."""
+    body = {
+        "type": "about:blank",
+        "title": title or code.replace("_", " ").capitalize(),
+        "status": status,
+        "detail": message,
+        "error": code,
+        "message": message,
+        **details,
+    }
+    response = web.json_response(
+        body, status=status, headers=headers, content_type="application/problem+json"
+    )
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
 
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -34,7 +67,14 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except CheckoutError as exc:
         request[OUTCOME] = exc.code
-        return error_response(exc.status, exc.code, exc.message, **exc.details)
+        return error_response(
+            exc.status,
+            exc.code,
+            exc.message,
+            title=exc.title,
+            headers=exc.headers,
+            **exc.details,
+        )
     except (TransientError, OperationalError) as exc:
         log.warning("checkout.dependency_unavailable", error=type(exc).__name__)
         request[OUTCOME] = "unavailable"

@@ -105,5 +105,5 @@ async def record_execution(
         if order is None:
             return None
         detail = {"executionStatus": execution.latest_code}
-        observed = Observation.from_execution(execution)
+        observed = Observation.from_execution(execution, order_money(order))
         return await apply_observation(session, order, observed, cause, detail=detail)

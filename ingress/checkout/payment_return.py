@@ -1,8 +1,14 @@
 """GET /payment-return/{executionId}: where the 3-D Secure challenge sends the shopper back.
 
-Long-polls the execution out of ``authorizePending`` (ended early when the app shuts down:
-the page then says processing), records what it sees (cause ``return``) and answers a page
-that tells the opener or parent frame, on this origin only, how it ended.
+With the order's checkout session: long-polls the execution out of ``authorizePending`` (ended
+early when the app shuts down: the page then says processing), records what it sees (cause
+``return``) and answers a page that tells the opener or parent frame, on this origin only, how it
+ended.
+
+Without it: 404, revealing nothing. A challenge run in an iframe returns through a cross-site
+navigation (from the bank's page), which carries no SameSite cookie; so the 404 page only tells
+the parent frame, on this origin, that the challenge returned. The storefront (top level, with
+its cookie) then asks this URL for the JSON outcome itself.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from aiohttp import web
 from ingress.checkout.keys import CHECKOUT, OUTCOME, RETURN_TEMPLATE
 from ingress.checkout.orders import OrderView, record_execution, view_by_execution
 from ingress.checkout.service import Checkout, OrderNotFound
+from ingress.checkout.shopper import current_session
+from shared.checkout_sessions import BoundSession
 from shared.errors import InvalidPayload
 from shared.payrails.errors import PayrailsError
 from shared.payrails.models import Execution
@@ -43,10 +51,13 @@ def load_return_template() -> Template:
     return Template(source.read_text(encoding="utf-8"))
 
 
-async def resolve_return(checkout: Checkout, execution_id: str) -> OrderView:
-    """Poll the execution after the challenge and record it; the order as it then stands."""
+async def resolve_return(checkout: Checkout, execution_id: str, reference: str) -> OrderView:
+    """Poll the execution after the challenge and record it; the order as it then stands.
+
+    ``reference``: the order of the shopper's session; another order's execution is not found.
+    """
     view = await view_by_execution(checkout.sessions, execution_id)
-    if view is None:
+    if view is None or view.reference != reference:
         raise OrderNotFound("no order has this execution id")
     if view.status in TERMINAL:
         return view
@@ -121,21 +132,54 @@ def _wants_json(request: web.Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-async def payment_return(request: web.Request) -> web.Response:
-    """GET /payment-return/{executionId}: an HTML page, or JSON for ``Accept: application/json``."""
-    execution_id = request.match_info["executionId"]
-    if not EXECUTION_ID.match(execution_id):
+async def _owned_return(
+    checkout: Checkout, execution_id: str, bound: BoundSession | None
+) -> OrderView:
+    """``resolve_return`` for the session's own order; OrderNotFound for anything else."""
+    if not EXECUTION_ID.match(execution_id) or bound is None:
         raise OrderNotFound("no order has this execution id")
-    view = await resolve_return(request.app[CHECKOUT], execution_id)
-    request[OUTCOME] = view.shopper_status
-    if _wants_json(request):
-        return web.json_response(return_message(view))
-    nonce = secrets.token_urlsafe(16)
-    page = render_return_page(request.app[RETURN_TEMPLATE], view, nonce)
-    response = web.Response(text=page, content_type="text/html")
+    return await resolve_return(checkout, execution_id, bound.order_reference)
+
+
+def _page(text: str, nonce: str, status: int = 200) -> web.Response:
+    response = web.Response(text=text, status=status, content_type="text/html")
     response.headers["Content-Security-Policy"] = (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
         "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def render_handoff_page(nonce: str) -> str:
+    """The 404 page for a return without the session: it names nothing, only tells the parent."""
+    return (
+        "<!doctype html><meta charset='utf-8'><title>Returning to the shop</title>"
+        "<p>Returning to the shop…</p>"
+        f"<script nonce='{nonce}'>(function () {{"
+        "var target = window.opener || (window.parent !== window ? window.parent : null);"
+        "var id = window.location.pathname.split('/').pop();"
+        "if (target) target.postMessage({type: 'threeds:returned', executionId: id},"
+        " window.location.origin);"
+        "})();</script>"
+    )
+
+
+async def payment_return(request: web.Request) -> web.Response:
+    """GET /payment-return/{executionId}: an HTML page, or JSON for ``Accept: application/json``."""
+    execution_id = request.match_info["executionId"]
+    bound = await current_session(request.app[CHECKOUT], request)
+    nonce = secrets.token_urlsafe(16)
+    try:
+        view = await _owned_return(request.app[CHECKOUT], execution_id, bound)
+    except OrderNotFound:
+        if _wants_json(request):
+            raise
+        request[OUTCOME] = "not_found"
+        return _page(render_handoff_page(nonce), nonce, status=404)
+    request[OUTCOME] = view.shopper_status
+    if _wants_json(request):
+        response = web.json_response(return_message(view))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    return _page(render_return_page(request.app[RETURN_TEMPLATE], view, nonce), nonce)

@@ -1,7 +1,11 @@
-"""Place-order: create the order idempotently, create the execution, hand authorize to the worker.
+"""Place-order: pay the session's order, create the execution, hand authorize to the worker.
+
+The order, its amount and its customer were set by the commerce backend (merchant API); the
+request only brings the tokenized instrument, and any amount, reference or customer it still
+carries (the seed's storefront body) must match the order's, or the request is refused.
 
 Every step can be repeated by a retry of the same request and picks up where the last attempt
-stopped: the order row is upserted on its reference; the ``create_execution`` idempotency key is
+stopped: the ``create_execution`` idempotency key is
 committed before the call, so Payrails answers a retry with the same execution; the move to
 ``authorizing`` commits only once the broker has confirmed the ``authorize`` command, so a
 failed publish leaves the order ``created`` for the next attempt and a second request finds
@@ -20,22 +24,26 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
 
 from ingress.checkout.orders import UNRESOLVED, OrderView, record_execution, view_by_reference
 from ingress.checkout.service import (
     BrokerUnavailable,
     Checkout,
-    OrderConflict,
+    CheckoutError,
+    CustomerMismatch,
+    OrderMismatch,
     PaymentsRejected,
     PaymentsUnavailable,
+    TermsMismatch,
 )
 from ingress.checkout.validation import PlaceOrderRequest
+from shared import metrics
+from shared.checkout_sessions import BoundSession
 from shared.commands import AuthorizeCommand
 from shared.db.models import Order
 from shared.errors import InvalidPayload, PublishError
 from shared.messaging import ROUTING_AUTHORIZE
-from shared.orders import apply_observation, ensure_idempotency_key, lock_order
+from shared.orders import apply_observation, ensure_idempotency_key, lock_order, order_money
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.payrails.models import Execution, ExecutionOutcome
 from shared.state_machine import Cause, Observation, OrderStatus
@@ -52,14 +60,26 @@ POLL_GRACE_SECONDS = 5.0
 POLL_RETRY_SECONDS = 0.5
 
 
-def _conflicts(order: Order, request: PlaceOrderRequest) -> list[str]:
-    """The fields in which a repeated request differs from the stored order's terms."""
-    pairs = {
-        "amount.value": (order.amount_value, request.amount.value),
-        "amount.currency": (order.currency, request.amount.currency),
-        "customerReference": (order.customer_reference, request.customer_reference),
-    }
-    return [name for name, (stored, asked) in pairs.items() if stored != asked]
+def _refuse_other_terms(order: Order, request: PlaceOrderRequest) -> None:
+    """Refuse a request whose claims differ from the order's: the shop sets the terms."""
+    reason: str | None = None
+    error: CheckoutError | None = None
+    if request.order_reference not in (None, order.reference):
+        reason = "other_order"
+        error = OrderMismatch("orderReference is not the order of this checkout session")
+    elif request.amount is not None and request.amount != order_money(order):
+        reason = "amount_mismatch"
+        error = TermsMismatch(
+            "the amount differs from the order's; the shop sets the price",
+            details={"amount": order_money(order).to_json()},
+        )
+    elif request.customer_reference not in (None, order.customer_reference):
+        reason = "customer_mismatch"
+        error = CustomerMismatch("customerReference is not this order's customer")
+    if error is not None and reason is not None:
+        metrics.CHECKOUT_SESSION_REFUSALS.labels(reason).inc()
+        log.warning("checkout.terms_refused", order_reference=order.reference, reason=reason)
+        raise error
 
 
 def _take_instrument(order: Order, request: PlaceOrderRequest) -> None:
@@ -76,30 +96,12 @@ def _take_instrument(order: Order, request: PlaceOrderRequest) -> None:
     log.info("checkout.instrument_replaced", order_reference=order.reference)
 
 
-async def upsert_order(checkout: Checkout, request: PlaceOrderRequest) -> Order:
-    """Insert the order, or lock the existing one: refuse other terms, take a new instrument."""
+async def take_order(checkout: Checkout, bound: BoundSession, request: PlaceOrderRequest) -> Order:
+    """Lock the session's order, refuse other terms, and take the request's instrument."""
     async with checkout.sessions.begin() as session:
-        await session.execute(
-            insert(Order)
-            .values(
-                reference=request.order_reference,
-                customer_reference=request.customer_reference,
-                amount_value=request.amount.value,
-                currency=request.amount.currency,
-                status=OrderStatus.CREATED.value,
-                payment_instrument_id=request.payment_instrument_id,
-                payment_method_code=request.payment_method_code,
-            )
-            .on_conflict_do_nothing(index_elements=["reference"])
-        )
-        order = await lock_order(session, reference=request.order_reference)
-        assert order is not None  # inserted or already there
-        conflicts = _conflicts(order, request)
-        if conflicts:
-            raise OrderConflict(
-                "this orderReference exists with another amount, currency or customer",
-                details={"fields": conflicts},
-            )
+        order = await lock_order(session, order_id=bound.order_id)
+        assert order is not None  # the session row references it (ON DELETE CASCADE)
+        _refuse_other_terms(order, request)
         _take_instrument(order, request)
         return order
 
@@ -242,13 +244,15 @@ async def await_outcome(checkout: Checkout, reference: str, execution_id: str) -
         await record_execution(checkout.sessions, execution, Cause.POLL)
 
 
-async def place_order(checkout: Checkout, request: PlaceOrderRequest) -> OrderView:
+async def place_order(
+    checkout: Checkout, bound: BoundSession, request: PlaceOrderRequest
+) -> OrderView:
     """The whole place-order flow; returns the order as it stands when the answer is known.
 
     Payrails unreachable for the whole poll, with nothing else having resolved the order, is a
     503: the authorize is queued, so the same request again (or the order's status) continues.
     """
-    order = await upsert_order(checkout, request)
+    order = await take_order(checkout, bound, request)
     execution_id = await ensure_execution(checkout, order)
     await start_authorize(checkout, order.id, execution_id)
     view = await view_by_reference(checkout.sessions, order.reference)

@@ -30,15 +30,26 @@ class Checkout:
 
 
 class CheckoutError(ReconError):
-    """A request the checkout answers with an error status and a stable error code."""
+    """A request the checkout answers with an error status and a stable error code.
+
+    ``headers`` go on the response (``Retry-After``, ``WWW-Authenticate``).
+    """
 
     status = 500
     code = "internal_error"
+    title = "Internal error"
 
-    def __init__(self, message: str, *, details: dict[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
+        self.headers = headers or {}
 
 
 class OrderConflict(CheckoutError):
@@ -46,6 +57,43 @@ class OrderConflict(CheckoutError):
 
     status = 409
     code = "order_conflict"
+    title = "Order exists with other terms"
+
+
+class MerchantUnauthorized(CheckoutError):
+    """No valid merchant API key."""
+
+    status = 401
+    code = "unauthorized"
+    title = "Merchant API key required"
+
+
+class SessionRequired(CheckoutError):
+    """No valid checkout session: the shopper must come from the shop."""
+
+    status = 401
+    code = "checkout_session_required"
+    title = "Checkout session required"
+
+
+class OrderMismatch(CheckoutError):
+    """The request names another order than the session is bound to."""
+
+    status = 403
+    code = "order_mismatch"
+    title = "Not this session's order"
+
+
+class TermsMismatch(CheckoutError):
+    """The request's amount or customer differs from the session's order."""
+
+    status = 409
+    code = "amount_mismatch"
+    title = "The order's terms are set by the shop"
+
+
+class CustomerMismatch(TermsMismatch):
+    code = "customer_mismatch"
 
 
 class PaymentsUnavailable(CheckoutError):
@@ -53,6 +101,7 @@ class PaymentsUnavailable(CheckoutError):
 
     status = 503
     code = "payrails_unavailable"
+    title = "Payrails unavailable"
 
 
 class PaymentsRejected(CheckoutError):
@@ -60,6 +109,7 @@ class PaymentsRejected(CheckoutError):
 
     status = 502
     code = "payrails_rejected"
+    title = "Payrails refused"
 
 
 class BrokerUnavailable(CheckoutError):
@@ -67,6 +117,7 @@ class BrokerUnavailable(CheckoutError):
 
     status = 503
     code = "broker_unavailable"
+    title = "Broker unavailable"
 
 
 class OrderNotFound(CheckoutError):
@@ -74,3 +125,4 @@ class OrderNotFound(CheckoutError):
 
     status = 404
     code = "not_found"
+    title = "Not found"

@@ -1,7 +1,9 @@
 /*
- * The seed's storefront, made real: boot the SDK from /payments/init, mount the three Secure
- * Fields, tokenize on "Place order", hand the instrument id to /checkout/place-order
- * (postToBackend), and open a 3-D Secure challenge in a modal iframe when asked to.
+ * The seed's storefront, made real: read the checkout session's order (its price is the shop's,
+ * set server-side), boot the SDK from /payments/init, mount the three Secure Fields, tokenize on
+ * "Place order", hand the instrument id to /checkout/place-order (postToBackend), and open a
+ * 3-D Secure challenge in a modal iframe when asked to. The session travels in an HttpOnly
+ * cookie: this script never sees it.
  */
 (function () {
   'use strict'
@@ -9,29 +11,16 @@
   const button = document.getElementById('place-order')
   const errorBox = document.getElementById('checkout-error')
   const amountEl = document.getElementById('order-amount')
-  const AMOUNT = { value: amountEl.dataset.value, currency: amountEl.dataset.currency }
-  const CUSTOMER_REFERENCE = customerReference()
-  // Place-order refusals after which the same orderReference can never succeed.
-  const NEW_ORDER_AFTER = [409, 502]
+  let order = null // the session's order: { orderReference, amount: { value, currency } }
   let cardContainer = null
 
-  function randomHex (bytes) {
-    const buffer = new Uint8Array(bytes)
-    window.crypto.getRandomValues(buffer)
-    return Array.from(buffer, b => b.toString(16).padStart(2, '0')).join('')
-  }
-
-  function customerReference () {
-    const stored = window.sessionStorage.getItem('demo.customerReference')
-    if (stored) return stored
-    const fresh = `cus-${randomHex(6)}`
-    window.sessionStorage.setItem('demo.customerReference', fresh)
-    return fresh
-  }
-
-  function startNewOrder () {
-    window.currentOrderReference = `ord-${randomHex(8)}`
-    document.getElementById('order-reference').textContent = window.currentOrderReference
+  function showOrder (summary) {
+    order = summary
+    window.currentOrderReference = summary.orderReference
+    document.getElementById('order-reference').textContent = summary.orderReference
+    amountEl.textContent = `${summary.amount.value} ${summary.amount.currency}`
+    amountEl.dataset.value = summary.amount.value
+    amountEl.dataset.currency = summary.amount.currency
   }
 
   function confirmationUrl (orderReference) {
@@ -60,11 +49,6 @@
     errorBox.textContent = describeError(response)
     errorBox.hidden = false
     errorBox.dataset.orderReference = response.orderReference || window.currentOrderReference
-    // A declined order is final, and a 409 or 502 is a refusal that retrying the same order
-    // cannot fix: the next attempt is a new order. After a 503 the same order is retried.
-    if (response.status === 'failed' || NEW_ORDER_AFTER.includes(response.httpStatus)) {
-      startNewOrder()
-    }
     setBusy(false)
   }
 
@@ -83,12 +67,13 @@
   }
 
   async function postToBackend ({ paymentInstrumentId, paymentMethodCode }) {
+    // The seed's body. amount and orderReference are only checked against the session's
+    // order by the backend (a different value is refused), never used.
     const response = await postJson('/checkout/place-order', {
       paymentInstrumentId,
       paymentMethodCode,
-      amount: AMOUNT,
-      orderReference: window.currentOrderReference,
-      customerReference: CUSTOMER_REFERENCE
+      amount: { value: amountEl.dataset.value, currency: amountEl.dataset.currency },
+      orderReference: window.currentOrderReference
     })
 
     if (response.actionRequired === '3ds' && response.redirectUrl) {
@@ -115,11 +100,24 @@
     renderError({ message: 'The 3-D Secure check was closed before it finished.' })
   }
 
-  // The return page (same origin as this page) posts here once the backend re-read the execution.
+  // The return page (same origin as this page) posts here once the backend re-read the
+  // execution. When the challenge came back through the bank's page, the frame had no session
+  // cookie (SameSite): it only says it returned, and this page asks for the outcome itself.
+  async function afterReturn (executionId) {
+    const response = await window.fetch(`/payment-return/${encodeURIComponent(executionId)}`, {
+      headers: { Accept: 'application/json' }
+    })
+    const outcome = await response.json().catch(() => ({}))
+    window.location.assign(confirmationUrl(outcome.orderReference || window.currentOrderReference))
+  }
+
   window.addEventListener('message', event => {
     if (event.origin !== window.location.origin) return
-    if (event.data?.type !== 'threeds:complete') return
-    window.location.assign(confirmationUrl(event.data.orderReference))
+    if (event.data?.type === 'threeds:complete') {
+      window.location.assign(confirmationUrl(event.data.orderReference))
+    } else if (event.data?.type === 'threeds:returned') {
+      afterReturn(String(event.data.executionId || '')).catch(err => renderError({ message: String(err) }))
+    }
   })
 
   async function placeOrder () {
@@ -133,17 +131,25 @@
     }
   }
 
+  async function loadOrder () {
+    const response = await window.fetch('/checkout/session', { headers: { Accept: 'application/json' } })
+    if (response.status === 401) {
+      document.getElementById('no-session').hidden = false
+      return false
+    }
+    if (!response.ok) throw new Error(`the order could not be loaded (HTTP ${response.status})`)
+    showOrder(await response.json())
+    return true
+  }
+
   async function boot () {
-    startNewOrder()
+    if (!(await loadOrder())) return
     if (typeof window.Payrails === 'undefined') {
       renderError({ message: 'The Payrails SDK did not load: is the sandbox running?' })
       button.disabled = true
       return
     }
-    const initOptions = await postJson('/payments/init', {
-      holderReference: CUSTOMER_REFERENCE,
-      type: 'secureFields'
-    })
+    const initOptions = await postJson('/payments/init', { type: 'secureFields' })
     if (typeof initOptions.data !== 'string') {
       throw new Error(initOptions.message || 'no client/init payload from /payments/init')
     }

@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -144,3 +145,28 @@ class OutboxMessage(Base):
             postgresql_where=text("published_at IS NULL"),
         ),
     )
+
+
+class CheckoutSession(Base):
+    """A shopper's checkout session: bound to one order, expiring; only the token's hash is kept."""
+
+    __tablename__ = "checkout_sessions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime]
+
+
+class MerchantCommand(Base):
+    """A command a commerce backend sent over RabbitMQ, by its own id: executed at most once."""
+
+    __tablename__ = "merchant_commands"
+
+    command_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    order_reference: Mapped[str] = mapped_column(String(64))
+    # The outbox message that answered it: a repeated command is answered again with it.
+    answer_message_id: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -40,11 +41,75 @@ class Card:
     cvv: str = "123"
 
 
-def open_checkout(driver: WebDriver, storefront_url: str) -> str:
-    """Load the checkout page until Place order is usable; the new order's reference."""
-    driver.get(storefront_url)
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    """An order the demo shop created on Buy, and the price its product page showed."""
+
+    reference: str
+    shop_price: str
+
+
+def _product(product: str) -> str:
+    """XPath of the demo shop's product entry whose Buy form sells ``product``."""
+    return f"//li[.//input[@name='product' and @value='{product}']]"
+
+
+def buy(driver: WebDriver, shop_url: str, product: str = "headphones") -> Purchase:
+    """Open the demo shop, press the product's Buy and wait for the storefront to be usable."""
+    driver.get(shop_url)
+    entry = _product(product)
+    price = driver.find_element(By.XPATH, f"{entry}//*[@class='price']").text.strip()
+    driver.find_element(By.XPATH, f"{entry}//form//button[@type='submit']").click()
+    return Purchase(wait_for_checkout(driver), price)
+
+
+def wait_for_checkout(driver: WebDriver) -> str:
+    """Wait until the storefront shows its order and Place order is usable; the reference."""
     wait(driver).until(ec.element_to_be_clickable((By.ID, "place-order")))
     return str(driver.execute_script("return window.currentOrderReference"))
+
+
+def shown_amount(driver: WebDriver) -> str:
+    """The order's amount as the storefront shows it."""
+    return str(driver.find_element(By.ID, "order-amount").text).strip()
+
+
+def forget_cookies(driver: WebDriver) -> None:
+    """Drop every cookie of the browser, the checkout session's included (it is HttpOnly)."""
+    chrome: Any = driver  # execute_cdp_cmd is Chromium's own
+    chrome.execute_cdp_cmd("Network.clearBrowserCookies", {})
+
+
+_FETCH = """
+const [path, method, body, done] = arguments
+const init = { method, headers: { Accept: 'application/json' } }
+if (body !== null) {
+  init.headers['Content-Type'] = 'application/json'
+  init.body = JSON.stringify(body)
+}
+window.fetch(path, init)
+  .then(async response => done([response.status, await response.text()]))
+  .catch(err => done([-1, String(err)]))
+"""
+
+
+def fetch_from_page(
+    driver: WebDriver, path: str, method: str = "GET", body: object | None = None
+) -> tuple[int, Any]:
+    """``fetch`` from the page itself (its origin, its cookies): status and JSON body."""
+    status, text = driver.execute_async_script(_FETCH, path, method, body)
+    assert status != -1, f"fetch {path} failed in the page: {text}"
+    try:
+        return int(status), json.loads(text)
+    except ValueError:
+        return int(status), None
+
+
+def shopper_order(driver: WebDriver, reference: str) -> dict[str, Any]:
+    """The order as the shopper's browser reads it (GET /orders/{reference}, its session)."""
+    status, order = fetch_from_page(driver, f"/orders/{reference}")
+    assert status == 200, order
+    return dict(order)
 
 
 def type_into_field(driver: WebDriver, mount_id: str, text: str) -> None:
@@ -79,13 +144,25 @@ def answer_challenge(driver: WebDriver, button_id: str) -> None:
 
 def wait_for_final_confirmation(driver: WebDriver, reference: str) -> tuple[str, str]:
     """On the confirmation page, wait for a final status with its cause; (status, cause)."""
-    wait(driver).until(ec.url_contains(f"/order-confirmation/{reference}"))
+    try:
+        wait(driver).until(ec.url_contains(f"/order-confirmation/{reference}"))
+    except TimeoutException:
+        raise AssertionError(
+            f"never reached the confirmation page; still at {driver.current_url}; "
+            f"page errors: {page_errors(driver)}"
+        ) from None
     wait(driver).until(
         ec.text_to_be_present_in_element((By.ID, "live-note"), "This order is final.")
     )
     status = driver.find_element(By.ID, "order-status").get_attribute("data-status")
     cause = driver.find_element(By.ID, "confirmed-by").get_attribute("data-cause")
     return str(status), str(cause)
+
+
+def page_errors(driver: WebDriver) -> list[str]:
+    """The errors the browser reported since the last look (scripts, failed loads)."""
+    chrome: Any = driver  # get_log is Chromium's own
+    return [str(e["message"]) for e in chrome.get_log("browser") if e.get("level") == "SEVERE"]
 
 
 def wait_for_checkout_error(driver: WebDriver) -> str:

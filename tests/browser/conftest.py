@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from selenium import webdriver
@@ -64,15 +66,36 @@ def chrome() -> Iterator[webdriver.Chrome]:
             driver.quit()
 
 
+@contextlib.contextmanager
+def running_demo(env: dict[str, str], log_name: str) -> Iterator[RunningStack]:
+    """``make run`` (sandbox, ingress, checkout, worker and the demo shop) with ``env``."""
+    stack = launch(env)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        stack.save_log(log_name)
+        delete_stack_topology(env)
+
+
 @pytest.fixture(scope="module")
 def demo(base_env: dict[str, str]) -> Iterator[RunningStack]:
     """``make run`` on free ports with this run's database and names of its own."""
-    env = stack_env(base_env, "browser")
-    stack = launch(env)
-    yield stack
-    stack.stop()
-    stack.save_log("demo-stack")
-    delete_stack_topology(env)
+    with running_demo(stack_env(base_env, "browser"), "demo-stack") as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def cross_site_demo(base_env: dict[str, str]) -> Iterator[RunningStack]:
+    """The same, but the shopper's browser reaches the sandbox (the SDK, the card fields, the
+    3-D Secure page) at ``localhost``: another site than the storefront's ``127.0.0.1``, as a
+    bank's challenge page is in production. The processes still call it at ``127.0.0.1``.
+    """
+    env = stack_env(base_env, "browser-xsite")
+    sandbox = urlsplit(env["PAYRAILS_BASE_URL"])
+    env["PAYRAILS_SDK_ORIGIN"] = f"{sandbox.scheme}://localhost:{sandbox.port}"
+    with running_demo(env, "cross-site-demo-stack") as stack:
+        yield stack
 
 
 @pytest.hookimpl(wrapper=True)

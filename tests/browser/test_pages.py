@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from html.parser import HTMLParser
 
 import pytest
 from aiohttp import web
@@ -15,6 +17,40 @@ from shared.config import Settings
 
 Client = TestClient[web.Request, web.Application]
 StartStorefront = Callable[[Settings], Awaitable[Client]]
+Attributes = dict[str, str | None]
+
+
+class _ById(HTMLParser):
+    """Every element of a page that has an id: its tag, its attributes and the text it holds
+    up to its own end tag (enough for the leaf elements these tests look at)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements: dict[str, tuple[str, Attributes, list[str]]] = {}
+        self._reading: tuple[str, list[str]] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        element_id = attributes.get("id")
+        if element_id:
+            text: list[str] = []
+            self.elements[element_id] = (tag, attributes, text)
+            self._reading = (tag, text)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._reading is not None and self._reading[0] == tag:
+            self._reading = None
+
+    def handle_data(self, data: str) -> None:
+        if self._reading is not None:
+            self._reading[1].append(data)
+
+
+def elements_by_id(page: str) -> dict[str, tuple[str, Attributes, str]]:
+    """Element id -> (tag, attributes, text)."""
+    parser = _ById()
+    parser.feed(page)
+    return {key: (tag, attrs, "".join(text)) for key, (tag, attrs, text) in parser.elements.items()}
 
 
 @pytest.fixture
@@ -74,6 +110,32 @@ async def test_checkout_page_has_the_three_card_mounts_the_modal_and_every_test_
         assert f'id="{element_id}"' in page
     for card in TEST_CARDS:
         assert card.number in page
+
+
+async def test_checkout_page_holds_no_price_only_a_placeholder_for_the_sessions_order(
+    storefront: StartStorefront,
+) -> None:
+    """The amount comes from GET /checkout/session at run time: the page itself names none."""
+    page = await (await (await storefront(Settings())).get("/")).text()
+    elements = elements_by_id(page)
+    tag, attributes, text = elements["order-amount"]
+    assert (tag, text) == ("strong", "…")
+    assert not [name for name in attributes if name.startswith("data-")]
+    assert elements["order-reference"][2] == "…"
+    assert not re.findall(r"\b\d+[.,]\d{2}\b", page), "a price in the checkout page"
+    assert "EUR" not in page
+
+
+async def test_checkout_page_has_the_no_session_message_hidden_until_the_script_shows_it(
+    storefront: StartStorefront,
+) -> None:
+    page = await (await (await storefront(Settings())).get("/")).text()
+    tag, attributes, text = elements_by_id(page)["no-session"]
+    assert tag == "p"
+    assert "hidden" in attributes
+    assert attributes.get("role") == "alert"
+    assert "open the checkout from your shop" in " ".join(text.split())
+    assert "disabled" in elements_by_id(page)["place-order"][1]
 
 
 async def test_confirmation_page_escapes_the_reference(storefront: StartStorefront) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ingress.checkout.keys import CHECKOUT
-from ingress.checkout.place_order import ensure_execution, start_authorize, upsert_order
+from ingress.checkout.place_order import ensure_execution, start_authorize, take_order
 from ingress.checkout.validation import PlaceOrderRequest, parse_place_order
 from sandbox.control_client import SandboxHandle
 from shared import metrics
@@ -26,7 +26,7 @@ from shared.messaging import (
     persistent_properties,
     publish_frames,
 )
-from tests.checkout.conftest import FRICTIONLESS, AuthorizeConsumer, order_body
+from tests.checkout.conftest import FRICTIONLESS, AuthorizeConsumer, bound_session, order_body
 
 Client = TestClient[web.Request, web.Application]
 
@@ -65,10 +65,10 @@ async def authorizing_order(checkout: Client, sandbox: SandboxHandle) -> Authori
     parsed = parse_place_order(await order_body(checkout, sandbox, FRICTIONLESS))
     assert isinstance(parsed, PlaceOrderRequest)
     service = checkout.server.app[CHECKOUT]
-    order = await upsert_order(service, parsed)
+    order = await take_order(service, await bound_session(checkout), parsed)
     execution_id = await ensure_execution(service, order)
     assert await start_authorize(service, order.id, execution_id)
-    return AuthorizeCommand(parsed.order_reference, execution_id)
+    return AuthorizeCommand(order.reference, execution_id)
 
 
 async def authorize_keys(
@@ -170,24 +170,26 @@ async def test_an_unreadable_command_is_dead_lettered(
         await channel.close()
 
 
-async def test_an_authorize_payrails_refuses_sends_the_order_to_review(
+async def test_an_authorize_payrails_refuses_fails_the_payment(
     checkout: Client,
     sandbox: SandboxHandle,
     authorize_consumer: AuthorizeConsumer,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """An instrument the sandbox never issued: a 400 that no retry changes."""
-    before = authorize_outcomes("rejected")
+    """An instrument the sandbox never issued: a 400 that proves nothing was authorized."""
+    before = authorize_outcomes("refused")
     body = await order_body(checkout, sandbox, FRICTIONLESS)
     body["paymentInstrumentId"] = "pi_never_issued"
     response = await checkout.post("/checkout/place-order", json=body)
-    assert response.status == 202
-    assert (await response.json())["status"] == "processing"
-    order = await (await checkout.get(f"/orders/{body['orderReference']}")).json()
-    assert order["status"] == "needs_review"
+    assert response.status == 200
+    answer = await response.json()
+    assert answer["status"] == "failed"
+    assert answer["reason"] == "authorize refused: request.validation-error"
+    order = await (await checkout.get(f"/orders/{answer['orderReference']}")).json()
+    assert order["status"] == "payment_failed"
     assert order["failureReason"] == "authorize refused: request.validation-error"
     assert order["confirmedBy"] == "authorize"
-    assert authorize_outcomes("rejected") == before + 1
+    assert authorize_outcomes("refused") == before + 1
     assert (await sandbox.stats())["authorizesExecuted"] == {}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,7 +17,6 @@ from ingress.checkout.validation import DROP_IN_EXPLANATION, SAFE_ALPHABET
 from ingress.checkout_app import create_checkout_app
 from ingress.keys import BROKER
 from sandbox.control_client import SandboxHandle
-from sandbox.keys import IDEMPOTENCY
 from shared import metrics
 from shared.config import Settings
 from shared.db.models import IdempotencyKey, Order
@@ -26,9 +25,13 @@ from shared.money import MAX_INTEGER_DIGITS
 from tests.checkout.conftest import (
     FRICTIONLESS,
     AuthorizeConsumer,
-    count_orders,
-    new_reference,
+    client_init_answers,
+    idempotency_operations,
     order_body,
+    order_row,
+    session_header,
+    session_token,
+    start_checkout,
 )
 from tests.ports import free_port
 
@@ -70,6 +73,7 @@ def durations_observed(endpoint: str, outcome: str) -> tuple[float, float]:
 async def test_a_request_duration_is_observed_under_its_endpoint_and_outcome(
     body: dict[str, str], status: int, outcome: str, other: str, checkout: Client
 ) -> None:
+    await start_checkout(checkout)
     count, total = durations_observed("payments_init", outcome)
     other_count, _ = durations_observed("payments_init", other)
     response = await checkout.post("/payments/init", json=body)
@@ -83,6 +87,7 @@ async def test_a_request_duration_is_observed_under_its_endpoint_and_outcome(
 async def test_an_invalid_place_order_answers_422_with_an_error_per_field(
     checkout: Client,
 ) -> None:
+    await start_checkout(checkout)
     before = requests_counted("place_order", "invalid")
     body = {
         "paymentInstrumentId": "pi_1",
@@ -106,7 +111,7 @@ async def test_an_invalid_place_order_answers_422_with_an_error_per_field(
 async def test_an_amount_too_large_for_the_order_table_answers_422_on_amount_value(
     checkout: Client, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    reference = new_reference()
+    reference = await start_checkout(checkout)
     body = {
         "paymentInstrumentId": "pi_1",
         "paymentMethodCode": "card",
@@ -123,16 +128,22 @@ async def test_an_amount_too_large_for_the_order_table_answers_422_on_amount_val
             "message": f"must have at most {MAX_INTEGER_DIGITS} digits before the decimal point",
         }
     ]
-    assert await count_orders(sessions, reference) == 0
+    order = await order_row(sessions, reference)
+    assert (order.status, order.amount_value) == ("created", Decimal("129.90"))
+    assert await idempotency_operations(sessions, reference) == []
 
 
 async def test_a_body_that_is_not_json_answers_400(checkout: Client) -> None:
-    response = await checkout.post("/checkout/place-order", data=b"{not json")
+    await start_checkout(checkout)
+    response = await checkout.post(
+        "/checkout/place-order", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert response.status == 400
     assert (await response.json())["error"] == "invalid_json"
 
 
 async def test_init_refuses_drop_in_with_an_explanation(checkout: Client) -> None:
+    await start_checkout(checkout)
     response = await checkout.post(
         "/payments/init", json={"holderReference": "customer-1", "type": "dropIn"}
     )
@@ -163,6 +174,7 @@ async def test_init_refuses_drop_in_with_an_explanation(checkout: Client) -> Non
 async def test_an_invalid_init_answers_422_without_calling_payrails(
     body: Any, errors: list[dict[str, str]], checkout: Client, sandbox: SandboxHandle
 ) -> None:
+    await start_checkout(checkout)
     before = requests_counted("payments_init", "invalid")
     response = await checkout.post("/payments/init", json=body)
     answer = await response.json()
@@ -173,16 +185,10 @@ async def test_an_invalid_init_answers_422_without_calling_payrails(
     assert client_init_answers(sandbox) == []
 
 
-def client_init_answers(sandbox: SandboxHandle) -> list[Any]:
-    """The client/init bodies the sandbox answered, from its idempotency store."""
-    stored = sandbox.running.app[IDEMPOTENCY]._responses.values()
-    bodies = [json.loads(response.body) for response in stored]
-    return [body for body in bodies if set(body) == {"version", "data"}]
-
-
 async def test_init_returns_the_payrails_payload_verbatim(
     checkout: Client, sandbox: SandboxHandle
 ) -> None:
+    await start_checkout(checkout)
     response = await checkout.post(
         "/payments/init", json={"holderReference": "customer-1", "type": "tokenization"}
     )
@@ -194,6 +200,7 @@ async def test_init_returns_the_payrails_payload_verbatim(
 async def test_init_answers_503_when_payrails_fails(
     checkout: Client, sandbox: SandboxHandle
 ) -> None:
+    await start_checkout(checkout)
     await sandbox.set_faults({"endpoints": {"client_init": {"error_rate": 1}}})
     response = await checkout.post(
         "/payments/init", json={"holderReference": "customer-1", "type": "secureFields"}
@@ -266,7 +273,9 @@ async def test_payrails_unreachable_answers_503_and_a_retry_completes_the_order(
     server = TestServer(app, host="127.0.0.1", port=unreachable.checkout_port)
     async with TestClient(server) as down:
         assert await app[BROKER].wait_ready(10)
-        response = await down.post("/checkout/place-order", json=body)
+        response = await down.post(
+            "/checkout/place-order", json=body, headers=session_header(session_token(checkout))
+        )
         answer = await response.json()
     assert response.status == 503
     assert answer["error"] == "payrails_unavailable"

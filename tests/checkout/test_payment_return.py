@@ -18,6 +18,7 @@ from tests.checkout.conftest import (
     AuthorizeConsumer,
     order_body,
     outbox_of,
+    start_checkout,
     transitions_of,
 )
 
@@ -110,12 +111,16 @@ async def test_the_return_page_answers_json_when_asked(
 
 
 async def test_an_unknown_execution_id_is_not_found(checkout: Client) -> None:
-    response = await checkout.get("/payment-return/no-such-execution")
+    await start_checkout(checkout)
+    response = await checkout.get(
+        "/payment-return/no-such-execution", headers={"Accept": "application/json"}
+    )
     assert response.status == 404
     assert (await response.json())["error"] == "not_found"
 
 
 async def test_an_unknown_order_reference_is_not_found(checkout: Client) -> None:
+    await start_checkout(checkout)
     response = await checkout.get("/orders/no-such-order")
     assert response.status == 404
     assert (await response.json())["error"] == "not_found"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime
+from decimal import Decimal
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -13,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sandbox.control_client import SandboxHandle
 from sandbox.keys import STATE
 from shared import metrics
+from shared.config import Settings
 from shared.db.models import Order
+from shared.messaging import Names
 from shared.money import MAX_INTEGER_DIGITS
 from tests.checkout.conftest import (
     CHALLENGE,
@@ -23,10 +27,16 @@ from tests.checkout.conftest import (
     AuthorizeConsumer,
     DenyAll,
     count_orders,
+    idempotency_operations,
     order_body,
+    order_row,
     outbox_of,
+    serve_checkout,
+    session_header,
+    session_token,
     transitions_of,
 )
+from tests.ports import free_port
 
 Client = TestClient[web.Request, web.Application]
 
@@ -154,30 +164,47 @@ async def test_the_same_body_again_answers_the_current_state_without_a_second_au
     assert stats["authorizesExecuted"] == {first["executionId"]: 1}
 
 
-async def test_a_different_amount_for_an_existing_reference_is_a_conflict(
-    checkout: Client, sandbox: SandboxHandle, authorize_consumer: AuthorizeConsumer
-) -> None:
-    body = await order_body(checkout, sandbox, FRICTIONLESS)
-    await checkout.post("/checkout/place-order", json=body)
-    changed = {**body, "amount": {"value": "1.00", "currency": "EUR"}}
-    response = await checkout.post("/checkout/place-order", json=changed)
-    answer = await response.json()
-    assert response.status == 409
-    assert answer["error"] == "order_conflict"
-    assert answer["fields"] == ["amount.value"]
-
-
-async def test_ten_concurrent_identical_requests_create_one_execution_and_one_authorize(
+async def test_a_different_amount_in_the_body_is_refused_before_anything_is_paid(
     checkout: Client,
     sandbox: SandboxHandle,
     authorize_consumer: AuthorizeConsumer,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
+    """The order's terms are the merchant's (see test_merchant_api for the conflict there)."""
     body = await order_body(checkout, sandbox, FRICTIONLESS)
-    responses = await asyncio.gather(
-        *(checkout.post("/checkout/place-order", json=body) for _ in range(10))
+    changed = {**body, "amount": {"value": "1.00", "currency": "EUR"}}
+    response = await checkout.post("/checkout/place-order", json=changed)
+    answer = await response.json()
+    assert response.status == 409, answer
+    assert answer["error"] == "amount_mismatch"
+    assert answer["amount"] == {"value": "129.90", "currency": "EUR"}
+    order = await order_row(sessions, body["orderReference"])
+    assert (order.status, order.execution_id) == ("created", None)
+    assert order.amount_value == Decimal("129.90")
+    assert await idempotency_operations(sessions, body["orderReference"]) == []
+    stats = await sandbox.stats()
+    assert (stats["executionsCreated"], stats["authorizesExecuted"]) == (0, {})
+
+
+async def test_ten_concurrent_identical_requests_create_one_execution_and_one_authorize(
+    checkout: Client,
+    checkout_settings: Settings,
+    topology: Names,
+    sandbox: SandboxHandle,
+    authorize_consumer: AuthorizeConsumer,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """An app that lets one session hold ten long-polls, so all ten race in the database."""
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    roomy = dataclasses.replace(
+        checkout_settings, checkout_port=free_port(), checkout_long_polls_per_session=10
     )
-    answers = [await r.json() for r in responses]
+    headers = session_header(session_token(checkout))
+    async with serve_checkout(roomy) as client:
+        responses = await asyncio.gather(
+            *(client.post("/checkout/place-order", json=body, headers=headers) for _ in range(10))
+        )
+        answers = [await r.json() for r in responses]
     assert {r.status for r in responses} == {200}
     assert {a["status"] for a in answers} == {"authorized"}
     assert len({a["executionId"] for a in answers}) == 1

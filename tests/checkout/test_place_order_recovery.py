@@ -22,6 +22,8 @@ from tests.checkout.conftest import (
     FRICTIONLESS,
     AuthorizeConsumer,
     order_body,
+    session_header,
+    session_token,
     tokenize,
     transitions_of,
 )
@@ -114,10 +116,11 @@ async def test_broker_down_answers_503_and_a_retry_authorizes_once(
     app = create_checkout_app(proxied)
     server = TestServer(app, host="127.0.0.1", port=proxied.checkout_port)
     body = await order_body(checkout, sandbox, FRICTIONLESS)
+    headers = session_header(session_token(checkout))
     async with TestClient(server) as client:
         assert await app[BROKER].wait_ready(10)
         await broker_proxy.cut()
-        down = await client.post("/checkout/place-order", json=body)
+        down = await client.post("/checkout/place-order", json=body, headers=headers)
         answer = await down.json()
         assert down.status == 503, answer
         assert answer["error"] == "broker_unavailable"
@@ -126,7 +129,7 @@ async def test_broker_down_answers_503_and_a_retry_authorizes_once(
 
         await broker_proxy.start()
         assert await app[BROKER].wait_ready(10)
-        retry = await client.post("/checkout/place-order", json=body)
+        retry = await client.post("/checkout/place-order", json=body, headers=headers)
         assert (await retry.json())["status"] == "authorized"
     stats = await sandbox.stats()
     assert stats["executionsCreated"] == 1

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ingress.checkout.keys import CHECKOUT
 from ingress.checkout.orders import record_execution
-from ingress.checkout.place_order import ensure_execution, start_authorize, upsert_order
+from ingress.checkout.place_order import ensure_execution, start_authorize, take_order
 from ingress.checkout.validation import PlaceOrderRequest, parse_place_order
 from sandbox.control_client import SandboxHandle
 from shared.db.models import Order
@@ -26,6 +26,7 @@ from shared.state_machine import Cause
 from tests.checkout.conftest import (
     FRICTIONLESS,
     AuthorizeConsumer,
+    bound_session,
     order_body,
     outbox_of,
     transitions_of,
@@ -65,14 +66,14 @@ async def authorized_execution(
     parsed = parse_place_order(await order_body(checkout, sandbox, FRICTIONLESS))
     assert isinstance(parsed, PlaceOrderRequest)
     service = checkout.server.app[CHECKOUT]
-    order = await upsert_order(service, parsed)
+    order = await take_order(service, await bound_session(checkout), parsed)
     execution_id = await ensure_execution(service, order)
     assert await start_authorize(service, order.id, execution_id)
     execution = await payrails.get_execution(
         execution_id, wait_while=["created", "authorizeRequested"], timeout=5
     )
     assert execution.is_terminal
-    return parsed.order_reference, execution
+    return order.reference, execution
 
 
 @pytest.mark.parametrize("first", ["webhook", "poll"])

@@ -19,6 +19,8 @@ from tests.checkout.conftest import (
     FRICTIONLESS,
     AuthorizeConsumer,
     order_body,
+    session_header,
+    session_token,
 )
 from tests.checkout.test_authorize_consumer import eventually
 from tests.ports import free_port
@@ -52,7 +54,11 @@ async def test_shutdown_answers_processing_to_a_place_order_still_polling(
     body = await order_body(checkout, sandbox, FRICTIONLESS)
     async with aiohttp.ClientSession() as session:
         pending = asyncio.create_task(
-            session.post(server.make_url("/checkout/place-order"), json=body)
+            session.post(
+                server.make_url("/checkout/place-order"),
+                json=body,
+                headers=session_header(session_token(checkout)),
+            )
         )
 
         async def polling() -> bool:
@@ -87,7 +93,8 @@ async def test_shutdown_answers_processing_to_a_return_page_still_polling(
     url = server.make_url(f"/payment-return/{challenge['executionId']}")
     polls_before = (await sandbox.stats())["requests"]["get_execution"]
     async with aiohttp.ClientSession() as session:
-        pending = asyncio.create_task(session.get(url, headers={"Accept": "application/json"}))
+        headers = {"Accept": "application/json", **session_header(session_token(checkout))}
+        pending = asyncio.create_task(session.get(url, headers=headers))
 
         async def polling() -> bool:
             stats = await sandbox.stats()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
@@ -134,6 +135,11 @@ class Ledger:
         )
         return {r[0]: OrderRow(*r) for r in rows}
 
+    async def status_counts(self) -> dict[str, int]:
+        """Orders by status, over the whole database."""
+        rows = await self._rows("SELECT status, count(*) FROM orders GROUP BY status")
+        return {str(r[0]): int(r[1]) for r in rows}
+
     async def inbox(self, event_ids: Iterable[str]) -> dict[str, str]:
         """event id -> outcome, for those ids the worker has recorded."""
         ids = list(event_ids)
@@ -210,6 +216,14 @@ async def wait_until(
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(interval)
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0.99 for p99) of ``values``; 0.0 when there are none."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 @dataclass

@@ -43,6 +43,13 @@ async def resolve_challenge(
         return response.status
 
 
+def storefront(stack: Stack, session: aiohttp.ClientSession) -> Shopper:
+    """The stack's shop: its merchant API key, its checkout and the sandbox's Secure Fields."""
+    return Shopper(
+        stack.checkout_url, stack.sandbox_url, session, stack.config.credentials.merchant_api_key
+    )
+
+
 async def shop(
     stack: Stack,
     orders: Sequence[tuple[str, str]],
@@ -50,34 +57,21 @@ async def shop(
     concurrency: int = 16,
     challenges: bool = True,
 ) -> list[PlacedOrder]:
-    """Place the orders through the checkout and finish every 3-D Secure challenge."""
+    """Create the orders (merchant API), pay each in its checkout session, finish every 3-D
+    Secure challenge."""
     async with aiohttp.ClientSession() as session:
-        shopper = Shopper(stack.checkout_url, stack.sandbox_url, session)
+        shopper = storefront(stack, session)
         placed = await place_orders(shopper, orders, concurrency=concurrency)
         if challenges:
-            await finish_challenges(session, stack.checkout_url, placed)
+            await finish_challenges(shopper, placed)
     return placed
 
 
-async def order_status(
-    session: aiohttp.ClientSession, checkout_url: str, reference: str
-) -> dict[str, object]:
-    async with session.get(
-        f"{checkout_url}/orders/{reference}", timeout=aiohttp.ClientTimeout(total=10)
-    ) as response:
-        return dict(await response.json()) if response.status == 200 else {}
-
-
-async def challenge_of(
-    session: aiohttp.ClientSession, checkout_url: str, placed: PlacedOrder, timeout: float
-) -> str | None:
+async def challenge_of(shopper: Shopper, placed: PlacedOrder, timeout: float) -> str | None:
     """The order's 3-D Secure URL, waiting while place-order answered 202 processing."""
     deadline = time.monotonic() + timeout
     while placed.redirect_url is None and placed.card in ("challenge", "cascade"):
-        try:
-            view = await order_status(session, checkout_url, placed.reference)
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            view = {}
+        view = await shopper.order_view(placed)
         url = view.get("redirectUrl")
         if isinstance(url, str) and url:
             return url
@@ -88,18 +82,14 @@ async def challenge_of(
 
 
 async def finish_challenges(
-    session: aiohttp.ClientSession,
-    checkout_url: str,
-    placed: Sequence[PlacedOrder],
-    *,
-    timeout: float = 120.0,
+    shopper: Shopper, placed: Sequence[PlacedOrder], *, timeout: float = 120.0
 ) -> None:
     """Press Complete on every challenge, including those that appeared after a 202."""
 
     async def one(order: PlacedOrder) -> None:
-        url = await challenge_of(session, checkout_url, order, timeout)
+        url = await challenge_of(shopper, order, timeout)
         if url is not None:
-            await resolve_challenge(session, url)
+            await resolve_challenge(shopper.session, url)
 
     await asyncio.gather(*(one(p) for p in placed))
 

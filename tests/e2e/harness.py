@@ -66,6 +66,7 @@ class Credentials:
     client_id: str = field(default_factory=lambda: f"e2e-client-{secrets.token_hex(4)}")
     client_secret: str = field(default_factory=lambda: f"e2e-cs-{secrets.token_hex(16)}")
     webhook_secret: str = field(default_factory=lambda: f"e2e-wh-{secrets.token_hex(16)}")
+    merchant_api_key: str = field(default_factory=lambda: f"e2e-mk-{secrets.token_hex(16)}")
 
     @property
     def webhook_key(self) -> bytes:
@@ -97,6 +98,7 @@ class Stack:
         self.checkout_port = free_port()
         self.sandbox: ServiceProcess | None = None
         self.checkout: ServiceProcess | None = None
+        self.extra_checkouts: list[ServiceProcess] = []
         self.ingresses: list[ServiceProcess] = []
         self.workers: list[ServiceProcess] = []
         self._ingress_ports: list[int] = []
@@ -125,7 +127,7 @@ class Stack:
     @property
     def processes(self) -> list[ServiceProcess]:
         fixed = [p for p in (self.sandbox, self.checkout) if p is not None]
-        return fixed + self.ingresses + self.workers
+        return fixed + self.extra_checkouts + self.ingresses + self.workers
 
     def _service_urls(self) -> tuple[str, str]:
         """The AMQP and database URLs the processes use (through the proxies, if any)."""
@@ -154,6 +156,9 @@ class Stack:
             "PAYRAILS_CLIENT_ID": creds.client_id,
             "PAYRAILS_CLIENT_SECRET": creds.client_secret,
             "PAYRAILS_WEBHOOK_SECRETS": creds.webhook_secret,
+            "MERCHANT_API_KEYS": creds.merchant_api_key,
+            # Every shopper of the suite comes from 127.0.0.1: one address is the whole load.
+            "CHECKOUT_RATE_LIMIT_PER_ADDRESS": "100000",
             "PAYRAILS_TIMEOUT_SECONDS": "3",
             "PAYRAILS_MAX_RETRIES": "3",
             "PAYRAILS_RETRY_BACKOFF_SECONDS": "0.1",
@@ -169,7 +174,7 @@ class Stack:
             "PUBLIC_BASE_URL": self.checkout_url,
             "WEBHOOK_HOST": "127.0.0.1",
             "CHECKOUT_HOST": "127.0.0.1",
-            "WORKER_HOST": "127.0.0.1",
+            "ADMIN_HOST": "127.0.0.1",
             "CHECKOUT_PORT": str(self.checkout_port),
             "SANDBOX_HOST": "127.0.0.1",
             "SANDBOX_PORT": str(self.sandbox_port),
@@ -209,19 +214,32 @@ class Stack:
             await self.add_worker()
 
     def _process(
-        self, name: str, args: list[str], port: int, health: str = "/healthz"
+        self,
+        name: str,
+        args: list[str],
+        port: int,
+        health: str = "/healthz",
+        overrides: dict[str, str] | None = None,
     ) -> ServiceProcess:
         env_all = self.env()
+        admin_url: str | None = None
+        if args[:1] == ["ingress"]:  # readiness and metrics on an admin port of its own
+            admin_port = free_port()
+            env_all["WEBHOOK_ADMIN_PORT"] = env_all["CHECKOUT_ADMIN_PORT"] = str(admin_port)
+            admin_url = f"http://127.0.0.1:{admin_port}"
         if args[:2] == ["ingress", "webhooks"]:
             env_all["WEBHOOK_PORT"] = str(port)
         if args[:1] == ["worker"]:
             env_all["WORKER_METRICS_PORT"] = str(port)
+            admin_url = f"http://127.0.0.1:{port}"
+        env_all.update(overrides or {})
         return ServiceProcess(
             name=name,
             args=args,
             env=env_all,
             health_url=f"http://127.0.0.1:{port}{health}",
             log_dir=self.config.run_dir,
+            admin_url=admin_url,
         )
 
     async def add_worker(self, *args: str) -> ServiceProcess:
@@ -240,10 +258,28 @@ class Stack:
         await ingress.wait_healthy()
         return ingress
 
+    async def add_checkout(self, **settings: str) -> ServiceProcess:
+        """One more checkout process, on a port of its own, with ``settings`` (environment
+        variables) over the stack's; ``remove_extra`` stops it. Its URL is ``.url``."""
+        port = free_port()
+        overrides = {
+            "CHECKOUT_PORT": str(port),
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            **settings,
+        }
+        name = f"checkout-{len(self.extra_checkouts) + 1}"
+        checkout = self._process(name, ["ingress", "checkout"], port, overrides=overrides)
+        checkout.start()
+        self.extra_checkouts.append(checkout)
+        await checkout.wait_healthy()
+        return checkout
+
     async def remove_extra(self, *, ingresses: int = 1, workers: int = 1) -> None:
-        """Stop (SIGTERM) every ingress and worker beyond the first ``n``."""
-        extra = self.ingresses[ingresses:] + self.workers[workers:]
+        """Stop (SIGTERM) every extra checkout, and every ingress and worker beyond the first
+        ``n``."""
+        extra = self.extra_checkouts + self.ingresses[ingresses:] + self.workers[workers:]
         await asyncio.gather(*(p.stop() for p in extra))
+        self.extra_checkouts = []
         self.ingresses = self.ingresses[:ingresses]
         self._ingress_ports = self._ingress_ports[:ingresses]
         self.workers = self.workers[:workers]

@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -30,6 +31,7 @@ class ServiceProcess:
     env: dict[str, str]
     health_url: str
     log_dir: Path
+    admin_url: str | None = None  # where its /readyz and /metrics are served, if anywhere
     starts: int = 0
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -40,6 +42,12 @@ class ServiceProcess:
     @property
     def stderr_path(self) -> Path:
         return self.log_dir / f"{self.name}.stderr.log"
+
+    @property
+    def url(self) -> str:
+        """Where it serves: the scheme, host and port of its health URL."""
+        parts = urlsplit(self.health_url)
+        return f"{parts.scheme}://{parts.netloc}"
 
     @property
     def pid(self) -> int | None:

@@ -26,7 +26,7 @@ async def test_fuzzed_requests_get_no_5xx_and_leave_the_ingress_healthy(
     needles["signature"].update(fuzzer.signatures)
     async with aiohttp.ClientSession() as session:
         healthy = await ingress.healthy(session)
-        async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+        async with session.get(f"{ingress.admin_url}/readyz") as response:
             ready = response.status
 
     figures = Figures("s6 hostile input")

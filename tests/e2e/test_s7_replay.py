@@ -49,7 +49,7 @@ async def test_replayed_old_signed_events_change_no_order(scenario: Scenario) ->
 
     before = await ledger.orders(tag)
     messages_before = copy.deepcopy({ref: backend.by_order.get(ref) for ref in before})
-    metrics_urls = [w.health_url.replace("/healthz", "/metrics") for w in stack.workers]
+    metrics_urls = [f"{w.admin_url}/metrics" for w in stack.workers]
     duplicates_before = await metric_total(metrics_urls, DUPLICATES, outcome="duplicate")
 
     await redeliver_until_accepted(stack.ingress_urls, held, max_seconds=60)

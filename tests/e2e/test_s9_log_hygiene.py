@@ -1,4 +1,4 @@
-"""Scenario 9: no log line of any process holds a secret, token, signature or card number.
+"""Scenario 9: no log line of any process holds a secret, key, token, signature or card number.
 
 Runs last (file order), so it scans everything the suite's processes wrote, after driving one
 more order of every card itself.
@@ -47,6 +47,8 @@ async def test_no_log_line_holds_a_secret_token_signature_or_card_number(
     forbidden = {
         "client_secret": {creds.client_secret},
         "webhook_secret": {creds.webhook_secret},
+        "merchant_api_key": {creds.merchant_api_key},
+        "checkout_session": {p.checkout.token for p in placed},
         "access_token": tokens,
         "signature": needles["signature"] | sandbox_signatures,
         "card_number": set(CARDS.values()) | {spaced(p) for p in CARDS.values()},

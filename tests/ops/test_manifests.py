@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ingress import __main__ as ingress_main
 from ingress.checkout_app import create_checkout_app
+from ingress.health import ADMIN_APP
 from ingress.webhook_app import WEBHOOK_PATH, create_webhook_app
 from sandbox.app import create_sandbox_app
 from sandbox.config import SandboxConfig
@@ -40,41 +41,70 @@ SECRET_VARIABLES = {
     "AMQP_URL",
     "PAYRAILS_CLIENT_SECRET",
     "PAYRAILS_WEBHOOK_SECRETS",
+    "MERCHANT_API_KEYS",
 }
 DEFAULTS = Settings()
-# process (by its command) -> (the port variable, the port the code listens on)
-PROCESSES: dict[tuple[str, ...], tuple[str, int]] = {
-    ("python", "-m", "ingress", "webhooks"): ("WEBHOOK_PORT", DEFAULTS.webhook_port),
-    ("python", "-m", "ingress", "checkout"): ("CHECKOUT_PORT", DEFAULTS.checkout_port),
-    ("python", "-m", "worker"): ("WORKER_METRICS_PORT", DEFAULTS.worker_metrics_port),
-    ("python", "-m", "sandbox"): ("SANDBOX_PORT", SandboxConfig().port),
+WEBHOOKS = ("python", "-m", "ingress", "webhooks")
+CHECKOUT = ("python", "-m", "ingress", "checkout")
+WORKER = ("python", "-m", "worker")
+SANDBOX = ("python", "-m", "sandbox")
+# process (by its command) -> its listeners, by the name its Kubernetes container port carries:
+# "http" the public port, "admin" the one with readiness and metrics (the worker has only that
+# one) -> (the port variable, the port the code listens on).
+LISTENERS: dict[tuple[str, ...], dict[str, tuple[str, int]]] = {
+    WEBHOOKS: {
+        "http": ("WEBHOOK_PORT", DEFAULTS.webhook_port),
+        "admin": ("WEBHOOK_ADMIN_PORT", DEFAULTS.webhook_admin_port),
+    },
+    CHECKOUT: {
+        "http": ("CHECKOUT_PORT", DEFAULTS.checkout_port),
+        "admin": ("CHECKOUT_ADMIN_PORT", DEFAULTS.checkout_admin_port),
+    },
+    WORKER: {"admin": ("WORKER_METRICS_PORT", DEFAULTS.worker_metrics_port)},
+    SANDBOX: {"http": ("SANDBOX_PORT", SandboxConfig().port)},
 }
+PROCESSES = set(LISTENERS)
+# Where Prometheus runs: the only namespace admitted to the admin ports.
+MONITORING_NAMESPACE = "monitoring"
 MIGRATE = ("alembic", "upgrade", "head")
 # process (by its command) -> the real Payrails secrets its entrypoint requires; the alembic
 # containers (migration Job, wait-for-schema) load Settings.from_env() with the strict default.
 REQUIRED_SECRETS: dict[tuple[str, ...], Collection[str]] = {
-    ("python", "-m", "ingress", "webhooks"): ingress_main.REQUIRED_SECRETS["webhooks"],
-    ("python", "-m", "ingress", "checkout"): ingress_main.REQUIRED_SECRETS["checkout"],
-    ("python", "-m", "worker"): worker_main.REQUIRED_SECRETS,
+    WEBHOOKS: ingress_main.REQUIRED_SECRETS["webhooks"],
+    CHECKOUT: ingress_main.REQUIRED_SECRETS["checkout"],
+    WORKER: worker_main.REQUIRED_SECRETS,
 }
 # Operators run ``recon`` inside the worker's container (kubectl exec deploy/worker -- recon).
-RECON_RUNS_BESIDE = ("python", "-m", "worker")
+RECON_RUNS_BESIDE = WORKER
 # Stand-ins for secretKeyRef values: the value only has to parse.
-SECRET_STAND_INS = {"DATABASE_URL": "postgresql+psycopg://recon:from-secret@postgres:5432/recon"}
-
-
-APP_FACTORIES: dict[tuple[str, ...], Callable[[], web.Application]] = {
-    ("python", "-m", "ingress", "webhooks"): lambda: create_webhook_app(DEFAULTS),
-    ("python", "-m", "ingress", "checkout"): lambda: create_checkout_app(DEFAULTS),
-    ("python", "-m", "worker"): lambda: create_health_app({}),
-    ("python", "-m", "sandbox"): lambda: create_sandbox_app(SandboxConfig()),
+# What a secret store would hold: values of the shape and length the processes demand.
+SECRET_STAND_INS = {
+    "DATABASE_URL": "postgresql+psycopg://recon:from-secret@postgres:5432/recon",
+    "MERCHANT_API_KEYS": "from-secret-merchant-key-0123456789abcdef",
 }
 
 
-def get_routes(command: tuple[str, ...]) -> dict[str, str]:
-    """The GET paths the process ``command`` starts serves, read from its app factory, each
-    with the module of its handler."""
-    app = APP_FACTORIES[command]()
+# (process, listener) -> the app served there.
+APP_FACTORIES: dict[tuple[tuple[str, ...], str], Callable[[], web.Application]] = {
+    (WEBHOOKS, "http"): lambda: create_webhook_app(DEFAULTS),
+    (WEBHOOKS, "admin"): lambda: create_webhook_app(DEFAULTS)[ADMIN_APP],
+    (CHECKOUT, "http"): lambda: create_checkout_app(DEFAULTS),
+    (CHECKOUT, "admin"): lambda: create_checkout_app(DEFAULTS)[ADMIN_APP],
+    (WORKER, "admin"): lambda: create_health_app({}),
+    (SANDBOX, "http"): lambda: create_sandbox_app(SandboxConfig()),
+}
+
+
+def listener_at(command: tuple[str, ...], port: int) -> str:
+    """The name of the listener of ``command`` on ``port``."""
+    (name,) = [n for n, (_, number) in LISTENERS[command].items() if number == port]
+    return name
+
+
+def get_routes(command: tuple[str, ...], listener: str) -> dict[str, str]:
+    """The GET paths the process ``command`` serves on ``listener``, read from its app
+    factory, each with the module of its handler."""
+    app = APP_FACTORIES[command, listener]()
     return {
         r.resource.canonical: r.handler.__module__
         for r in app.router.routes()
@@ -82,16 +112,16 @@ def get_routes(command: tuple[str, ...]) -> dict[str, str]:
     }
 
 
-def served_paths(command: tuple[str, ...]) -> set[str]:
-    """The GET paths the process ``command`` starts serves."""
-    return set(get_routes(command))
+def served_paths(command: tuple[str, ...], listener: str) -> set[str]:
+    """The GET paths the process ``command`` serves on ``listener``."""
+    return set(get_routes(command, listener))
 
 
-def metrics_paths(command: tuple[str, ...]) -> set[str]:
-    """The GET paths of ``command`` that prometheus_client's exposition handler answers."""
+def metrics_paths(command: tuple[str, ...], listener: str) -> set[str]:
+    """The GET paths on ``listener`` that prometheus_client's exposition handler answers."""
     return {
         path
-        for path, module in get_routes(command).items()
+        for path, module in get_routes(command, listener).items()
         if module.startswith("prometheus_client.")
     }
 
@@ -101,7 +131,30 @@ def test_the_settings_reader_finds_the_documented_variables() -> None:
         SERVICE_VARIABLES
     )
     assert {"SANDBOX_PORT", "SANDBOX_WEBHOOK_URL", "PAYRAILS_CLIENT_ID"} <= SANDBOX_VARIABLES
-    assert [port for _, port in PROCESSES.values()] == [8080, 8000, 9100, 8090]
+    ports = {c: {n: port for n, (_, port) in ls.items()} for c, ls in LISTENERS.items()}
+    assert ports == {
+        WEBHOOKS: {"http": 8080, "admin": 9080},
+        CHECKOUT: {"http": 8000, "admin": 9000},
+        WORKER: {"admin": 9100},
+        SANDBOX: {"http": 8090},
+    }
+    for listeners in LISTENERS.values():
+        assert {variable for variable, _ in listeners.values()} <= (
+            SERVICE_VARIABLES | SANDBOX_VARIABLES
+        )
+
+
+@pytest.mark.parametrize("command", [WEBHOOKS, CHECKOUT], ids=["webhooks", "checkout"])
+def test_public_ports_serve_no_readiness_and_no_metrics(command: tuple[str, ...]) -> None:
+    assert served_paths(command, "http") & {"/readyz", "/metrics"} == set()
+    assert {"/readyz", "/metrics"} <= served_paths(command, "admin")
+    assert metrics_paths(command, "admin") == {"/metrics"}
+
+
+def test_every_process_serves_metrics_on_its_admin_port() -> None:
+    for command, listeners in LISTENERS.items():
+        if "admin" in listeners:
+            assert metrics_paths(command, "admin") == {"/metrics"}, command
 
 
 # --- compose ---------------------------------------------------------------------------------
@@ -157,13 +210,27 @@ def test_compose_ports_and_health_checks_match_the_code() -> None:
         command = tuple(service["command"])
         if command == MIGRATE:
             continue
-        variable, port = PROCESSES[command]
-        assert environment(service).get(variable, str(port)) == str(port), name
-        assert f"{port}:{port}" in service["ports"], name
+        for listener, (variable, port) in LISTENERS[command].items():
+            assert environment(service).get(variable, str(port)) == str(port), name
+            # Admin ports are published on the host's loopback only.
+            published = f"127.0.0.1:{port}:{port}" if listener == "admin" else f"{port}:{port}"
+            assert published in service["ports"], f"{name} does not publish {published}"
+        assert len(service["ports"]) == len(LISTENERS[command]), name
         probe = " ".join(service["healthcheck"]["test"])
-        match = re.search(rf"http://127\.0\.0\.1:{port}(/[a-z/_]+)'", probe)
-        assert match, f"{name} health check does not call its own port {port}"
-        assert match.group(1) in served_paths(command), f"{name} checks a path it does not serve"
+        match = re.search(r"http://127\.0\.0\.1:(\d+)(/[a-z/_]+)'", probe)
+        assert match, f"{name} health check calls no port of its own"
+        listener = listener_at(command, int(match.group(1)))
+        served = served_paths(command, listener)
+        # Readiness where the process serves it, else liveness (the worker's checks its deps).
+        assert match.group(2) == ("/readyz" if "/readyz" in served else "/healthz"), name
+
+
+def test_compose_admin_servers_listen_on_the_container_network() -> None:
+    """Else Prometheus, in its own container, could not scrape them."""
+    for name, service in own_services().items():
+        command = tuple(service["command"])
+        if "admin" in LISTENERS.get(command, {}):
+            assert environment(service).get("ADMIN_HOST") == "0.0.0.0", name
 
 
 def test_compose_services_reach_each_other_on_the_real_ports() -> None:
@@ -191,7 +258,7 @@ def test_compose_mounts_files_that_exist() -> None:
                 assert (DEPLOY / source).exists(), f"{name} mounts missing {source}"
 
 
-def test_prometheus_scrapes_each_process_on_its_metrics_port() -> None:
+def test_prometheus_scrapes_each_process_on_its_admin_port() -> None:
     config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
     targets = {
         job["job_name"]: target
@@ -199,8 +266,8 @@ def test_prometheus_scrapes_each_process_on_its_metrics_port() -> None:
         for static in job["static_configs"]
         for target in static["targets"]
     }
-    assert targets["recon-ingress-webhooks"] == f"ingress-webhooks:{DEFAULTS.webhook_port}"
-    assert targets["recon-ingress-checkout"] == f"ingress-checkout:{DEFAULTS.checkout_port}"
+    assert targets["recon-ingress-webhooks"] == f"ingress-webhooks:{DEFAULTS.webhook_admin_port}"
+    assert targets["recon-ingress-checkout"] == f"ingress-checkout:{DEFAULTS.checkout_admin_port}"
     assert targets["recon-worker"] == f"worker:{DEFAULTS.worker_metrics_port}"
 
 
@@ -211,13 +278,17 @@ def test_prometheus_scrapes_each_process_on_the_path_it_serves_metrics_on() -> N
     for job in config["scrape_configs"]:
         for static in job["static_configs"]:
             for target in static["targets"]:
-                host = target.rsplit(":", 1)[0]
+                host, port = target.rsplit(":", 1)
                 if host not in commands:
                     continue  # not this project's process (RabbitMQ)
                 path = job.get("metrics_path", "/metrics")  # Prometheus' default
-                assert path in metrics_paths(commands[host]), f"{job['job_name']} scrapes {path}"
+                listener = listener_at(commands[host], int(port))
+                assert listener == "admin", f"{job['job_name']} scrapes a public port"
+                assert path in metrics_paths(commands[host], listener), (
+                    f"{job['job_name']} scrapes {path}"
+                )
                 scraped.add(commands[host])
-    assert scraped == set(PROCESSES) - {("python", "-m", "sandbox")}
+    assert scraped == PROCESSES - {SANDBOX}
 
 
 def test_grafana_dashboard_uses_the_provisioned_datasource() -> None:
@@ -260,10 +331,16 @@ def env_values(container: dict[str, Any]) -> dict[str, Any]:
 def test_k8s_manifests_hold_the_expected_objects() -> None:
     kinds = [doc["kind"] for doc in k8s_documents()]
     assert kinds.count("Deployment") == 3
-    assert {"Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Job"} <= set(kinds)
+    assert {
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "Job",
+        "NetworkPolicy",
+    } <= set(kinds)
     assert "Secret" not in kinds, "secrets are referenced, never shipped"
     commands = {tuple(c["command"]) for d in of_kind("Deployment") for c in main_containers(d)}
-    assert commands == set(PROCESSES) - {("python", "-m", "sandbox")}
+    assert commands == PROCESSES - {SANDBOX}
     (job,) = of_kind("Job")
     assert [tuple(c["command"]) for c in containers(job)] == [MIGRATE]
 
@@ -372,24 +449,91 @@ def test_k8s_deployments_probe_the_real_ports_and_paths() -> None:
     data = configmap_data()
     for deployment in of_kind("Deployment"):
         (container,) = main_containers(deployment)
-        variable, port = PROCESSES[tuple(container["command"])]
-        assert data.get(variable, str(port)) == str(port)
-        assert [p["containerPort"] for p in container["ports"]] == [port]
-        live, ready = container["livenessProbe"]["httpGet"], container["readinessProbe"]["httpGet"]
-        assert (live["path"], port_number(container, live["port"])) == ("/healthz", port)
-        served = served_paths(tuple(container["command"]))
-        # /readyz where the process serves it; the worker's /healthz checks its dependencies.
-        readiness = "/readyz" if "/readyz" in served else "/healthz"
-        assert (ready["path"], port_number(container, ready["port"])) == (readiness, port)
-        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-            path = container[probe]["httpGet"]["path"]
-            assert path in served, f"{container['name']} {probe} {path} is not served"
+        command = tuple(container["command"])
+        listeners = LISTENERS[command]
+        for variable, port in listeners.values():
+            assert data.get(variable, str(port)) == str(port)
+        ports = [(p["name"], p["containerPort"]) for p in container["ports"]]
+        assert ports == [(name, port) for name, (_, port) in listeners.items()]
+        # Liveness on the public port when there is one; readiness (/readyz where the process
+        # serves it, else the worker's /healthz, which checks its dependencies) on the admin one.
+        public = "http" if "http" in listeners else "admin"
+        readiness = "/readyz" if "/readyz" in served_paths(command, "admin") else "/healthz"
+        expected = {
+            "livenessProbe": ("/healthz", public),
+            "startupProbe": ("/healthz", public),
+            "readinessProbe": (readiness, "admin"),
+        }
+        for probe, (path, listener) in expected.items():
+            get = container[probe]["httpGet"]
+            port = port_number(container, get["port"])
+            assert (get["path"], port) == (path, listeners[listener][1]), f"{command} {probe}"
+            assert path in served_paths(command, listener), f"{command} {probe} {path}"
         resources = container["resources"]
         assert resources["requests"]["cpu"]
         assert resources["requests"]["memory"]
         assert resources["limits"]["memory"]
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_k8s_admin_servers_listen_on_the_pod_network() -> None:
+    """ADMIN_HOST's default, loopback, would hide them from the kubelet and Prometheus."""
+    for found in of_kind("Deployment"):
+        (container,) = main_containers(found)
+        assert container_environment(container).get("ADMIN_HOST") == "0.0.0.0", container["name"]
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions with In) selects ``labels``."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", "only In is read here"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def policies_for(labels: dict[str, str]) -> list[dict[str, Any]]:
+    """The NetworkPolicies restricting traffic into a pod with ``labels``."""
+    return [
+        policy["spec"]
+        for policy in of_kind("NetworkPolicy")
+        if selects(policy["spec"]["podSelector"], labels)
+        and "Ingress" in policy["spec"].get("policyTypes", ["Ingress"])
+    ]
+
+
+def admitting_rules(labels: dict[str, str], port: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ingress rules that let traffic reach the container ``port`` of such a pod."""
+    return [
+        rule
+        for policy in policies_for(labels)
+        for rule in policy.get("ingress", [])
+        if not rule.get("ports")
+        or any(p.get("port") in (port["name"], port["containerPort"]) for p in rule["ports"])
+    ]
+
+
+def test_k8s_admin_ports_admit_only_the_monitoring_namespace_and_public_ports_anyone() -> None:
+    monitoring = {
+        "namespaceSelector": {
+            "matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE},
+        }
+    }
+    for found in of_kind("Deployment"):
+        name = found["metadata"]["name"]
+        labels = found["spec"]["template"]["metadata"]["labels"]
+        assert policies_for(labels), f"no NetworkPolicy selects {name}: every port is open"
+        (container,) = main_containers(found)
+        for port in container["ports"]:
+            rules = admitting_rules(labels, port)
+            assert rules, f"{name} admits nobody to {port['name']}"
+            if port["name"] == "admin":
+                assert all(rule.get("from") == [monitoring] for rule in rules), name
+            else:
+                assert any(not rule.get("from") for rule in rules), f"{name} {port['name']}"
 
 
 def test_k8s_services_pdbs_and_hpas_point_at_real_deployments() -> None:
@@ -461,6 +605,7 @@ def test_the_kubernetes_scrape_config_gives_each_deployment_its_compose_job_name
     compose_jobs = {
         j["job_name"] for j in load_yaml(DEPLOY / "prometheus" / "prometheus.yml")["scrape_configs"]
     }
+    keep_port = keeps[("__meta_kubernetes_pod_container_port_name",)]
     for found in of_kind("Deployment"):
         template = found["spec"]["template"]
         name = template["metadata"]["labels"]["app.kubernetes.io/name"]
@@ -468,7 +613,9 @@ def test_the_kubernetes_scrape_config_gives_each_deployment_its_compose_job_name
         assert re.fullmatch(keep_annotated, annotations["prometheus.io/scrape"])
         assert re.fullmatch(keeps[name_label], name)
         (container,) = main_containers(found)
-        assert int(annotations["prometheus.io/port"]) == container["ports"][0]["containerPort"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert int(annotations["prometheus.io/port"]) == ports["admin"]
+        assert [p for p in ports if re.fullmatch(keep_port, p)] == ["admin"], name
         assert rename["replacement"].replace("$1", name) in compose_jobs
 
 
@@ -485,8 +632,8 @@ def test_k8s_pods_are_annotated_with_the_path_they_serve_metrics_on() -> None:
         path = annotations.get("prometheus.io/path", job.get("metrics_path", "/metrics"))
         (container,) = main_containers(found)
         command = tuple(container["command"])
-        assert path in served_paths(command), f"{found['metadata']['name']} does not serve {path}"
-        assert path in metrics_paths(command), f"{found['metadata']['name']} {path} is no metrics"
+        name = found["metadata"]["name"]
+        assert path in metrics_paths(command, "admin"), f"{name} {path} is no metrics"
 
 
 def test_the_migration_job_is_deleted_before_each_release_is_applied() -> None:
@@ -506,6 +653,6 @@ def test_dockerfile_is_multi_stage_slim_and_runs_as_a_non_root_user() -> None:
     assert users
     assert users[-1].split(":")[0] not in {"0", "root"}
     exposed = {int(p) for line in re.findall(r"^EXPOSE (.+)$", text, re.M) for p in line.split()}
-    assert exposed == {port for _, port in PROCESSES.values()}
+    assert exposed == {port for ls in LISTENERS.values() for _, port in ls.values()}
     assert "COPY --chown=root:root migrations" in text
     assert "alembic.ini" in text

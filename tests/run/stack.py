@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ LOGS = ROOT / "artifacts" / "run"
 START_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 60.0
 URL_LABELS = (
+    "Demo shop",
     "Storefront",
     "Checkout API",
     "Webhook ingress",
@@ -52,6 +54,9 @@ def stack_env(base_env: Mapping[str, str], label: str) -> dict[str, str]:
         "CHECKOUT_PORT": str(checkout_port),
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{checkout_port}",
         "WORKER_METRICS_PORT": str(free_port()),
+        "WEBHOOK_ADMIN_PORT": str(free_port()),
+        "CHECKOUT_ADMIN_PORT": str(free_port()),
+        "DEMO_SHOP_PORT": str(free_port()),
         "PAYRAILS_BASE_URL": f"http://127.0.0.1:{free_port()}",
         "WORKER_SHUTDOWN_GRACE_SECONDS": "5",
         # The run's database is shared: this stack's sweeper must not adopt other tests' orders.
@@ -87,7 +92,7 @@ class RunningStack:
     def wait_ready(self) -> None:
         """Block until the banner is out; fail with the output if the runner exits first."""
         self.ready.wait(START_TIMEOUT_SECONDS)
-        if self.process.poll() is not None or len(self.urls) < 5:
+        if self.process.poll() is not None or "Demo shop" not in self.urls:
             raise AssertionError("make run did not become ready:\n" + self.tail())
 
     def wait_exit(self) -> int:
@@ -155,6 +160,27 @@ def get_json(url: str) -> tuple[int, Any]:
         return status, json.loads(body)
     except ValueError:
         return status, None
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Hand a redirect back to the caller (as an HTTPError) instead of following it."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def request_once(
+    url: str, form: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None
+) -> tuple[int, str | None]:
+    """GET (or POST ``form`` to) a URL without following redirects: status and Location."""
+    data = None if form is None else urllib.parse.urlencode(form).encode()
+    request = urllib.request.Request(url, data=data, headers=dict(headers or {}))
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, response.headers.get("Location")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Location")
 
 
 def delete_stack_topology(env: Mapping[str, str]) -> None:

@@ -18,6 +18,7 @@ from tests.run.stack import (
     delete_stack_topology,
     get_json,
     launch,
+    request_once,
     stack_env,
     start,
 )
@@ -48,15 +49,32 @@ def test_make_run_serves_every_process_and_exits_zero_on_sigint(make_run: Runnin
         f"{origin(urls['Webhook ingress'])}/healthz",
         f"{origin(urls['Worker metrics'])}/healthz",
         f"{urls['Payrails sandbox']}/healthz",
+        f"{urls['Demo shop']}healthz",
     ]
     for url in health:
         status, _ = get_json(url)
         assert status == 200, url
     status, _ = get_json(f"{urls['Checkout API']}/orders/no-such-order")
     assert status == 404
+    status, _ = get_json(urls["Demo shop"])
+    assert status == 200
+    assert f"Start here: open {urls['Demo shop']} and buy." in make_run.lines
     assert make_run.stop(signal.SIGINT) == 0, make_run.tail()
     assert make_run.lines[-1].endswith("| stopped")
     assert_no_child_was_killed(make_run)
+
+
+def test_make_runs_demo_shop_sends_a_buyer_to_the_storefront_with_a_checkout_session(
+    make_run: RunningStack,
+) -> None:
+    shop = make_run.urls["Demo shop"]
+    status, location = request_once(
+        f"{shop}buy", {"product": "headphones"}, {"Origin": origin(shop)}
+    )
+    assert status == 303, make_run.tail()
+    assert location is not None
+    assert location.startswith(f"{make_run.urls['Storefront']}checkout/start?session=")
+    assert request_once(location) == (303, "/")
 
 
 def test_make_run_exits_zero_on_sigterm(make_run: RunningStack) -> None:
@@ -88,7 +106,8 @@ def test_make_run_stops_everything_and_names_a_process_that_died(
 
 def test_children_do_not_outlive_a_runner_killed_with_sigkill(make_run: RunningStack) -> None:
     ports = [
-        int(make_run.env[name]) for name in ("WEBHOOK_PORT", "CHECKOUT_PORT", "WORKER_METRICS_PORT")
+        int(make_run.env[name])
+        for name in ("WEBHOOK_PORT", "CHECKOUT_PORT", "WORKER_METRICS_PORT", "DEMO_SHOP_PORT")
     ]
     make_run.process.kill()
     make_run.process.wait()

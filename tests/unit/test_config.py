@@ -8,24 +8,25 @@ import pytest
 from click.testing import CliRunner
 
 from ingress import __main__ as ingress_main
-from shared.config import REAL_PAYRAILS_SECRETS, Settings, parse_webhook_keys
+from shared.config import REAL_PAYRAILS_SECRETS, Settings, is_sandbox_url, parse_webhook_keys
 from shared.errors import ConfigError
 from worker import __main__ as worker_main
 from worker import cli as recon_cli
 
 REAL_PAYRAILS = {"PAYRAILS_BASE_URL": "https://api.payrails.io"}
-# process -> (what its entrypoint passes as ``requires``, the one secret that is)
-PROCESS_SECRETS: dict[str, tuple[tuple[str, ...], str]] = {
-    "webhooks": (ingress_main.REQUIRED_SECRETS["webhooks"], "PAYRAILS_WEBHOOK_SECRETS"),
-    "checkout": (ingress_main.REQUIRED_SECRETS["checkout"], "PAYRAILS_CLIENT_SECRET"),
-    "worker": (worker_main.REQUIRED_SECRETS, "PAYRAILS_CLIENT_SECRET"),
-    "recon": (recon_cli.REQUIRED_SECRETS, "PAYRAILS_CLIENT_SECRET"),
+# Live-looking values, long enough for the real-Payrails guard (webhook and API keys >= 32 bytes).
+LIVE = {
+    "PAYRAILS_CLIENT_SECRET": "live-client-secret",
+    "PAYRAILS_WEBHOOK_SECRETS": "whsec-live-0123456789abcdef0123456789",
+    "MERCHANT_API_KEYS": "mk-live-0123456789abcdef0123456789abcdef",
 }
-
-
-def other_secret(secret: str) -> str:
-    (other,) = set(REAL_PAYRAILS_SECRETS) - {secret}
-    return other
+# process -> what its entrypoint passes as ``requires``: the real secrets it uses
+PROCESS_SECRETS: dict[str, tuple[str, ...]] = {
+    "webhooks": ingress_main.REQUIRED_SECRETS["webhooks"],
+    "checkout": ingress_main.REQUIRED_SECRETS["checkout"],
+    "worker": worker_main.REQUIRED_SECRETS,
+    "recon": recon_cli.REQUIRED_SECRETS,
+}
 
 
 def test_defaults_work_with_an_empty_environment() -> None:
@@ -40,56 +41,123 @@ def test_repr_hides_every_secret() -> None:
         {
             "PAYRAILS_CLIENT_SECRET": "s3cr3t-value",
             "PAYRAILS_WEBHOOK_SECRETS": "whsec-value",
+            "MERCHANT_API_KEYS": "merchant-key-value",
             "DATABASE_URL": "postgresql+psycopg://app:db-pa55word@db:5432/recon",
         }
     )
     text = repr(settings)
     assert "s3cr3t-value" not in text
     assert "whsec-value" not in text
+    assert "merchant-key-value" not in text
     assert "guest:guest" not in text
     assert "db-pa55word" not in text
 
 
+def test_each_process_requires_exactly_the_secrets_it_uses() -> None:
+    assert PROCESS_SECRETS == {
+        "webhooks": ("PAYRAILS_WEBHOOK_SECRETS",),
+        "checkout": ("PAYRAILS_CLIENT_SECRET", "MERCHANT_API_KEYS"),
+        "worker": ("PAYRAILS_CLIENT_SECRET",),
+        "recon": ("PAYRAILS_CLIENT_SECRET",),
+    }
+
+
 def test_real_payrails_refuses_the_sandbox_default_secrets() -> None:
-    with pytest.raises(ConfigError, match="PAYRAILS_CLIENT_SECRET and PAYRAILS_WEBHOOK_SECRETS"):
+    with pytest.raises(ConfigError) as refused:
         Settings.from_env({"PAYRAILS_BASE_URL": "https://api.payrails.io"})
+    for name in REAL_PAYRAILS_SECRETS:
+        assert f"{name} must be set" in str(refused.value)
 
 
 def test_real_payrails_starts_with_explicit_secrets() -> None:
-    settings = Settings.from_env(
-        {
-            "PAYRAILS_BASE_URL": "https://api.payrails.io",
-            "PAYRAILS_CLIENT_SECRET": "live-secret",
-            "PAYRAILS_WEBHOOK_SECRETS": "hex:00ff",
-        }
-    )
+    settings = Settings.from_env({**REAL_PAYRAILS, **LIVE})
     assert settings.payrails_base_url == "https://api.payrails.io"
 
 
 def test_real_payrails_by_default_refuses_a_process_given_only_one_secret() -> None:
+    env = {**REAL_PAYRAILS, "PAYRAILS_CLIENT_SECRET": LIVE["PAYRAILS_CLIENT_SECRET"]}
     with pytest.raises(ConfigError, match="so PAYRAILS_WEBHOOK_SECRETS must be set"):
-        Settings.from_env({**REAL_PAYRAILS, "PAYRAILS_CLIENT_SECRET": "live-secret"})
+        Settings.from_env(env)
 
 
 @pytest.mark.parametrize("process", PROCESS_SECRETS)
-def test_real_payrails_starts_each_process_with_only_the_secret_it_uses(process: str) -> None:
-    requires, secret = PROCESS_SECRETS[process]
-    assert tuple(requires) == (secret,)
+def test_real_payrails_starts_each_process_with_only_the_secrets_it_uses(process: str) -> None:
+    requires = PROCESS_SECRETS[process]
+    env = {**REAL_PAYRAILS, **{name: LIVE[name] for name in requires}}
 
-    settings = Settings.from_env({**REAL_PAYRAILS, secret: "live-value"}, requires=requires)
+    settings = Settings.from_env(env, requires=requires)
 
     assert settings.payrails_base_url == "https://api.payrails.io"
 
 
 @pytest.mark.parametrize("process", PROCESS_SECRETS)
 def test_real_payrails_refuses_each_process_without_the_secret_it_uses(process: str) -> None:
-    requires, secret = PROCESS_SECRETS[process]
-    env = {**REAL_PAYRAILS, other_secret(secret): "live-value"}
+    requires = PROCESS_SECRETS[process]
+    first, *others = requires
+    unused = set(REAL_PAYRAILS_SECRETS) - set(requires)
+    env = {**REAL_PAYRAILS, **{name: LIVE[name] for name in (*others, *unused)}}
 
-    with pytest.raises(ConfigError, match=f"so {secret} must be set") as refused:
+    with pytest.raises(ConfigError, match=f"so {first} must be set") as refused:
         Settings.from_env(env, requires=requires)
 
-    assert other_secret(secret) not in str(refused.value)
+    for name in unused:
+        assert name not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PAYRAILS_CLIENT_SECRET", "sandbox-secret"),
+        ("PAYRAILS_WEBHOOK_SECRETS", "sandbox-webhook-secret"),
+        ("PAYRAILS_WEBHOOK_SECRETS", f"{LIVE['PAYRAILS_WEBHOOK_SECRETS']},sandbox-webhook-secret"),
+        ("MERCHANT_API_KEYS", "sandbox-merchant-key"),
+    ],
+)
+def test_real_payrails_refuses_a_sandbox_default_even_when_set_explicitly(
+    name: str, value: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"{name} holds the sandbox's public default value"):
+        Settings.from_env({**REAL_PAYRAILS, **LIVE, name: value})
+
+
+@pytest.mark.parametrize("name", ["PAYRAILS_WEBHOOK_SECRETS", "MERCHANT_API_KEYS"])
+def test_real_payrails_refuses_keys_shorter_than_32_bytes(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"every key in {name} must be at least 32 bytes"):
+        Settings.from_env({**REAL_PAYRAILS, **LIVE, name: "x" * 31})
+
+
+def test_real_payrails_counts_hex_webhook_keys_in_decoded_bytes() -> None:
+    short = "hex:" + "ab" * 31  # 62 hex digits, 31 bytes
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        Settings.from_env({**REAL_PAYRAILS, **LIVE, "PAYRAILS_WEBHOOK_SECRETS": short})
+    Settings.from_env({**REAL_PAYRAILS, **LIVE, "PAYRAILS_WEBHOOK_SECRETS": "hex:" + "ab" * 32})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "HTTPS://api.payrails.io",
+        "https://127.0.0.1:8090",
+        "http://203.0.113.7:8090",
+        "http://10.0.0.5:8090",
+        "http://sandbox:8090",
+        "http://localhost.example.com",
+        "ftp://127.0.0.1",
+    ],
+)
+def test_anything_but_a_plain_http_loopback_url_is_a_real_payrails(url: str) -> None:
+    assert not is_sandbox_url(url)
+    with pytest.raises(ConfigError, match="is a real Payrails"):
+        Settings.from_env({"PAYRAILS_BASE_URL": url})
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8090", "HTTP://LOCALHOST:8090", "http://127.1.2.3", "http://[::1]:8090"],
+)
+def test_a_plain_http_loopback_url_in_any_case_is_the_sandbox(url: str) -> None:
+    assert is_sandbox_url(url)
+    assert Settings.from_env({"PAYRAILS_BASE_URL": url}).payrails_client_secret.reveal()
 
 
 @pytest.mark.parametrize("requires", [("DATABASE_URL",), "PAYRAILS_CLIENT_SECRET"])
@@ -100,7 +168,7 @@ def test_requires_accepts_only_the_names_of_real_payrails_secrets(requires: obje
 
 @pytest.fixture
 def real_payrails_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """os.environ pointing at real Payrails, with neither real secret set."""
+    """os.environ pointing at real Payrails, with no real secret set."""
     monkeypatch.setenv("PAYRAILS_BASE_URL", "https://api.payrails.io")
     for name in REAL_PAYRAILS_SECRETS:
         monkeypatch.delenv(name, raising=False)
@@ -110,7 +178,7 @@ def real_payrails_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def test_the_webhook_ingress_entrypoint_exits_naming_the_missing_webhook_secret(
     real_payrails_env: pytest.MonkeyPatch,
 ) -> None:
-    real_payrails_env.setenv("PAYRAILS_CLIENT_SECRET", "live-secret")
+    real_payrails_env.setenv("PAYRAILS_CLIENT_SECRET", LIVE["PAYRAILS_CLIENT_SECRET"])
 
     with pytest.raises(SystemExit) as exited:
         ingress_main.main(["webhooks"])
@@ -128,7 +196,8 @@ ENTRYPOINTS_CALLING_PAYRAILS: dict[str, Callable[[], None]] = {
 def test_the_payrails_calling_entrypoints_exit_naming_the_missing_client_secret(
     real_payrails_env: pytest.MonkeyPatch, process: str
 ) -> None:
-    real_payrails_env.setenv("PAYRAILS_WEBHOOK_SECRETS", "live-webhook-secret")
+    real_payrails_env.setenv("PAYRAILS_WEBHOOK_SECRETS", LIVE["PAYRAILS_WEBHOOK_SECRETS"])
+    real_payrails_env.setenv("MERCHANT_API_KEYS", LIVE["MERCHANT_API_KEYS"])
 
     with pytest.raises(SystemExit) as exited:
         ENTRYPOINTS_CALLING_PAYRAILS[process]()
@@ -136,10 +205,21 @@ def test_the_payrails_calling_entrypoints_exit_naming_the_missing_client_secret(
     assert "so PAYRAILS_CLIENT_SECRET must be set" in str(exited.value.code)
 
 
+def test_the_checkout_entrypoint_exits_naming_the_missing_merchant_api_keys(
+    real_payrails_env: pytest.MonkeyPatch,
+) -> None:
+    real_payrails_env.setenv("PAYRAILS_CLIENT_SECRET", LIVE["PAYRAILS_CLIENT_SECRET"])
+
+    with pytest.raises(SystemExit) as exited:
+        ingress_main.main(["checkout"])
+
+    assert "so MERCHANT_API_KEYS must be set" in str(exited.value.code)
+
+
 def test_the_recon_cli_exits_1_naming_the_missing_client_secret(
     real_payrails_env: pytest.MonkeyPatch,
 ) -> None:
-    real_payrails_env.setenv("PAYRAILS_WEBHOOK_SECRETS", "live-webhook-secret")
+    real_payrails_env.setenv("PAYRAILS_WEBHOOK_SECRETS", LIVE["PAYRAILS_WEBHOOK_SECRETS"])
 
     result = CliRunner().invoke(recon_cli.cli, ["orders", "show", "any-order"])
 

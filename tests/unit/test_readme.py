@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-READ_BY = ("shared/config.py", "sandbox/config.py")
+READ_BY = ("shared/config.py", "sandbox/config.py", "demoshop/config.py")
 
 
 def variables_read_by_the_code() -> set[str]:

@@ -1,0 +1,161 @@
+"""``order.create`` over RabbitMQ: executed once per commandId, answered on the orders exchange."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.checkout_sessions import resolve_session
+from shared.db.models import CheckoutSession, MerchantCommand, Order
+from shared.messaging import ROUTING_CREATE_ORDER, persistent_properties, publish_frames
+from tests.worker.conftest import Broker, new_reference
+from tests.worker.test_asyncapi import check
+from worker.consumer import HandlerConsumer
+from worker.deps import Deps
+from worker.merchant import answer_message_id, handle_merchant_command
+from worker.outbox import OutboxRelay
+
+
+def command(reference: str, value: str = "129.90", command_id: str | None = None) -> dict[str, Any]:
+    return {
+        "commandId": command_id or str(uuid.uuid4()),
+        "orderReference": reference,
+        "amount": {"value": value, "currency": "EUR"},
+        "customerReference": "customer-7",
+    }
+
+
+async def send(broker: Broker, body: dict[str, Any] | bytes) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    message_id = str(uuid.uuid4()) if isinstance(body, bytes) else body["commandId"]
+    await publish_frames(
+        broker.channel,
+        broker.names.commands_exchange,
+        ROUTING_CREATE_ORDER,
+        raw,
+        persistent_properties(message_id=message_id, headers={}),
+        timeout=5,
+    )
+
+
+@contextlib.asynccontextmanager
+async def merchant_worker(deps: Deps) -> AsyncIterator[None]:
+    """The merchant-commands consumer and the outbox relay, in this process."""
+    own = await aio_pika.connect_robust(deps.settings.amqp_url.reveal())
+    channel = await own.channel(publisher_confirms=False)
+    consumer = HandlerConsumer(
+        deps, channel, deps.names.merchant_commands_queue, handle_merchant_command
+    )
+    stop = asyncio.Event()
+    relay = asyncio.create_task(OutboxRelay(deps).run(stop))
+    await consumer.start()
+    try:
+        yield
+    finally:
+        await consumer.stop()
+        stop.set()
+        await relay
+        await own.close()
+
+
+async def count(sessions: async_sessionmaker[AsyncSession], model: Any, **where: Any) -> int:
+    async with sessions() as session:
+        query = select(func.count()).select_from(model)
+        for name, value in where.items():
+            query = query.where(getattr(model, name) == value)
+        return int(await session.scalar(query) or 0)
+
+
+async def test_a_create_command_creates_the_order_and_answers_with_a_checkout_session(
+    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference = new_reference()
+    body = command(reference)
+    async with merchant_worker(deps):
+        await send(broker, body)
+        (answer,) = await broker.wait_for(broker.orders.name, 1)
+    message = json.loads(answer.body)
+    assert answer.routing_key == "order.created"
+    assert answer.message_id == answer_message_id(body["commandId"])
+    assert message["commandId"] == body["commandId"]
+    assert message["amount"] == {"value": "129.90", "currency": "EUR"}
+    token = message["checkoutSession"]["token"]
+    assert message["checkoutSession"]["checkoutUrl"].endswith(f"/checkout/start?session={token}")
+    async with sessions.begin() as session:
+        bound = await resolve_session(session, token)
+    assert bound is not None
+    assert bound.order_reference == reference
+
+
+async def test_a_repeated_command_is_answered_again_and_never_executed_twice(
+    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference = new_reference()
+    body = command(reference)
+    async with merchant_worker(deps):
+        await send(broker, body)
+        (first,) = await broker.wait_for(broker.orders.name, 1)
+        await send(broker, body)
+        (again,) = await broker.wait_for(broker.orders.name, 1)
+    assert again.message_id == first.message_id
+    assert json.loads(again.body) == json.loads(first.body)
+    assert await count(sessions, Order, reference=reference) == 1
+    assert await count(sessions, MerchantCommand, command_id=body["commandId"]) == 1
+    async with sessions() as session:
+        order_id = await session.scalar(select(Order.id).where(Order.reference == reference))
+    assert await count(sessions, CheckoutSession, order_id=order_id) == 1
+
+
+async def test_a_command_with_other_terms_for_a_reference_is_rejected_and_changes_nothing(
+    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference = new_reference()
+    async with merchant_worker(deps):
+        await send(broker, command(reference, "129.90"))
+        await broker.wait_for(broker.orders.name, 1)
+        await send(broker, command(reference, "0.01"))
+        (answer,) = await broker.wait_for(broker.orders.name, 1)
+    message = json.loads(answer.body)
+    assert answer.routing_key == "order.rejected"
+    assert message["reason"] == "order_conflict"
+    assert message["fields"] == ["amount.value"]
+    assert message["amount"] == {"value": "129.90", "currency": "EUR"}
+    async with sessions() as session:
+        stored = await session.scalar(
+            select(Order.amount_value).where(Order.reference == reference)
+        )
+    assert stored is not None
+    assert str(stored.normalize()) == "129.9"
+
+
+async def test_an_invalid_command_goes_to_the_dead_letters_without_an_order(
+    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference = new_reference()
+    body = command(reference, "-5")
+    async with merchant_worker(deps):
+        await send(broker, body)
+        (dead,) = await broker.wait_for(broker.names.dead_letters_queue, 1)
+    assert json.loads(dead.body)["orderReference"] == reference
+    assert await count(sessions, Order, reference=reference) == 0
+
+
+async def test_both_answers_validate_against_the_documented_schema(
+    deps: Deps, broker: Broker
+) -> None:
+    reference = new_reference()
+    async with merchant_worker(deps):
+        await send(broker, command(reference, "129.90"))
+        await send(broker, command(reference, "99.00"))
+        answers = await broker.wait_for(broker.orders.name, 2)
+    bodies = [json.loads(answer.body) for answer in answers]
+    assert sorted(body["type"] for body in bodies) == ["order.created", "order.rejected"]
+    assert [check(body, "CommandAnswer") for body in bodies] == [[], []]

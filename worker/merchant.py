@@ -1,0 +1,146 @@
+"""``order.create`` commands from commerce backends that speak RabbitMQ.
+
+The same rule as ``POST /merchant/orders`` (``shared.merchant_orders``): the same reference with
+the same terms is the same order; other terms are refused. Each command is executed once, by its
+own ``commandId``: its answer (``order.created`` with a checkout session for the shopper, or
+``order.rejected``) is written to the outbox in the command's transaction, and a repeated command
+sends that same answer again (same message id) instead of running twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import metrics
+from shared.checkout_sessions import is_payable, issue_session
+from shared.commands import CreateOrderCommand
+from shared.db.models import MerchantCommand, Order
+from shared.errors import InvalidPayload, PublishError, TransientError
+from shared.merchant_orders import OrderTermsConflict, create_order
+from shared.orders import (
+    SCHEMA_VERSION,
+    lock_order,
+    order_money,
+    republish_outbox_message,
+    utcnow,
+    write_outbox_message,
+)
+from worker.deps import Deps
+from worker.retry import dead_letter, retry_later
+
+log = structlog.get_logger(__name__)
+
+KIND_CREATE = "order.create"
+ROUTING_CREATED = "order.created"
+ROUTING_REJECTED = "order.rejected"
+
+
+def answer_message_id(command_id: str) -> str:
+    """Stable per command: the answer to a repeated command is recognisably the same message."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"recon:command:{command_id}"))
+
+
+def _answer(
+    command: CreateOrderCommand, order: Order, routing_key: str, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "schemaVersion": SCHEMA_VERSION,
+        "messageId": answer_message_id(command.command_id),
+        "type": routing_key,
+        "commandId": command.command_id,
+        "orderReference": order.reference,
+        "customerReference": order.customer_reference,
+        "status": order.status,
+        "amount": order_money(order).to_json(),
+        "occurredAt": utcnow().isoformat(),
+        **extra,
+    }
+
+
+async def _execute(session: AsyncSession, deps: Deps, command: CreateOrderCommand) -> str:
+    """Create (or match) the order and write the answer; the outcome's metric label."""
+    try:
+        result = await create_order(session, command.terms)
+    except OrderTermsConflict as exc:
+        order = await lock_order(session, reference=command.terms.reference)
+        assert order is not None  # the conflict is with this stored order
+        body = _answer(command, order, ROUTING_REJECTED, reason="order_conflict", fields=exc.fields)
+        routing_key, outcome = ROUTING_REJECTED, "conflict"
+    else:
+        order = result.order
+        settings = deps.settings
+        issued = (
+            await issue_session(session, order, settings.checkout_session_ttl_seconds)
+            if is_payable(order)
+            else None
+        )
+        checkout = issued.to_json(settings.public_base_url) if issued else None
+        body = _answer(command, order, ROUTING_CREATED, checkoutSession=checkout)
+        routing_key, outcome = ROUTING_CREATED, "created" if result.created else "repeated"
+    message_id = answer_message_id(command.command_id)
+    await write_outbox_message(
+        session, order_id=order.id, routing_key=routing_key, message_id=message_id, body=body
+    )
+    session.add(
+        MerchantCommand(
+            command_id=command.command_id,
+            kind=KIND_CREATE,
+            order_reference=command.terms.reference,
+            answer_message_id=message_id,
+        )
+    )
+    return outcome
+
+
+async def create_order_from_command(deps: Deps, command: CreateOrderCommand) -> str:
+    """Run the command once, or answer a repeat again; the outcome, committed."""
+    async with deps.sessions.begin() as session:
+        done = await session.scalar(
+            select(MerchantCommand.answer_message_id)
+            .where(MerchantCommand.command_id == command.command_id)
+            .with_for_update()
+        )
+        if done is not None:
+            await republish_outbox_message(session, done)
+            return "answered_again"
+        return await _execute(session, deps, command)
+
+
+async def _process(message: AbstractIncomingMessage, deps: Deps) -> str:
+    """One command to one outcome; retry and dead-letter hand-offs are confirmed publishes."""
+    queue = deps.names.merchant_commands_queue
+    try:
+        command = CreateOrderCommand.from_body(message.body, message.message_id)
+    except InvalidPayload as exc:
+        log.warning("merchant.command_invalid", error=str(exc))
+        await dead_letter(message, deps, source_queue=queue, reason="invalid_payload")
+        return "invalid"
+    with structlog.contextvars.bound_contextvars(
+        command_id=command.command_id, order_reference=command.terms.reference
+    ):
+        try:
+            return await create_order_from_command(deps, command)
+        except (TransientError, OperationalError) as exc:
+            log.warning("merchant.transient_failure", error=type(exc).__name__)
+            return await retry_later(message, deps, source_queue=queue, reason="transient")
+
+
+async def handle_merchant_command(message: AbstractIncomingMessage, deps: Deps) -> None:
+    """Consume one command; ack only after its order and answer are committed."""
+    async with message.process(requeue=False, ignore_processed=True):
+        try:
+            outcome = await _process(message, deps)
+        except PublishError:
+            log.warning("merchant.handoff_failed")
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+        metrics.MERCHANT_ORDERS.labels("amqp", outcome).inc()
+        log.info("merchant.command_done", outcome=outcome)
