@@ -51,14 +51,6 @@ BROKER_DEATH_HEADERS = frozenset(
 
 ROUTING_AUTHORIZE = "authorize"
 ROUTING_CREATE_ORDER = "order.create"
-ORDER_ROUTING_KEYS = (
-    "order.paid",
-    "order.payment_failed",
-    "order.action_required",
-    "order.needs_review",
-    "order.created",
-    "order.rejected",
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,18 +52,6 @@ async def lock_order(
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def find_order_for_event(
-    session: AsyncSession, execution_id: str | None, merchant_reference: str | None
-) -> Order | None:
-    """The order a webhook is about, by execution id first, then by merchantReference; locked."""
-    order = None
-    if execution_id:
-        order = await lock_order(session, execution_id=execution_id)
-    if order is None and merchant_reference:
-        order = await lock_order(session, reference=merchant_reference)
-    return order
-
-
 async def ensure_idempotency_key(session: AsyncSession, order_id: int, operation: str) -> uuid.UUID:
     """The stored key for (order, operation), creating a UUIDv4 the first time."""
     stmt = (

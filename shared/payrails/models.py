@@ -46,7 +46,6 @@ SUCCESS_CODES = frozenset(
     {"authorizeSuccessful", "captureSuccessful", "captureRequested", "capturePending"}
 )
 FAILED_CODES = frozenset({"authorizeFailed"})
-PENDING_CODES = frozenset({"created", "authorizeRequested"})
 ACTION_CODES = frozenset({"authorizePending"})
 # The integration guide's string statuses.
 _SEED_STATUS: dict[str, ExecutionOutcome] = {
