@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -117,10 +118,11 @@ class ConfirmPublisher(asyncio.Protocol):
         self._channel_open = False
         self._blocked = False
         self._paused = False
-        self._pending: dict[int, tuple[asyncio.Future[None], str]] = {}
+        # Unconfirmed publishes in tag order, oldest first: a multiple ack or nack pops from the
+        # front, so its work is what it settles, however many tags were acked singly before.
+        self._pending: OrderedDict[int, tuple[asyncio.Future[None], str]] = OrderedDict()
         self._tag_by_message_id: dict[str, int] = {}
         self._tag = 0
-        self._floor = 1  # no tag below this is still unconfirmed
         self._returning = False
         self._out: list[bytes] = []
         self._held: asyncio.TimerHandle | None = None  # the flush of a batch held back
@@ -185,12 +187,18 @@ class ConfirmPublisher(asyncio.Protocol):
             self._last_sent = self._loop.time()
 
     def _settle(self, tag: int, multiple: bool, outcome: str | None) -> None:
-        if multiple and tag == 0:  # the spec's "every outstanding message"
-            tag = self._tag
-        tags = range(self._floor, tag + 1) if multiple else (tag,)
-        if multiple:
-            self._floor = max(self._floor, tag + 1)
         pending, by_id = self._pending, self._tag_by_message_id
+        if multiple:
+            if tag == 0:  # the spec's "every outstanding message"
+                tag = self._tag
+            covered: list[int] = []
+            for each in pending:  # oldest first: stop at the first one not covered
+                if each > tag:
+                    break
+                covered.append(each)
+            tags: list[int] | tuple[int] = covered
+        else:
+            tags = (tag,)
         for each in tags:
             entry = pending.pop(each, None)
             if entry is None:
@@ -205,9 +213,9 @@ class ConfirmPublisher(asyncio.Protocol):
                     confirmed.set_exception(PublishRefused(outcome))
 
     def _fail_all(self, outcome: str) -> None:
-        pending, self._pending = self._pending, {}
+        pending, self._pending = self._pending, OrderedDict()
         self._tag_by_message_id.clear()
-        self._tag, self._floor, self._written_tag = 0, 1, 0
+        self._tag, self._written_tag = 0, 0
         for confirmed, _ in pending.values():
             if not confirmed.done():
                 confirmed.set_exception(PublishRefused(outcome))

@@ -1,12 +1,15 @@
 """The ingress's publish-only confirm connection, against the real RabbitMQ (through a proxy
-where a fault is needed): confirms, a broker-closed channel, blocking, backpressure, heartbeats.
+where a fault is needed): confirms, a broker-closed channel, blocking, backpressure, heartbeats;
+and, fed frames directly, the cost of settling a multiple ack.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
@@ -14,6 +17,7 @@ from pamqp import commands as spec
 from pamqp import frame as pamqp_frame
 
 from ingress.broker import Broker
+from ingress.publisher import ConfirmPublisher, Endpoint, PublishRefused
 from shared.config import Secret, Settings
 from shared.errors import PublishError
 from shared.messaging import Names
@@ -172,3 +176,83 @@ async def until(condition: Callable[[], bool], timeout: float = 5) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.02)
+
+
+class Wire(asyncio.Transport):
+    """A transport that keeps what the publisher writes and never closes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def abort(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class CountingPending(collections.OrderedDict[int, Any]):
+    """A publisher's unconfirmed publishes, counting every tag looked at: iterated or popped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.visits = 0
+
+    def __iter__(self) -> Iterator[int]:
+        for tag in super().__iter__():
+            self.visits += 1
+            yield tag
+
+    def pop(self, key: int, *default: Any) -> Any:
+        self.visits += 1
+        return super().pop(key, *default)
+
+
+async def confirm_mode_publisher() -> ConfirmPublisher:
+    """A publisher taken through the handshake by frames fed to it, no broker behind it."""
+    publisher = ConfirmPublisher(
+        Endpoint.from_url("amqp://guest:guest@127.0.0.1/"),
+        "recon-ingress-test",
+        "application/json",
+        on_ready=lambda _: None,
+    )
+    publisher.connection_made(Wire())
+    for channel, frame in [
+        (0, spec.Connection.Start(mechanisms="PLAIN")),
+        (0, spec.Connection.Tune(frame_max=131_072)),
+        (0, spec.Connection.OpenOk()),
+        (1, spec.Channel.OpenOk()),
+        (1, spec.Confirm.SelectOk()),
+    ]:
+        publisher.data_received(pamqp_frame.marshal(frame, channel))
+    await publisher.ready
+    return publisher
+
+
+async def test_a_multiple_ack_after_millions_of_single_acks_visits_only_what_is_in_flight() -> None:
+    publisher = await confirm_mode_publisher()
+    publisher._tag = 2_000_000  # what 2,000,000 publishes, each acked singly, leave behind
+    publisher._pending = pending = CountingPending()
+    sent = [publisher.publish("ex", "rk", b"{}", f"m-{n}", {}) for n in range(3)]
+
+    ack = spec.Basic.Ack(2_000_002, multiple=True)  # the first two of the three in flight
+    publisher.data_received(pamqp_frame.marshal(ack, 1))
+
+    assert [confirmed.done() for confirmed in sent] == [True, True, False]
+    assert await sent[0] is None
+    assert await sent[1] is None
+    assert pending.visits <= 2 * len(sent), f"{pending.visits:,} tags visited for 3 in flight"
+
+    nack = spec.Basic.Nack(0, multiple=True)  # every outstanding message
+    publisher.data_received(pamqp_frame.marshal(nack, 1))
+    with pytest.raises(PublishRefused) as refused:
+        await sent[2]
+    assert refused.value.outcome == "nacked"
+    publisher.connection_lost(None)
