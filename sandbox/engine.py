@@ -146,7 +146,7 @@ class PaymentEngine:
             body = notifications.action_pending(
                 execution, action_id=auth.action_id, href=href, payments=[payment]
             )
-            self._webhooks.emit("executionActionPending", execution.id, body)
+            self._webhooks.emit(body["event"], execution.id, body)
         self._later(
             lambda: self._expire_challenge(execution, auth),
             delay=self._state.config.challenge_expiry_seconds,
@@ -301,7 +301,7 @@ class PaymentEngine:
             amount=amount,
             payments=payments,
         )
-        self._webhooks.emit("executionActionCompleted", execution.id, body)
+        self._webhooks.emit(body["event"], execution.id, body)
 
     def _ack(
         self, name: str, action_id: str, execution: SandboxExecution, base: str

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.executions import Payment, SandboxExecution, iso, payment_error
+from shared.event_registry import ACTION_COMPLETED, ACTION_PENDING
 from shared.money import Money
 
 
@@ -34,7 +35,7 @@ def action_completed(
         details["errors"] = [payment_error(p.operation_result) for p in failed[-1:]] or [
             payment_error("GenericRejection")
         ]
-    return _envelope("executionActionCompleted", execution, details)
+    return _envelope(ACTION_COMPLETED, execution, details)
 
 
 def action_pending(
@@ -52,7 +53,7 @@ def action_pending(
     }
     if authorization is not None:
         details["amount"] = authorization.amount.to_json()
-    return _envelope("executionActionPending", execution, details)
+    return _envelope(ACTION_PENDING, execution, details)
 
 
 def _envelope(event: str, execution: SandboxExecution, details: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from shared.errors import InvalidPayload
+from shared.event_registry import Handling, handling
 from shared.payloads import json_object
 from shared.payrails.models import UNKNOWN_RESULTS
 
@@ -36,10 +37,6 @@ _LITERALS = {True: "true", False: "false", None: "null"}
 # orjson nests at most 1024 deep, the stdlib about as deep as the interpreter's recursion limit:
 # a body with fewer brackets than this is within both.
 _MAX_FAST_BRACKETS = 256
-
-RECONCILED_EVENTS = frozenset(
-    {"executionActionCompleted", "executionActionPending", "executionActionUpdated"}
-)
 
 
 def parse_object(body: bytes) -> dict[str, Any]:
@@ -114,7 +111,7 @@ class WebhookEvent:
 
     @property
     def is_reconciled(self) -> bool:
-        return self.name in RECONCILED_EVENTS
+        return handling(self.name, self.action) is Handling.RECONCILE
 
     @property
     def unknown_result(self) -> str | None:

@@ -30,7 +30,8 @@ from structlog.contextvars import bound_contextvars
 
 from shared import metrics
 from shared.errors import InvalidPayload, PublishError
-from shared.events import RECONCILED_EVENTS, WebhookEvent
+from shared.event_registry import event_label
+from shared.events import WebhookEvent
 from shared.messaging import HDR_RECEIVED_AT
 from shared.payrails.models import Execution
 from worker.deps import Deps
@@ -49,12 +50,6 @@ from worker.retry import attempt_of, dead_letter, retry_later
 log = structlog.get_logger("worker.events")
 T = TypeVar("T")
 
-KNOWN_EVENTS = RECONCILED_EVENTS | {
-    "executionCreated",
-    "executionActionRequested",
-    "ruleEngineExecuted",
-    "networkOffersEnrollmentCompleted",
-}
 _ACKED = frozenset({Outcome.RECONCILED, Outcome.DUPLICATE, Outcome.IGNORED})
 _RETRIED = frozenset({Outcome.ORDER_NOT_FOUND, Outcome.PAYRAILS_UNAVAILABLE})
 _DB_BACKOFF_START, _DB_BACKOFF_MAX = 0.2, 5.0
@@ -67,11 +62,6 @@ def is_database_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
         return True
     return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
-
-
-def event_label(name: str) -> str:
-    """A bounded metric label for an event name."""
-    return name if name in KNOWN_EVENTS else "other"
 
 
 class _Stopping(Exception):
