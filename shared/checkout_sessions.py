@@ -17,13 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import CheckoutSession, Order
 from shared.orders import utcnow
-from shared.state_machine import OrderStatus
+from shared.state_machine import PAYABLE
 
 TOKEN_BYTES = 32
 TOKEN_MAX_LENGTH = 64  # token_urlsafe(32) is 43 characters; longer input is never a token
 START_PATH = "/checkout/start"
-# Only an order nobody has paid yet is given a new session.
-PAYABLE = frozenset({OrderStatus.CREATED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +57,7 @@ def token_hash(token: str) -> bytes:
 
 
 def is_payable(order: Order) -> bool:
-    return OrderStatus(order.status) in PAYABLE
+    return order.status in PAYABLE
 
 
 async def issue_session(session: AsyncSession, order: Order, ttl_seconds: float) -> IssuedSession:

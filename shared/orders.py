@@ -131,7 +131,7 @@ async def republish_outbox_message(session: AsyncSession, message_id: str) -> No
     await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
 
 
-async def count_orders_by_status(session: AsyncSession) -> dict[str, int]:
+async def count_orders_by_status(session: AsyncSession) -> dict[OrderStatus, int]:
     rows = await session.execute(select(Order.status, func.count()).group_by(Order.status))
     return {row[0]: row[1] for row in rows}
 
@@ -155,7 +155,7 @@ def _bind(change: Change) -> None:
 
 
 def _advance(order: Order, transition: Transition) -> None:
-    order.status = transition.to_status.value
+    order.status = transition.to_status
     order.threeds_url = transition.threeds_url
     if transition.reason:
         order.failure_reason = transition.reason
@@ -192,7 +192,7 @@ async def apply_observations(
     decided: list[tuple[Change, Transition]] = []
     for change in changes:
         _bind(change)
-        transition = decide(OrderStatus(change.order.status), change.observed)
+        transition = decide(change.order.status, change.observed)
         transitions.append(transition)
         if transition is not None:
             _advance(change.order, transition)

@@ -6,6 +6,10 @@
 States are ranked; an order only ever moves to a higher rank, and the three terminal states never
 change. So whichever of the webhook, the poll, the return page or the sweeper sees a state first
 moves the order, and later or older observations change nothing.
+
+Every set of statuses the service acts on is defined here and nowhere else; adding a status
+means this module, a migration that widens the database's check constraints, and their tests
+(CONTRIBUTING.md, "Adding an order status").
 """
 
 from __future__ import annotations
@@ -47,10 +51,19 @@ RANK: dict[OrderStatus, int] = {
     OrderStatus.PAYMENT_FAILED: 3,
     OrderStatus.NEEDS_REVIEW: 3,
 }
+# States that never change again, except by a person's review verdict (resolve_review).
 TERMINAL = frozenset({OrderStatus.PAID, OrderStatus.PAYMENT_FAILED, OrderStatus.NEEDS_REVIEW})
+# States the sweeper repairs once an order has waited in them too long.
 STUCK = frozenset({OrderStatus.AUTHORIZING, OrderStatus.ACTION_REQUIRED})
+# States in which the shopper's outcome is not known yet (the checkout keeps waiting).
+UNRESOLVED = frozenset({OrderStatus.CREATED, OrderStatus.AUTHORIZING})
+# States the authorize consumer still authorizes (and a dead letter may still be replayed in).
+AUTHORIZABLE = frozenset({OrderStatus.CREATED, OrderStatus.AUTHORIZING})
+# States in which an order is given a new checkout session: nobody has paid it yet.
+PAYABLE = frozenset({OrderStatus.CREATED})
 
-# The message each state announces to commerce backends (ARCHITECTURE section 9).
+# The message each state announces to commerce backends (ARCHITECTURE section 9); a state
+# without a key is not announced.
 ROUTING_KEY: dict[OrderStatus, str] = {
     OrderStatus.ACTION_REQUIRED: "order.action_required",
     OrderStatus.PAID: "order.paid",
@@ -148,6 +161,7 @@ def decide(current: OrderStatus, observed: Observation) -> Transition | None:
     return Transition(current, observed.status, observed.threeds_url, observed.reason)
 
 
+# The verdicts a person may give an order in needs_review.
 REVIEW_VERDICTS = frozenset({OrderStatus.PAID, OrderStatus.PAYMENT_FAILED})
 
 

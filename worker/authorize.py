@@ -31,7 +31,7 @@ from shared.db.models import IdempotencyKey, Order
 from shared.errors import InvalidPayload, PublishError, TransientError
 from shared.orders import apply_observation, ensure_idempotency_key, lock_order, order_money, utcnow
 from shared.payrails.errors import PayrailsError, PayrailsTransientError, is_definite_refusal
-from shared.state_machine import Cause, Observation, OrderStatus
+from shared.state_machine import AUTHORIZABLE, Cause, Observation, OrderStatus
 from worker.deps import Deps
 from worker.preauthorize import AllowAll, Decision, PreAuthorizeHook
 from worker.retry import dead_letter, retry_later
@@ -39,7 +39,6 @@ from worker.retry import dead_letter, retry_later
 log = structlog.get_logger(__name__)
 
 AUTHORIZE_OPERATION = "authorize"
-AUTHORIZABLE = frozenset({OrderStatus.CREATED, OrderStatus.AUTHORIZING})
 
 
 class AuthorizeOutcome(StrEnum):
@@ -59,7 +58,7 @@ def return_url(deps: Deps, execution_id: str) -> str:
 
 def _is_authorizable(order: Order, command: AuthorizeCommand) -> bool:
     return (
-        OrderStatus(order.status) in AUTHORIZABLE
+        order.status in AUTHORIZABLE
         and order.execution_id == command.execution_id
         and order.payment_instrument_id is not None
         and order.payment_method_code is not None

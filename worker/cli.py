@@ -29,7 +29,14 @@ from shared.logging import configure_logging, redact_text
 from shared.messaging import Names, open_channel
 from shared.orders import apply_observation, lock_order, order_money, record_transition
 from shared.payrails.client import PayrailsClient, open_payrails_client
-from shared.state_machine import Cause, Observation, OrderStatus, Transition, resolve_review
+from shared.state_machine import (
+    REVIEW_VERDICTS,
+    Cause,
+    Observation,
+    OrderStatus,
+    Transition,
+    resolve_review,
+)
 from worker import dlq
 
 T = TypeVar("T")
@@ -394,7 +401,7 @@ async def _apply_operator_poll(
             Cause.OPERATOR,
             detail={"execution_status": execution.latest_code, "via": "recon orders reconcile"},
         )
-        return OrderStatus(order.status).value, transition, execution.latest_code
+        return order.status.value, transition, execution.latest_code
 
 
 # --- reviews ---------------------------------------------------------------------------------
@@ -427,9 +434,7 @@ def review_list(runtime: Runtime) -> None:
 async def _needs_review(settings: Settings) -> list[Order]:
     async with database(settings) as sessions, sessions() as session:
         rows = await session.scalars(
-            select(Order)
-            .where(Order.status == OrderStatus.NEEDS_REVIEW.value)
-            .order_by(Order.updated_at)
+            select(Order).where(Order.status == OrderStatus.NEEDS_REVIEW).order_by(Order.updated_at)
         )
         return list(rows)
 
@@ -438,7 +443,7 @@ async def _needs_review(settings: Settings) -> list[Order]:
 @click.argument("reference")
 @click.option(
     "--verdict",
-    type=click.Choice([OrderStatus.PAID.value, OrderStatus.PAYMENT_FAILED.value]),
+    type=click.Choice([verdict.value for verdict in sorted(REVIEW_VERDICTS)]),
     required=True,
     help="What the PSP confirmed: the money moved (paid) or it did not (payment_failed).",
 )
@@ -459,7 +464,7 @@ async def _resolve(
         order = await lock_order(session, reference=reference)
         if order is None:
             return f"order {reference} not found"
-        transition = resolve_review(OrderStatus(order.status), verdict, note)
+        transition = resolve_review(order.status, verdict, note)
         if transition is None:
             return f"order {reference} is {order.status}, not needs_review"
         await record_transition(

@@ -45,11 +45,10 @@ from shared.messaging import (
 from shared.orders import order_money
 from shared.payrails.client import PayrailsClient
 from shared.payrails.models import parse_time
-from shared.state_machine import Observation, OrderStatus, decide
+from shared.state_machine import AUTHORIZABLE, Observation, OrderStatus, decide
 from worker.retry import persistent_copy
 
-# What the authorize consumer still authorizes, and the idempotency operation it records.
-_AUTHORIZABLE = frozenset({OrderStatus.CREATED, OrderStatus.AUTHORIZING})
+# The idempotency operation the authorize consumer records.
 _AUTHORIZE_OPERATION = "authorize"
 
 # Headers that describe the failure; a replayed copy starts clean without them.
@@ -229,7 +228,7 @@ async def plan_replay(
         authorize_done = order is not None and await _authorize_completed(session, order.id)
     if order is None:
         return ReplayPlan(letter, letter.order_reference, None, None, "order not found")
-    current = OrderStatus(order.status)
+    current = order.status
     if letter.source_queue == names.authorize_queue:
         return _plan_authorize(letter, order, current, authorize_done=authorize_done)
     if order.execution_id is None:
@@ -261,7 +260,7 @@ def _plan_authorize(
     letter: DeadLetter, order: Order, current: OrderStatus, *, authorize_done: bool
 ) -> ReplayPlan:
     """A dead-lettered authorize command: would the consumer POST authorize on replay?"""
-    if current not in _AUTHORIZABLE:
+    if current not in AUTHORIZABLE:
         reason = f"order is {current.value}"
     elif authorize_done:
         reason = "authorize already completed"

@@ -58,7 +58,7 @@ async def refresh_order_counts(sessions: async_sessionmaker[AsyncSession]) -> No
     async with sessions() as session:
         counts = await count_orders_by_status(session)
     for status in OrderStatus:
-        metrics.ORDERS_BY_STATUS.labels(status.value).set(counts.get(status.value, 0))
+        metrics.ORDERS_BY_STATUS.labels(status.value).set(counts.get(status, 0))
 
 
 async def refresh_all(connection: AbstractConnection, deps: Deps) -> None:

@@ -87,7 +87,7 @@ async def claim_stuck_orders(
     stuck = (
         select(Order.id)
         .where(
-            Order.status.in_([s.value for s in STUCK]),
+            Order.status.in_(STUCK),
             # The database's clock, so replicas with skewed clocks agree on what is stuck.
             Order.updated_at < func.now() - timedelta(seconds=stuck_after),
             Order.execution_id.is_not(None),
@@ -132,7 +132,7 @@ async def abandon_created_orders(
     stale = (
         select(Order)
         .where(
-            Order.status == OrderStatus.CREATED.value,
+            Order.status == OrderStatus.CREATED,
             or_(
                 and_(started, Order.updated_at < now - timedelta(seconds=stuck_after)),
                 and_(~started, Order.updated_at < now - timedelta(seconds=unpaid_after)),
@@ -183,12 +183,12 @@ async def reconcile_claim(
     execution = await payrails.get_execution(claim.execution_id)
     async with sessions.begin() as session:
         order = await lock_order(session, order_id=claim.order_id)
-        if order is None or OrderStatus(order.status) not in STUCK:
+        if order is None or order.status not in STUCK:
             return None  # a webhook or a poll got there first
         return await apply_observation(
             session,
             order,
-            sweep_observation(claim, OrderStatus(order.status), execution, order_money(order)),
+            sweep_observation(claim, order.status, execution, order_money(order)),
             Cause.SWEEP,
             detail={
                 "execution_status": execution.latest_code,

@@ -15,9 +15,6 @@ from shared.orders import apply_observation, lock_order, order_money
 from shared.payrails.models import Execution
 from shared.state_machine import Cause, Observation, OrderStatus, Transition
 
-# States in which the shopper's outcome is not known yet.
-UNRESOLVED = frozenset({OrderStatus.CREATED, OrderStatus.AUTHORIZING})
-
 
 @dataclass(frozen=True, slots=True)
 class OrderView:
@@ -70,7 +67,7 @@ async def _confirmed_by(session: AsyncSession, order: Order) -> str | None:
 async def _view(session: AsyncSession, order: Order) -> OrderView:
     return OrderView(
         reference=order.reference,
-        status=OrderStatus(order.status),
+        status=order.status,
         execution_id=order.execution_id,
         amount=order_money(order),
         threeds_url=order.threeds_url,

@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 from sqlalchemy import select, update
 
-from ingress.checkout.orders import UNRESOLVED, OrderView, record_execution, view_by_reference
+from ingress.checkout.orders import OrderView, record_execution, view_by_reference
 from ingress.checkout.service import (
     BrokerUnavailable,
     Checkout,
@@ -46,7 +46,7 @@ from shared.messaging import ROUTING_AUTHORIZE
 from shared.orders import apply_observation, ensure_idempotency_key, lock_order, order_money
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.payrails.models import Execution, ExecutionOutcome
-from shared.state_machine import Cause, Observation, OrderStatus
+from shared.state_machine import UNRESOLVED, Cause, Observation, OrderStatus
 
 log = structlog.get_logger(__name__)
 
@@ -84,7 +84,7 @@ def _refuse_other_terms(order: Order, request: PlaceOrderRequest) -> None:
 
 def _take_instrument(order: Order, request: PlaceOrderRequest) -> None:
     """Use the retry's instrument while nothing has been authorized with the stored one."""
-    if order.status != OrderStatus.CREATED.value:
+    if order.status is not OrderStatus.CREATED:
         return
     if (order.payment_instrument_id, order.payment_method_code) == (
         request.payment_instrument_id,
@@ -152,7 +152,7 @@ async def start_authorize(checkout: Checkout, order_id: int, execution_id: str) 
     """Move created -> authorizing and publish the command, both or neither; True if published."""
     async with checkout.sessions.begin() as session:
         order = await lock_order(session, order_id=order_id)
-        if order is None or order.status != OrderStatus.CREATED.value:
+        if order is None or order.status is not OrderStatus.CREATED:
             return False
         command = AuthorizeCommand(order.reference, execution_id)
         await apply_observation(

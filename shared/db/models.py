@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     LargeBinary,
@@ -26,6 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.state_machine import OrderStatus
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -36,6 +39,22 @@ NAMING_CONVENTION = {
 
 # Amounts: up to 14 integer digits and 4 fraction digits covers every ISO 4217 minor unit.
 AMOUNT = Numeric(18, 4)
+
+
+def order_status(name: str) -> Enum:
+    """An OrderStatus column: VARCHAR(32) holding the value, with a check constraint ``name``.
+
+    The constraint (ck_<table>_<name>) lists every OrderStatus value; a migration widens it
+    whenever a status is added (CONTRIBUTING.md, "Adding an order status").
+    """
+    return Enum(
+        OrderStatus,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda statuses: [status.value for status in statuses],
+    )
 
 
 def table_of(model: type[Base]) -> Table:
@@ -56,7 +75,7 @@ class Order(Base):
     customer_reference: Mapped[str] = mapped_column(String(64))
     amount_value: Mapped[Decimal] = mapped_column(AMOUNT)
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[OrderStatus] = mapped_column(order_status("status"), index=True)
     execution_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     payment_instrument_id: Mapped[str | None] = mapped_column(String(128))
     payment_method_code: Mapped[str | None] = mapped_column(String(64))
@@ -113,8 +132,8 @@ class OrderTransition(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
-    from_status: Mapped[str] = mapped_column(String(32))
-    to_status: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[OrderStatus] = mapped_column(order_status("from_status"))
+    to_status: Mapped[OrderStatus] = mapped_column(order_status("to_status"))
     cause: Mapped[str] = mapped_column(String(32))
     event_id: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
