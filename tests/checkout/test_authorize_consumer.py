@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -15,7 +12,6 @@ from ingress.checkout.keys import CHECKOUT
 from ingress.checkout.place_order import ensure_execution, start_authorize, take_order
 from ingress.checkout.validation import PlaceOrderRequest, parse_place_order
 from sandbox.control_client import SandboxHandle
-from shared import metrics
 from shared.commands import AuthorizeCommand
 from shared.db.models import IdempotencyKey, Order
 from shared.messaging import (
@@ -27,24 +23,17 @@ from shared.messaging import (
     publish_frames,
 )
 from tests.checkout.conftest import FRICTIONLESS, AuthorizeConsumer, bound_session, order_body
+from tests.waiting import sample, wait_until
 
 Client = TestClient[web.Request, web.Application]
 
 
 def authorize_outcomes(outcome: str) -> float:
-    value: float = metrics.AUTHORIZE_COMMANDS.labels(outcome)._value.get()
-    return value
+    return sample("recon_authorize_commands_total", outcome=outcome)
 
 
 def finished_commands() -> float:
     return sum(authorize_outcomes(o) for o in ("authorized", "skipped", "denied"))
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Wait until ``check`` holds; fail after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.05)
 
 
 async def publish_command(
@@ -99,7 +88,7 @@ async def test_a_repeated_command_authorizes_the_order_once(
     async def all_three_finished() -> bool:
         return finished_commands() == before + 3
 
-    await eventually(all_three_finished)
+    await wait_until(all_three_finished)
     stats = await sandbox.stats()
     assert stats["authorizesExecuted"] == {command.execution_id: 1}
     assert len(await authorize_keys(sessions, command.order_reference)) == 1
@@ -122,7 +111,7 @@ async def test_a_command_for_a_paid_order_is_skipped(
     async def skipped() -> bool:
         return authorize_outcomes("skipped") > before
 
-    await eventually(skipped)
+    await wait_until(skipped)
     assert (await sandbox.stats())["authorizesExecuted"] == {answer["executionId"]: 1}
 
 
@@ -165,7 +154,7 @@ async def test_an_unreadable_command_is_dead_lettered(
             assert message.headers[HDR_REASON] == "invalid_payload"
             return True
 
-        await eventually(parked)
+        await wait_until(parked)
     finally:
         await channel.close()
 
@@ -210,7 +199,7 @@ async def test_an_authorize_whose_answer_was_lost_is_retried_with_the_same_key_o
     async def acknowledged() -> bool:
         return authorize_outcomes("authorized") == authorized + 1
 
-    await eventually(acknowledged)
+    await wait_until(acknowledged)
     assert authorize_outcomes("retried") == retried + 1
     keys = await authorize_keys(sessions, command.order_reference)
     assert len(keys) == 1

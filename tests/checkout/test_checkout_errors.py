@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -17,7 +16,6 @@ from ingress.checkout.validation import DROP_IN_EXPLANATION, SAFE_ALPHABET
 from ingress.checkout_app import create_checkout_app
 from ingress.keys import BROKER
 from sandbox.control_client import SandboxHandle
-from shared import metrics
 from shared.config import Settings
 from shared.db.models import IdempotencyKey, Order
 from shared.messaging import Names
@@ -34,21 +32,20 @@ from tests.checkout.conftest import (
     start_checkout,
 )
 from tests.ports import free_port
+from tests.waiting import sample
 
 Client = TestClient[web.Request, web.Application]
 
 
 def requests_counted(endpoint: str, outcome: str) -> float:
-    value: float = metrics.CHECKOUT_REQUESTS.labels(endpoint, outcome)._value.get()
-    return value
+    return sample("recon_checkout_requests_total", endpoint=endpoint, outcome=outcome)
 
 
 def durations_observed(endpoint: str, outcome: str) -> tuple[float, float]:
     """(count, sum) of the checkout latency histogram under the endpoint and outcome."""
     labels = {"endpoint": endpoint, "outcome": outcome}
-    count = REGISTRY.get_sample_value("recon_checkout_request_seconds_count", labels)
-    total = REGISTRY.get_sample_value("recon_checkout_request_seconds_sum", labels)
-    return count or 0.0, total or 0.0
+    count = sample("recon_checkout_request_seconds_count", **labels)
+    return count, sample("recon_checkout_request_seconds_sum", **labels)
 
 
 @pytest.mark.parametrize(

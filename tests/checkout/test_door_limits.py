@@ -28,6 +28,7 @@ from tests.ingress.test_http_guards import (
     slow_head,
     within,
 )
+from tests.waiting import wait_until
 
 Client = TestClient[web.Request, web.Application]
 
@@ -181,9 +182,7 @@ async def wait_for_long_polls(checkout: Client, count: int) -> None:
     from ingress.checkout.keys import GUARDS
 
     gate = checkout.server.app[GUARDS].long_polls
-    async with asyncio.timeout(10):
-        while gate.in_flight < count:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: gate.in_flight >= count, timeout=10, interval=0.01)
 
 
 async def test_a_place_order_body_sent_slowly_gets_408_within_the_body_timeout(

@@ -12,7 +12,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.typedefs import Handler
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client import REGISTRY
 
 from ingress.checkout.limits import (
     LongPollGate,
@@ -25,6 +24,7 @@ from ingress.checkout.limits import (
     retry_after_seconds,
 )
 from ingress.checkout.service import CheckoutError
+from tests.waiting import sample
 
 Client = TestClient[web.Request, web.Application]
 
@@ -40,10 +40,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def limiter(per_minute: int, *, max_keys: int = 1_000) -> tuple[RateLimiter, FakeClock]:

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
@@ -35,14 +34,14 @@ from tests.checkout.conftest import (
     terms,
 )
 from tests.ports import free_port
+from tests.waiting import sample
 
 Client = TestClient[web.Request, web.Application]
 PROBLEM = "application/problem+json"
 
 
 def auth_failures(reason: str) -> float:
-    value = REGISTRY.get_sample_value("recon_merchant_auth_failures_total", {"reason": reason})
-    return value or 0.0
+    return sample("recon_merchant_auth_failures_total", reason=reason)
 
 
 def bearer(key: str) -> dict[str, str]:

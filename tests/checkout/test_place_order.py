@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
 from sandbox.keys import STATE
-from shared import metrics
 from shared.config import Settings
 from shared.db.models import Order
 from shared.messaging import Names
@@ -37,6 +36,7 @@ from tests.checkout.conftest import (
     transitions_of,
 )
 from tests.ports import free_port
+from tests.waiting import sample
 
 Client = TestClient[web.Request, web.Application]
 
@@ -131,7 +131,7 @@ async def test_a_pre_authorize_denial_fails_the_order_without_calling_payrails(
 ) -> None:
     hook = DenyAll("velocity check failed")
     authorize_consumer.hook = hook
-    before = metrics.AUTHORIZE_COMMANDS.labels("denied")._value.get()
+    before = sample("recon_authorize_commands_total", outcome="denied")
     body = await order_body(checkout, sandbox, FRICTIONLESS)
     response = await checkout.post("/checkout/place-order", json=body)
     answer = await response.json()
@@ -148,7 +148,7 @@ async def test_a_pre_authorize_denial_fails_the_order_without_calling_payrails(
         ("created", "authorizing", "place_order"),
         ("authorizing", "payment_failed", "pre_authorize"),
     ]
-    assert metrics.AUTHORIZE_COMMANDS.labels("denied")._value.get() == before + 1
+    assert sample("recon_authorize_commands_total", outcome="denied") == before + 1
 
 
 async def test_the_same_body_again_answers_the_current_state_without_a_second_authorize(

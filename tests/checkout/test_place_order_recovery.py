@@ -27,9 +27,9 @@ from tests.checkout.conftest import (
     tokenize,
     transitions_of,
 )
-from tests.checkout.test_authorize_consumer import eventually
 from tests.ingress.proxy import TcpProxy
 from tests.ports import free_port
+from tests.waiting import wait_until
 
 Client = TestClient[web.Request, web.Application]
 
@@ -168,7 +168,7 @@ async def test_payrails_down_for_the_whole_poll_answers_503_and_the_same_request
         executed = (await sandbox.stats())["authorizesExecuted"]
         return bool(executed == {answer["executionId"]: 1})
 
-    await eventually(authorized_once)  # the authorize was queued before the poll
+    await wait_until(authorized_once)  # the authorize was queued before the poll
     await sandbox.clear_faults()
     again = await checkout.post("/checkout/place-order", json=body)
     assert again.status == 200

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ingress.checkout.shopper import COOKIE
@@ -40,6 +39,7 @@ from tests.checkout.conftest import (
     start_checkout,
 )
 from tests.ports import free_port
+from tests.waiting import sample
 
 Client = TestClient[web.Request, web.Application]
 PROBLEM = "application/problem+json"
@@ -48,8 +48,7 @@ HTML = {"Accept": "text/html"}
 
 
 def session_refusals(reason: str) -> float:
-    value = REGISTRY.get_sample_value("recon_checkout_session_refusals_total", {"reason": reason})
-    return value or 0.0
+    return sample("recon_checkout_session_refusals_total", reason=reason)
 
 
 async def assert_untouched(

@@ -22,8 +22,8 @@ from tests.checkout.conftest import (
     session_header,
     session_token,
 )
-from tests.checkout.test_authorize_consumer import eventually
 from tests.ports import free_port
+from tests.waiting import wait_until
 
 Client = TestClient[web.Request, web.Application]
 # Far beyond the runner's shutdown timeout: without the early end the handler is cancelled.
@@ -65,7 +65,7 @@ async def test_shutdown_answers_processing_to_a_place_order_still_polling(
             order = await (await checkout.get(f"/orders/{body['orderReference']}")).json()
             return bool(order.get("status") == "authorizing")
 
-        await eventually(polling)
+        await wait_until(polling)
         closing = asyncio.create_task(server.close())
         response = await pending
         answer = await response.json()
@@ -100,7 +100,7 @@ async def test_shutdown_answers_processing_to_a_return_page_still_polling(
             stats = await sandbox.stats()
             return bool(stats["requests"]["get_execution"] > polls_before)
 
-        await eventually(polling)
+        await wait_until(polling)
         closing = asyncio.create_task(server.close())
         response = await pending
         answer = await response.json()

@@ -13,7 +13,6 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import REGISTRY
 
 from ingress.health import ADMIN_RUNNER
 from ingress.keys import BROKER
@@ -106,11 +105,6 @@ async def queue_depth(connection: AbstractRobustConnection, queue: str) -> int:
         count = declared.declaration_result.message_count
         assert count is not None
         return count
-
-
-def sample(name: str, **labels: str) -> float:
-    """A Prometheus sample's current value; 0 before it exists."""
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def admin_url(app: web.Application, path: str) -> str:

@@ -24,8 +24,9 @@ from ingress.webhook_app import WEBHOOK_PATH, create_webhook_app
 from shared.config import Settings
 from shared.http_server import BodyTimeout, GuardedAppRunner, HttpLimits, read_body
 from shared.messaging import Names
-from tests.ingress.conftest import sample, webhook_body
+from tests.ingress.conftest import webhook_body
 from tests.ports import free_port
+from tests.waiting import sample
 
 DEADLINE = 0.5
 CUT_OFF_FACTOR = 6

@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 
 from ingress.keys import LEDGER
 from ingress.ledger import RequestLedger, ledger_ctx
-from tests.ingress.conftest import sample
+from tests.waiting import sample
 
 
 def accepted(event_id: str) -> dict[str, object]:

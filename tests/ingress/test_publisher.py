@@ -23,6 +23,7 @@ from shared.errors import PublishError
 from shared.messaging import Names
 from tests.ingress.conftest import queue_depth, through, webhook_body
 from tests.ingress.proxy import TcpProxy
+from tests.waiting import wait_until
 
 OpenBroker = Callable[[Settings], Awaitable[Broker]]
 
@@ -124,7 +125,7 @@ async def test_a_blocked_connection_refuses_publishes_at_once_until_unblocked(
     broker = await open_broker(through(ingress_settings, proxy.port))
 
     proxy.inject(pamqp_frame.marshal(spec.Connection.Blocked("low on memory"), 0))
-    await until(lambda: not broker.is_ready)
+    await wait_until(lambda: not broker.is_ready, timeout=5)
     with pytest.raises(PublishError) as refused:
         await publish(broker, topology, "m-1")
     assert refused.value.reason == "blocked"
@@ -163,19 +164,13 @@ async def test_a_broker_silent_past_two_heartbeats_is_dropped_and_reconnected(
     broker = await open_broker(dataclasses.replace(settings, amqp_url=Secret(url)))
 
     proxy.stall()
-    await until(lambda: not broker.is_ready, timeout=5)  # ~2 s of silence
+    await wait_until(lambda: not broker.is_ready, timeout=5)  # ~2 s of silence
 
     await proxy.cut()  # the reconnect attempt hangs on the stalled proxy: end it
     proxy.stalled = False
     await proxy.start()
     assert await broker.wait_ready(10)
     await publish(broker, topology, "m-after")
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 class Wire(asyncio.Transport):

@@ -21,9 +21,9 @@ from tests.ingress.conftest import (
     StartIngress,
     post_signed,
     queue_depth,
-    sample,
     webhook_body,
 )
+from tests.waiting import sample
 
 
 async def test_valid_webhook_arrives_on_the_queue_with_the_exact_body_bytes(

@@ -31,6 +31,7 @@ from shared.db.models import IdempotencyKey, Order, OutboxMessage
 from shared.events import derive_event_id
 from shared.messaging import HDR_ATTEMPT, HDR_EVENT_ID, HDR_EVENT_NAME, HDR_RECEIVED_AT
 from tests.ops.shop import APPROVE, Shop, order_status, transitions_of
+from tests.waiting import wait_until
 from worker.cli import cli
 from worker.consumer import EventsConsumer
 from worker.deps import Deps
@@ -113,9 +114,10 @@ async def events_consumer(
 async def wait_for_status(
     sessions: async_sessionmaker[AsyncSession], reference: str, status: str
 ) -> None:
-    async with asyncio.timeout(15):
-        while await order_status(sessions, reference) != status:
-            await asyncio.sleep(0.05)
+    async def there() -> bool:
+        return await order_status(sessions, reference) == status
+
+    await wait_until(there)
 
 
 async def test_dlq_list_shows_each_dead_letter_and_leaves_it_in_the_queue(
@@ -442,9 +444,11 @@ async def test_a_message_the_broker_dead_lettered_is_replayed_to_its_x_death_que
     incoming = await queue.get(timeout=5)
     assert incoming is not None
     await incoming.reject(requeue=False)  # the queue's dead-letter exchange takes it
-    async with asyncio.timeout(5):
-        while await ready(amqp_connection, names.dead_letters_queue) == 0:
-            await asyncio.sleep(0.02)
+
+    async def dead_lettered() -> bool:
+        return await ready(amqp_connection, names.dead_letters_queue) > 0
+
+    await wait_until(dead_lettered, timeout=5)
 
     listed = await recon("dlq", "list")
     replayed = await recon("dlq", "replay", "--id", "poison-1")

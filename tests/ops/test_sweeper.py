@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 
 import pytest
-from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -15,12 +14,9 @@ from shared.config import Settings
 from shared.db.models import Order, OutboxMessage
 from shared.errors import ConfigError
 from tests.ops.shop import APPROVE, CHALLENGE, Shop, make_stuck, order_status, transitions_of
+from tests.waiting import sample, wait_until
 from worker.deps import Deps
 from worker.sweeper import ABANDONED, UNCONFIRMED, run_sweeper, sweep_once
-
-
-def sample(name: str, labels: dict[str, str]) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def test_sweeper_repairs_an_order_whose_webhook_the_sandbox_dropped(
@@ -31,7 +27,7 @@ async def test_sweeper_repairs_an_order_whose_webhook_the_sandbox_dropped(
     assert deliveries
     assert {d["status"] for d in deliveries} == {"dropped"}
     await make_stuck(sessions, [reference])
-    repairs = sample("recon_sweeper_repairs_total", {"to_status": "paid"})
+    repairs = sample("recon_sweeper_repairs_total", to_status="paid")
 
     result = await sweep_once(ops_deps)
 
@@ -39,7 +35,7 @@ async def test_sweeper_repairs_an_order_whose_webhook_the_sandbox_dropped(
     assert result.repaired == {reference: "paid"}
     assert await order_status(sessions, reference) == "paid"
     assert await transitions_of(sessions, reference) == [("authorizing", "paid", "sweep")]
-    assert sample("recon_sweeper_repairs_total", {"to_status": "paid"}) == repairs + 1
+    assert sample("recon_sweeper_repairs_total", to_status="paid") == repairs + 1
 
 
 async def test_sweeper_leaves_recent_orders_alone(
@@ -61,7 +57,7 @@ async def test_two_sweepers_at_once_claim_and_poll_each_order_once(
     replica = dataclasses.replace(
         ops_deps, settings=dataclasses.replace(ops_deps.settings, sweeper_batch_size=3)
     )
-    polls = sample("recon_payrails_requests_total", {"endpoint": "get_execution", "status": "200"})
+    polls = sample("recon_payrails_requests_total", endpoint="get_execution", status="200")
 
     first, second = await asyncio.gather(sweep_once(replica), sweep_once(replica))
 
@@ -69,7 +65,7 @@ async def test_two_sweepers_at_once_claim_and_poll_each_order_once(
     claimed_second = {c.reference for c in second.claimed}
     assert claimed_first.isdisjoint(claimed_second)
     assert claimed_first | claimed_second == set(references)
-    after = sample("recon_payrails_requests_total", {"endpoint": "get_execution", "status": "200"})
+    after = sample("recon_payrails_requests_total", endpoint="get_execution", status="200")
     assert after - polls == len(references)
     for reference in references:
         assert await transitions_of(sessions, reference) == [("authorizing", "paid", "sweep")]
@@ -138,13 +134,11 @@ async def test_run_sweeper_sweeps_every_interval_until_stopped(
     fast = dataclasses.replace(
         ops_deps, settings=dataclasses.replace(ops_deps.settings, sweeper_interval_seconds=0.1)
     )
-    runs = sample("recon_sweeper_runs_total", {"outcome": "ok"})
+    runs = sample("recon_sweeper_runs_total", outcome="ok")
     stop = asyncio.Event()
     task = asyncio.create_task(run_sweeper(fast, stop))
 
-    async with asyncio.timeout(10):
-        while sample("recon_sweeper_runs_total", {"outcome": "ok"}) < runs + 2:
-            await asyncio.sleep(0.02)
+    await wait_until(lambda: sample("recon_sweeper_runs_total", outcome="ok") >= runs + 2, 10)
     stop.set()
     await asyncio.wait_for(task, timeout=5)
 

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from sandbox.control_client import SandboxHandle
@@ -26,6 +25,7 @@ from tests.payrails.flows import (
     new_execution,
     return_url,
 )
+from tests.waiting import sample
 
 
 class RecordingSleep:
@@ -378,19 +378,15 @@ async def test_action_not_allowed_is_a_typed_error(payrails: PayrailsClient) -> 
 async def test_requests_are_counted_by_endpoint_template_and_status(
     payrails: PayrailsClient,
 ) -> None:
-    def sample() -> float:
-        labels = {"endpoint": "create_execution", "status": "201"}
-        return REGISTRY.get_sample_value("recon_payrails_requests_total", labels) or 0.0
-
-    before = sample()
+    labels = {"endpoint": "create_execution", "status": "201"}
+    before = sample("recon_payrails_requests_total", **labels)
     await new_execution(payrails)
-    assert sample() == before + 1
+    assert sample("recon_payrails_requests_total", **labels) == before + 1
 
 
 async def test_request_durations_are_observed_by_endpoint(payrails: PayrailsClient) -> None:
     def count() -> float:
-        labels = {"endpoint": "create_execution"}
-        return REGISTRY.get_sample_value("recon_payrails_request_seconds_count", labels) or 0.0
+        return sample("recon_payrails_request_seconds_count", endpoint="create_execution")
 
     before = count()
     await new_execution(payrails)

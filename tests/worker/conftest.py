@@ -28,6 +28,7 @@ from shared.events import derive_event_id
 from shared.messaging import HDR_EVENT_ID, HDR_EVENT_NAME, HDR_RECEIVED_AT, Names, open_channel
 from shared.money import Money
 from shared.payrails.client import PayrailsClient
+from tests.waiting import sample, wait_until
 from worker.consumer import EventsConsumer
 from worker.deps import Deps
 from worker.outbox import OutboxRelay
@@ -190,9 +191,11 @@ class Broker:
         self, sessions: async_sessionmaker[AsyncSession], references: Collection[str]
     ) -> list[dict[str, Any]]:
         """Once every outbox row of ``references`` is published: all their messages so far."""
-        async with asyncio.timeout(15):
-            while await unpublished_count(sessions, references):
-                await asyncio.sleep(0.05)
+
+        async def settled() -> bool:
+            return not await unpublished_count(sessions, references)
+
+        await wait_until(settled)
         bodies: list[dict[str, Any]] = []
         for message in await self.drain(self.orders.name):
             body = json.loads(message.body)
@@ -286,16 +289,7 @@ async def running_worker(deps: Deps, *, relay: bool = True) -> AsyncIterator[Eve
 
 def processed(event: str, outcome: str) -> float:
     """The current value of recon_events_processed_total for one event and outcome."""
-    value = REGISTRY.get_sample_value(
-        "recon_events_processed_total", {"event": event, "outcome": outcome}
-    )
-    return value or 0.0
-
-
-async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.05)
+    return sample("recon_events_processed_total", event=event, outcome=outcome)
 
 
 FRICTIONLESS = "4242424242424242"

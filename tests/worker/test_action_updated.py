@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tests.waiting import wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
     Broker,
@@ -12,7 +13,6 @@ from tests.worker.conftest import (
     processed,
     running_worker,
     transitions_of,
-    wait_until,
     webhook_body,
 )
 from worker.deps import Deps

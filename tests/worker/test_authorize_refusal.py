@@ -17,6 +17,7 @@ from shared.commands import AuthorizeCommand
 from shared.db.models import Order
 from shared.money import Money
 from shared.payrails.models import ExecutionOutcome
+from tests.waiting import wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
     Broker,
@@ -25,7 +26,6 @@ from tests.worker.conftest import (
     order_status,
     running_worker,
     transitions_of,
-    wait_until,
 )
 from tests.worker.test_unknown_outcome import authorize_commands, publish_command, running_authorize
 from worker.deps import Deps

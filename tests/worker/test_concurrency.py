@@ -10,13 +10,13 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.models import Order
+from tests.waiting import wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
     Broker,
     Shop,
     order_status,
     running_worker,
-    wait_until,
 )
 from worker.deps import Deps
 

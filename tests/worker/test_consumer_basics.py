@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db.models import WebhookEvent as InboxRow
 from shared.events import derive_event_id
 from shared.messaging import HDR_REASON
-from tests.worker.conftest import Broker, processed, running_worker, wait_until, webhook_body
+from tests.waiting import wait_until
+from tests.worker.conftest import Broker, processed, running_worker, webhook_body
 from worker.deps import Deps
 
 

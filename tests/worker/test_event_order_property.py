@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.state_machine import Observation
+from tests.waiting import wait_until
 from tests.worker.conftest import (
     CASCADE,
     CHALLENGE,
@@ -21,7 +22,6 @@ from tests.worker.conftest import (
     processed_since,
     running_worker,
     total_processed,
-    wait_until,
 )
 from worker.deps import Deps
 

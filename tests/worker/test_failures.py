@@ -10,11 +10,11 @@ from urllib.parse import urlsplit
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
-from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.session import create_engine, create_sessionmaker
 from shared.messaging import HDR_REASON
+from tests.waiting import sample, wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
     Broker,
@@ -25,7 +25,6 @@ from tests.worker.conftest import (
     running_worker,
     total_processed,
     transitions_of,
-    wait_until,
 )
 from tests.worker.proxy import TcpProxy
 from worker.consumer import EventsConsumer, Held
@@ -37,8 +36,7 @@ COMPLETED = "executionActionCompleted"
 
 def database_failures() -> float:
     """Database operations the events consumer found unavailable and held for another try."""
-    value = REGISTRY.get_sample_value("recon_database_failures_total", {"consumer": "events"})
-    return value or 0.0
+    return sample("recon_database_failures_total", consumer="events")
 
 
 async def reaches(sessions: async_sessionmaker[AsyncSession], reference: str, status: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tests.waiting import wait_until
 from tests.worker.conftest import (
     CASCADE,
     CHALLENGE,
@@ -18,7 +19,6 @@ from tests.worker.conftest import (
     running_worker,
     total_processed,
     transitions_of,
-    wait_until,
 )
 from worker.deps import Deps
 

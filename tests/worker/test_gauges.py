@@ -5,7 +5,8 @@ from __future__ import annotations
 from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import REGISTRY
 
-from tests.worker.conftest import Broker, wait_until
+from tests.waiting import sample, wait_until
+from tests.worker.conftest import Broker
 from worker.deps import Deps
 from worker.gauges import refresh_all
 
@@ -21,9 +22,6 @@ async def test_one_pass_sets_queue_outbox_and_order_gauges(
     await wait_until(queued)
     await refresh_all(amqp_connection, deps)
 
-    depth = REGISTRY.get_sample_value(
-        "recon_queue_messages", {"queue": "reconciler.webhook-events"}
-    )
-    assert depth == 1
-    assert (REGISTRY.get_sample_value("recon_outbox_backlog") or 0) >= 0
+    assert sample("recon_queue_messages", queue="reconciler.webhook-events") == 1
+    assert sample("recon_outbox_backlog") >= 0
     assert REGISTRY.get_sample_value("recon_orders", {"status": "needs_review"}) is not None

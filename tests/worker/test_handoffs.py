@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.models import Order
 from shared.db.session import create_engine, create_sessionmaker
 from shared.messaging import HDR_REASON, declare_topology
+from tests.waiting import sample, wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
     Broker,
@@ -22,16 +22,11 @@ from tests.worker.conftest import (
     insert_order,
     order_status,
     running_worker,
-    wait_until,
     webhook_body,
 )
 from worker.deps import Deps
 
 COMPLETED = "executionActionCompleted"
-
-
-def sample(name: str, labels: dict[str, str]) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def test_execution_payrails_refuses_to_return_is_dead_lettered_as_rejected(
@@ -85,13 +80,13 @@ async def test_refused_dead_letter_hand_off_is_held_and_retried_until_it_succeed
 ) -> None:
     returned = {"exchange": "(default)", "outcome": "returned"}
     await broker.channel.queue_delete(deps.names.dead_letters_queue)
-    before = sample("recon_broker_publishes_total", returned)
+    before = sample("recon_broker_publishes_total", **returned)
 
     async with running_worker(deps, relay=False) as consumer:
         await broker.publish_event(b"poison")
 
         async def refused_twice() -> bool:
-            return sample("recon_broker_publishes_total", returned) >= before + 2
+            return sample("recon_broker_publishes_total", **returned) >= before + 2
 
         await wait_until(refused_twice)
         assert consumer.in_flight == 1
@@ -106,13 +101,13 @@ async def test_refused_dead_letter_hand_off_is_held_and_retried_until_it_succeed
 async def test_refused_hand_off_is_requeued_on_shutdown(deps: Deps, broker: Broker) -> None:
     returned = {"exchange": "(default)", "outcome": "returned"}
     await broker.channel.queue_delete(deps.names.dead_letters_queue)
-    before = sample("recon_broker_publishes_total", returned)
+    before = sample("recon_broker_publishes_total", **returned)
 
     async with running_worker(deps, relay=False):
         await broker.publish_event(b"poison")
 
         async def refused() -> bool:
-            return sample("recon_broker_publishes_total", returned) >= before + 1
+            return sample("recon_broker_publishes_total", **returned) >= before + 1
 
         await wait_until(refused)
 
@@ -147,7 +142,7 @@ async def test_message_that_keeps_failing_while_the_database_answers_goes_to_the
     (stuck, stuck_id), (free, free_id) = [await shop.pay(FRICTIONLESS) for _ in range(2)]
     bodies = [(await shop.bodies(e, 1))[0] for e in (stuck_id, free_id)]
     labels = {"event": COMPLETED, "outcome": "retried"}
-    retried = sample("recon_events_processed_total", labels)
+    retried = sample("recon_events_processed_total", **labels)
 
     async with running_worker(impatient_deps, relay=False):
         async with sessions.begin() as blocker:
@@ -156,7 +151,7 @@ async def test_message_that_keeps_failing_while_the_database_answers_goes_to_the
                 await broker.publish_event(body)
 
             async def parked() -> bool:
-                return sample("recon_events_processed_total", labels) >= retried + 1
+                return sample("recon_events_processed_total", **labels) >= retried + 1
 
             await wait_until(parked)
             assert await order_status(sessions, free) == "paid"

@@ -16,7 +16,8 @@ from shared.db.models import WebhookEvent as InboxRow
 from shared.events import derive_event_id
 from shared.messaging import Names
 from tests.ports import free_port
-from tests.worker.conftest import Broker, wait_until, webhook_body
+from tests.waiting import wait_until
+from tests.worker.conftest import Broker, webhook_body
 from worker.__main__ import COMPONENTS, parse_components, run
 from worker.health import create_health_app
 

@@ -6,12 +6,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from prometheus_client import REGISTRY
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from structlog.testing import capture_logs
 
 from shared.db.models import OutboxMessage
+from tests.waiting import sample, wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
     Broker,
@@ -20,15 +20,10 @@ from tests.worker.conftest import (
     processed_since,
     running_worker,
     total_processed,
-    wait_until,
     webhook_body,
 )
 from worker.deps import Deps
 from worker.gauges import refresh_outbox_gauges
-
-
-def sample(name: str, labels: dict[str, str] | None = None) -> float:
-    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
 async def test_reconciled_event_logs_one_line_with_event_execution_and_order(
@@ -70,26 +65,26 @@ async def test_event_without_order_logs_the_reference_it_carries(
 async def test_processing_time_is_observed_per_outcome(deps: Deps, broker: Broker) -> None:
     body = webhook_body("executionCreated", str(uuid.uuid4()), "ord_timed")
     count = "recon_event_processing_seconds_count"
-    before = sample(count, {"outcome": "ignored"})
+    before = sample(count, outcome="ignored")
 
     async with running_worker(deps, relay=False):
         await broker.publish_event(body)
 
         async def observed() -> bool:
-            return sample(count, {"outcome": "ignored"}) >= before + 1
+            return sample(count, outcome="ignored") >= before + 1
 
         await wait_until(observed)
 
 
 async def test_dead_letter_is_counted_by_queue_and_reason(deps: Deps, broker: Broker) -> None:
     labels = {"queue": "reconciler.webhook-events", "reason": "invalid_payload"}
-    before = sample("recon_dead_letters_total", labels)
+    before = sample("recon_dead_letters_total", **labels)
 
     async with running_worker(deps, relay=False):
         await broker.publish_event(b"not json")
         await broker.wait_for(deps.names.dead_letters_queue, 1)
 
-    assert sample("recon_dead_letters_total", labels) == before + 1
+    assert sample("recon_dead_letters_total", **labels) == before + 1
 
 
 async def test_repolls_are_counted_by_outcome(
@@ -97,14 +92,14 @@ async def test_repolls_are_counted_by_outcome(
 ) -> None:
     _, execution_id = await shop.pay(FRICTIONLESS)
     [completed] = await shop.bodies(execution_id, 1)
-    before = sample("recon_repolls_total", {"outcome": "ok"})
+    before = sample("recon_repolls_total", outcome="ok")
     processed = total_processed()
 
     async with running_worker(sandbox_deps, relay=False):
         await broker.publish_event(completed)
         await wait_until(processed_since(processed, 1))
 
-    assert sample("recon_repolls_total", {"outcome": "ok"}) == before + 1
+    assert sample("recon_repolls_total", outcome="ok") == before + 1
 
 
 async def test_outbox_oldest_age_gauge_reports_an_old_unpublished_row(

@@ -9,13 +9,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from aio_pika import DeliveryMode
-from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.models import OutboxMessage
+from shared.db.session import OUTBOX_CHANNEL
 from shared.orders import apply_observation, lock_order
 from shared.state_machine import Cause, Observation, OrderStatus
+from tests.waiting import sample, wait_until
 from tests.worker.conftest import Broker, insert_order
 from worker.deps import Deps
 from worker.outbox import OutboxRelay
@@ -48,6 +49,19 @@ async def published_at(
                 OutboxMessage.body["orderReference"].astext == reference
             )
         )
+
+
+async def listening_backends(sessions: async_sessionmaker[AsyncSession]) -> set[int]:
+    """Backends whose LISTEN on the outbox channel is in place (then idle, or checking it lives)."""
+    async with sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND query IN (:listen, 'SELECT 1')"
+            ),
+            {"listen": f"LISTEN {OUTBOX_CHANNEL}"},
+        )
+        return {pid for (pid,) in rows}
 
 
 async def test_relay_publishes_the_row_with_its_message_id_and_marks_it(
@@ -89,10 +103,15 @@ async def test_notify_wakes_the_relay_long_before_its_poll(
 ) -> None:
     slow_poll = dataclasses.replace(deps.settings, outbox_poll_seconds=3600.0)
     relay = OutboxRelay(dataclasses.replace(deps, settings=slow_poll))
+    listening_before = await listening_backends(sessions)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:
-        await asyncio.sleep(0.3)  # the relay's first pass and LISTEN are in place
+
+        async def relay_listens() -> bool:
+            return bool(await listening_backends(sessions) - listening_before)
+
+        await wait_until(relay_listens, timeout=10)
         reference = await paid_order(sessions)
         [body] = await broker.messages_for({reference}, 1, timeout=20)
         assert body["status"] == "paid"
@@ -104,13 +123,13 @@ async def test_notify_wakes_the_relay_long_before_its_poll(
 async def test_paid_message_observes_webhook_to_paid_latency(
     deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    before = REGISTRY.get_sample_value("recon_webhook_to_paid_seconds_count") or 0.0
+    before = sample("recon_webhook_to_paid_seconds_count")
     reference = await paid_order(sessions, received_at=datetime.now(UTC) - timedelta(seconds=1))
 
     while await OutboxRelay(deps).relay_once():
         pass
 
-    after = REGISTRY.get_sample_value("recon_webhook_to_paid_seconds_count") or 0.0
+    after = sample("recon_webhook_to_paid_seconds_count")
     assert after >= before + 1
     await broker.messages_for({reference}, 1)
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db.models import Order
 from shared.money import Money
 from shared.payrails.models import ExecutionOutcome
+from tests.waiting import wait_until
 from tests.worker.conftest import (
     DECLINE,
     FRICTIONLESS,
@@ -25,7 +26,6 @@ from tests.worker.conftest import (
     running_worker,
     total_processed,
     transitions_of,
-    wait_until,
 )
 from worker.deps import Deps
 from worker.sweeper import Claim, reconcile_claim

@@ -18,13 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sandbox.control_client import SandboxHandle
 from shared.config import Settings
 from tests.ports import free_port
+from tests.waiting import wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
     Broker,
     Shop,
     order_status,
     running_worker,
-    wait_until,
 )
 from worker.deps import Deps
 

@@ -9,12 +9,12 @@ from decimal import Decimal
 
 import aio_pika
 import pytest
-from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.commands import AuthorizeCommand
 from shared.db.models import Order
 from shared.messaging import ROUTING_AUTHORIZE, persistent_properties, publish_frames
+from tests.waiting import sample, wait_until
 from tests.worker.conftest import (
     UNKNOWN,
     Broker,
@@ -22,7 +22,6 @@ from tests.worker.conftest import (
     new_reference,
     order_status,
     running_worker,
-    wait_until,
 )
 from worker.__main__ import build_consumer
 from worker.deps import Deps
@@ -30,8 +29,7 @@ from worker.deps import Deps
 
 def authorize_commands(outcome: str) -> float:
     """The current value of recon_authorize_commands_total for one outcome."""
-    value = REGISTRY.get_sample_value("recon_authorize_commands_total", {"outcome": outcome})
-    return value or 0.0
+    return sample("recon_authorize_commands_total", outcome=outcome)
 
 
 @contextlib.asynccontextmanager
