@@ -49,6 +49,7 @@ class BoundSession:
     session_id: int
     order_id: int
     order_reference: str
+    customer_reference: str
     expires_at: datetime
 
 
@@ -82,6 +83,7 @@ async def resolve_session(session: AsyncSession, token: str) -> BoundSession | N
                 CheckoutSession.id,
                 CheckoutSession.order_id,
                 Order.reference,
+                Order.customer_reference,
                 CheckoutSession.expires_at,
             )
             .join(Order, Order.id == CheckoutSession.order_id)
@@ -90,4 +92,4 @@ async def resolve_session(session: AsyncSession, token: str) -> BoundSession | N
     ).one_or_none()
     if row is None or row.expires_at <= utcnow():
         return None
-    return BoundSession(row.id, row.order_id, row.reference, row.expires_at)
+    return BoundSession(row.id, row.order_id, row.reference, row.customer_reference, row.expires_at)

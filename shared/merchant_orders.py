@@ -19,11 +19,12 @@ from shared.validation import OrderTerms
 
 
 class OrderTermsConflict(ReconError):
-    """The reference exists with another amount, currency or customer."""
+    """The reference exists with another amount, currency or customer: ``order``, still locked."""
 
-    def __init__(self, reference: str, fields: list[str]) -> None:
-        super().__init__(f"order {reference} exists with other {', '.join(fields)}")
-        self.reference = reference
+    def __init__(self, order: Order, fields: list[str]) -> None:
+        super().__init__(f"order {order.reference} exists with other {', '.join(fields)}")
+        self.order = order
+        self.reference = order.reference
         self.fields = fields
 
 
@@ -61,5 +62,5 @@ async def create_order(session: AsyncSession, terms: OrderTerms) -> CreatedOrder
     assert order is not None  # inserted or already there
     differing = conflicts(order, terms)
     if differing:
-        raise OrderTermsConflict(terms.reference, differing)
+        raise OrderTermsConflict(order, differing)
     return CreatedOrder(order, created=inserted is not None)

@@ -26,7 +26,6 @@ from shared.errors import InvalidPayload, PublishError, TransientError
 from shared.merchant_orders import OrderTermsConflict, create_order
 from shared.orders import (
     SCHEMA_VERSION,
-    lock_order,
     order_money,
     republish_outbox_message,
     utcnow,
@@ -69,8 +68,7 @@ async def _execute(session: AsyncSession, deps: Deps, command: CreateOrderComman
     try:
         result = await create_order(session, command.terms)
     except OrderTermsConflict as exc:
-        order = await lock_order(session, reference=command.terms.reference)
-        assert order is not None  # the conflict is with this stored order
+        order = exc.order  # locked by create_order, in this transaction
         body = _answer(command, order, ROUTING_REJECTED, reason="order_conflict", fields=exc.fields)
         routing_key, outcome = ROUTING_REJECTED, "conflict"
     else:

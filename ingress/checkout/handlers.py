@@ -7,7 +7,6 @@ import uuid
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from ingress.checkout.keys import CHECKOUT, OUTCOME
 from ingress.checkout.orders import OrderView
@@ -17,7 +16,6 @@ from ingress.checkout.service import CustomerMismatch, PaymentsRejected, Payment
 from ingress.checkout.shopper import require_session
 from ingress.checkout.validation import parse_init, parse_place_order
 from shared import metrics
-from shared.db.models import Order
 from shared.errors import InvalidPayload
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.state_machine import OrderStatus
@@ -30,11 +28,7 @@ async def payments_init(request: web.Request) -> web.Response:
     if isinstance(parsed, list):
         return invalid(request, parsed)
     checkout = request.app[CHECKOUT]
-    async with checkout.sessions.begin() as session:
-        customer = await session.scalar(
-            select(Order.customer_reference).where(Order.id == bound.order_id)
-        )
-    assert customer is not None  # the session row references the order
+    customer = bound.customer_reference
     if parsed.holder_reference not in (None, customer):
         metrics.CHECKOUT_SESSION_REFUSALS.labels("customer_mismatch").inc()
         raise CustomerMismatch("holderReference is not this order's customer")

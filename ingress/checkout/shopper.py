@@ -33,17 +33,19 @@ def presented_token(request: web.Request) -> str | None:
     return request.headers.get(HEADER) or request.cookies.get(COOKIE) or None
 
 
+async def lookup(checkout: Checkout, token: str | None) -> BoundSession | None:
+    """The unexpired session ``token`` names, or None."""
+    if not token:
+        return None
+    async with checkout.sessions.begin() as session:
+        return await resolve_session(session, token)
+
+
 async def current_session(checkout: Checkout, request: web.Request) -> BoundSession | None:
     """The request's valid session, looked up once per request."""
-    if BOUND_SESSION in request:
-        return request[BOUND_SESSION]
-    token = presented_token(request)
-    bound = None
-    if token is not None:
-        async with checkout.sessions.begin() as session:
-            bound = await resolve_session(session, token)
-    request[BOUND_SESSION] = bound
-    return bound
+    if BOUND_SESSION not in request:
+        request[BOUND_SESSION] = await lookup(checkout, presented_token(request))
+    return request[BOUND_SESSION]
 
 
 async def require_session(request: web.Request) -> BoundSession:
@@ -88,10 +90,7 @@ async def start_checkout(request: web.Request) -> web.Response:
     """GET /checkout/start?session=<token>: keep the token in a cookie, show the storefront."""
     checkout = request.app[CHECKOUT]
     token = request.query.get("session", "")
-    bound = None
-    if token:
-        async with checkout.sessions.begin() as session:
-            bound = await resolve_session(session, token)
+    bound = await lookup(checkout, token)
     if bound is None:
         metrics.CHECKOUT_SESSION_REFUSALS.labels("invalid" if token else "missing").inc()
         response = web.Response(text=_INVALID_LINK_PAGE, status=403, content_type="text/html")
