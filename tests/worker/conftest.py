@@ -228,6 +228,20 @@ class Broker:
         declared = await self.channel.declare_queue(queue, passive=True)
         return declared.declaration_result.message_count or 0
 
+    async def fetchable(self, queue: str) -> int:
+        """Messages a ``basic.get`` can take from ``queue`` now, each put back afterwards.
+
+        Authoritative where ``ready`` is not: under load, the count a quorum queue reports on a
+        passive declare was seen to stay 0 for seconds while the queue held a ready message.
+        """
+        q = await self.channel.get_queue(queue, ensure=False)
+        taken: list[AbstractIncomingMessage] = []
+        while (message := await q.get(no_ack=False, fail=False)) is not None:
+            taken.append(message)
+        for message in taken:
+            await message.nack(requeue=True)
+        return len(taken)
+
 
 @contextlib.asynccontextmanager
 async def open_broker(

@@ -190,6 +190,6 @@ async def test_stopping_during_a_database_outage_requeues_every_held_message(
         await wait_until(held)
 
     async def requeued() -> bool:
-        return await broker.ready(deps.names.events_queue) == 1
+        return await broker.fetchable(deps.names.events_queue) == 1
 
     await wait_until(requeued)

@@ -112,7 +112,7 @@ async def test_refused_hand_off_is_requeued_on_shutdown(deps: Deps, broker: Brok
         await wait_until(refused)
 
     async def requeued() -> bool:
-        return await broker.ready(deps.names.events_queue) == 1
+        return await broker.fetchable(deps.names.events_queue) == 1
 
     await wait_until(requeued)
 
