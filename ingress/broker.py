@@ -14,7 +14,6 @@ import collections
 from collections.abc import AsyncIterator, Mapping
 from contextlib import suppress
 
-import aio_pika
 import structlog
 from aiohttp import web
 
@@ -23,7 +22,7 @@ from ingress.keys import BROKER, SETTINGS
 from ingress.publisher import ConfirmPublisher, Endpoint, PublishRefused, open_publisher
 from shared import metrics
 from shared.config import Settings
-from shared.messaging import Names, confirmed_metrics, declare_topology, publish_failed
+from shared.messaging import Names, confirmed_metrics, connect, declare_topology, publish_failed
 
 log = structlog.get_logger("ingress.broker")
 
@@ -81,10 +80,7 @@ class Broker:
             return
 
     async def _connect_once(self) -> None:
-        connection = await aio_pika.connect(
-            self.settings.amqp_url.reveal(),
-            client_properties={"connection_name": f"{CONNECTION_NAME}-setup"},
-        )
+        connection = await connect(self.settings.amqp_url.reveal(), name=f"{CONNECTION_NAME}-setup")
         try:
             await declare_topology(await connection.channel(), self.settings)
         finally:

@@ -37,7 +37,7 @@ from scripts.service_messages import (
 )
 from shared.config import Settings
 from shared.db.migrate import upgrade
-from shared.messaging import Names, declare_topology
+from shared.messaging import Names, connect, declare_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = "deploy/compose.yaml"
@@ -299,7 +299,7 @@ async def _declare(settings: Settings) -> Names:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while True:
         try:
-            connection = await aio_pika.connect(url, timeout=5)
+            connection = await connect(url, timeout=5)
         except (
             aio_pika.exceptions.ProbableAuthenticationError,
             aio_pika.exceptions.AuthenticationError,

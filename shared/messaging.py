@@ -11,17 +11,20 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, DeliveryMode, ExchangeType
+from aio_pika.connection import make_url
 from pamqp.commands import Basic
 from prometheus_client import Counter, Histogram
 
 from shared import metrics
 from shared.config import Settings
 from shared.errors import PublishError
+
+C = TypeVar("C", bound=aio_pika.abc.AbstractConnection)
 
 DEFAULT_EXCHANGE_LABEL = "(default)"  # metric label of the nameless default exchange
 
@@ -272,6 +275,42 @@ def persistent_properties(
         headers=headers,
         timestamp=timestamp,
     )
+
+
+async def connect(
+    url: str, *, name: str | None = None, timeout: float | None = None, **options: Any
+) -> aio_pika.abc.AbstractConnection:
+    """``aio_pika.connect``, closing the attempt when it fails (see ``_opened``)."""
+    return await _opened(
+        aio_pika.Connection(make_url(url), **_properties(name), **options), timeout
+    )
+
+
+async def connect_robust(
+    url: str, *, name: str | None = None, timeout: float | None = None, **options: Any
+) -> aio_pika.abc.AbstractRobustConnection:
+    """``aio_pika.connect_robust``, closing the attempt when it fails (see ``_opened``)."""
+    connection = aio_pika.RobustConnection(make_url(url), **_properties(name), **options)
+    return await _opened(connection, timeout)
+
+
+def _properties(name: str | None) -> dict[str, Any]:
+    return {"client_properties": {"connection_name": name}} if name else {}
+
+
+async def _opened(connection: C, timeout: float | None) -> C:
+    """Connect, or close the attempt and re-raise.
+
+    aio-pika drops a connection whose first ``connect()`` raised without closing it; its
+    ``__del__`` then schedules ``close()`` on whatever loop is current, and with none running
+    that coroutine is never awaited.
+    """
+    try:
+        await connection.connect(timeout=timeout)
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
 
 
 async def open_channel(connection: aio_pika.abc.AbstractConnection) -> AbstractChannel:

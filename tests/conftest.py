@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import aio_pika
 import aiohttp
 import psycopg
 import pytest
@@ -33,7 +32,7 @@ from sandbox.server import running_sandbox
 from shared.config import Settings
 from shared.db.migrate import upgrade
 from shared.db.session import create_engine, create_sessionmaker
-from shared.messaging import Names, declare_topology
+from shared.messaging import Names, connect_robust, declare_topology
 from shared.payrails.client import PayrailsClient, open_payrails_client
 from tests.ports import free_port
 
@@ -199,7 +198,7 @@ def settings(base_env: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 async def amqp_connection(service_urls: ServiceUrls) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await aio_pika.connect_robust(
+    connection = await connect_robust(
         service_urls.amqp_url, client_properties={"connection_name": f"tests-{RUN_ID}"}
     )
     yield connection

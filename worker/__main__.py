@@ -26,7 +26,7 @@ from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import ConfigError
 from shared.event_loop import new_event_loop
 from shared.logging import configure_logging
-from shared.messaging import Names, declare_topology, open_channel
+from shared.messaging import Names, connect_robust, declare_topology, open_channel
 from shared.payrails.client import open_payrails_client
 from worker.authorize import handle_authorize
 from worker.consumer import EventsConsumer, HandlerConsumer
@@ -89,9 +89,9 @@ async def open_deps(
     """Open every shared resource, registering each one's close on ``stack``."""
     engine = create_engine(settings)
     stack.push_async_callback(engine.dispose)
-    connection = await aio_pika.connect_robust(
+    connection = await connect_robust(
         settings.amqp_url.reveal(),
-        client_properties={"connection_name": "worker"},
+        name="worker",
         reconnect_interval=settings.amqp_reconnect_interval_seconds,
     )
     stack.push_async_callback(connection.close)

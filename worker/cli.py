@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import aio_pika
 import click
 from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import AMQPError
@@ -26,7 +25,7 @@ from shared.db.models import Order, OrderTransition
 from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import ConfigError, PublishError, ReconError
 from shared.logging import configure_logging, redact_text
-from shared.messaging import Names, open_channel
+from shared.messaging import Names, connect, open_channel
 from shared.orders import apply_observation, lock_order, order_money, record_transition
 from shared.payrails.client import PayrailsClient, open_payrails_client
 from shared.state_machine import (
@@ -92,9 +91,7 @@ async def database(settings: Settings) -> AsyncIterator[async_sessionmaker[Async
 
 @contextlib.asynccontextmanager
 async def broker(settings: Settings) -> AsyncIterator[AbstractConnection]:
-    connection = await aio_pika.connect(
-        settings.amqp_url.reveal(), client_properties={"connection_name": "recon-cli"}
-    )
+    connection = await connect(settings.amqp_url.reveal(), name="recon-cli")
     try:
         yield connection
     finally:

@@ -39,7 +39,13 @@ from shared.config import Settings
 from shared.db.models import Order, OutboxMessage
 from shared.db.session import create_engine, create_sessionmaker
 from shared.logging import configure_logging
-from shared.messaging import HDR_EVENT_ID, HDR_EVENT_NAME, HDR_RECEIVED_AT, Names, open_channel
+from shared.messaging import (
+    HDR_EVENT_ID,
+    HDR_EVENT_NAME,
+    HDR_RECEIVED_AT,
+    Names,
+    open_channel,
+)
 from shared.money import Money
 from shared.payrails.client import PayrailsClient, open_payrails_client
 from tests.bench.cpu import cpu_seconds
@@ -203,7 +209,7 @@ import asyncio, sys, time
 import aio_pika, uvloop
 
 async def main(url, queue_name, count):
-    connection = await aio_pika.connect(url)
+    connection = await connect(url)
     channel = await connection.channel(publisher_confirms=False)
     await channel.set_qos(prefetch_count=400)
     queue = await channel.get_queue(queue_name)

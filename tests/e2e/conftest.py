@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-import aio_pika
 import aiohttp
 import psycopg
 import pytest
 
 from shared.config import Settings
 from shared.db.migrate import upgrade
+from shared.messaging import connect_robust
 from tests.conftest import ServiceUrls, delete_topology
 from tests.e2e.counting import CommerceBackend, Ledger
 from tests.e2e.harness import ARTIFACTS, SandboxControl, Stack, StackConfig
@@ -67,7 +67,7 @@ async def stack(
     finally:
         codes = await the_stack.stop()
         print(f"[e2e] stack stopped: exit codes {codes}", flush=True)
-        connection = await aio_pika.connect_robust(service_urls.amqp_url)
+        connection = await connect_robust(service_urls.amqp_url)
         try:
             await delete_topology(connection, Settings.from_env(the_stack.env()))
         finally:

@@ -20,7 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.config import Settings
-from shared.messaging import Names, declare_topology
+from shared.messaging import Names, connect, connect_robust, declare_topology
 
 
 @dataclass
@@ -47,7 +47,7 @@ class CommerceBackend:
         return f"{self.names.prefix}e2e.commerce-backend"
 
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(
+        self._connection = await connect_robust(
             self.amqp_url,
             reconnect_interval=0.5,
             client_properties={"connection_name": "e2e-commerce-backend"},
@@ -190,7 +190,7 @@ class Ledger:
 
 async def queue_depth(amqp_url: str, queue: str) -> int:
     """Messages ready in ``queue`` (0 when it does not exist)."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect(amqp_url)
     try:
         channel = await connection.channel()
         try:

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aio_pika
-
 from scripts.run import READY_LINE
 from shared.config import Settings
+from shared.messaging import connect_robust
 from tests.conftest import delete_topology
 from tests.ports import free_port
 
@@ -187,7 +186,7 @@ def delete_stack_topology(env: Mapping[str, str]) -> None:
     """Delete the queues and exchanges the runner declared under this stack's prefix."""
 
     async def delete() -> None:
-        connection = await aio_pika.connect_robust(env["AMQP_URL"])
+        connection = await connect_robust(env["AMQP_URL"])
         try:
             await delete_topology(connection, Settings.from_env(env))
         finally:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from shared.config import Settings
 from shared.db.migrate import alembic_config
-from shared.messaging import Names
+from shared.messaging import Names, connect
 from tests.conftest import ServiceUrls, admin_sql, drop_database
 from tests.run.stack import delete_stack_topology, launch, stack_env
 
@@ -49,7 +49,7 @@ def missing_queues(env: dict[str, str]) -> list[str]:
 
     async def check() -> list[str]:
         missing = []
-        async with await aio_pika.connect(env["AMQP_URL"]) as connection:
+        async with await connect(env["AMQP_URL"]) as connection:
             for queue in queues:
                 channel = await connection.channel()  # a failed passive declare closes it
                 try:

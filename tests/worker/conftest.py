@@ -25,7 +25,14 @@ from sandbox.control_client import SandboxHandle
 from shared.config import Settings
 from shared.db.models import Order, OrderTransition, OutboxMessage
 from shared.events import derive_event_id
-from shared.messaging import HDR_EVENT_ID, HDR_EVENT_NAME, HDR_RECEIVED_AT, Names, open_channel
+from shared.messaging import (
+    HDR_EVENT_ID,
+    HDR_EVENT_NAME,
+    HDR_RECEIVED_AT,
+    Names,
+    connect_robust,
+    open_channel,
+)
 from shared.money import Money
 from shared.payrails.client import PayrailsClient
 from tests.waiting import sample, wait_until
@@ -285,7 +292,7 @@ async def running_worker(deps: Deps, *, relay: bool = True) -> AsyncIterator[Eve
     The consumer gets a connection of its own, as a worker process has: closing it at the end
     hands anything it still holds back to the broker, whatever state the channel is in.
     """
-    own = await aio_pika.connect_robust(deps.settings.amqp_url.reveal())
+    own = await connect_robust(deps.settings.amqp_url.reveal())
     channel = await own.channel(publisher_confirms=False)
     consumer = EventsConsumer(deps, channel)
     stop = asyncio.Event()

@@ -9,13 +9,17 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aio_pika
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.checkout_sessions import resolve_session
 from shared.db.models import CheckoutSession, MerchantCommand, Order
-from shared.messaging import ROUTING_CREATE_ORDER, persistent_properties, publish_frames
+from shared.messaging import (
+    ROUTING_CREATE_ORDER,
+    connect_robust,
+    persistent_properties,
+    publish_frames,
+)
 from tests.worker.conftest import Broker, new_reference
 from tests.worker.test_asyncapi import check
 from worker.consumer import HandlerConsumer
@@ -49,7 +53,7 @@ async def send(broker: Broker, body: dict[str, Any] | bytes) -> None:
 @contextlib.asynccontextmanager
 async def merchant_worker(deps: Deps) -> AsyncIterator[None]:
     """The merchant-commands consumer and the outbox relay, in this process."""
-    own = await aio_pika.connect_robust(deps.settings.amqp_url.reveal())
+    own = await connect_robust(deps.settings.amqp_url.reveal())
     channel = await own.channel(publisher_confirms=False)
     consumer = HandlerConsumer(
         deps, channel, deps.names.merchant_commands_queue, handle_merchant_command

@@ -7,13 +7,17 @@ import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
-import aio_pika
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.commands import AuthorizeCommand
 from shared.db.models import Order
-from shared.messaging import ROUTING_AUTHORIZE, persistent_properties, publish_frames
+from shared.messaging import (
+    ROUTING_AUTHORIZE,
+    connect_robust,
+    persistent_properties,
+    publish_frames,
+)
 from tests.waiting import sample, wait_until
 from tests.worker.conftest import (
     UNKNOWN,
@@ -35,7 +39,7 @@ def authorize_commands(outcome: str) -> float:
 @contextlib.asynccontextmanager
 async def running_authorize(deps: Deps) -> AsyncIterator[None]:
     """The authorize consumer as the worker builds it, on a connection of its own."""
-    own = await aio_pika.connect_robust(deps.settings.amqp_url.reveal())
+    own = await connect_robust(deps.settings.amqp_url.reveal())
     channel = await own.channel(publisher_confirms=False)
     consumer = build_consumer("authorize", deps, channel)
     await consumer.start()
