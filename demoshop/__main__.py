@@ -5,12 +5,11 @@ from __future__ import annotations
 import sys
 
 import structlog
-from aiohttp import web
 
 from demoshop.app import create_demo_shop_app
 from demoshop.config import DemoShopConfig
 from shared.errors import ConfigError
-from shared.event_loop import new_event_loop
+from shared.http_server import run_stand_in
 from shared.logging import configure_logging
 
 
@@ -23,14 +22,7 @@ def main() -> None:
     structlog.get_logger("demoshop").info(
         "demoshop.starting", host=config.host, port=config.port, checkout_url=config.checkout_url
     )
-    web.run_app(
-        create_demo_shop_app(config),
-        host=config.host,
-        port=config.port,
-        print=None,
-        shutdown_timeout=5.0,
-        loop=new_event_loop(),
-    )
+    run_stand_in(create_demo_shop_app(config), config.host, config.port)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import structlog
-from aiohttp import web
 
 from sandbox.app import create_sandbox_app
 from sandbox.config import SandboxConfig
-from shared.event_loop import new_event_loop
+from shared.http_server import run_stand_in
 from shared.logging import configure_logging
 
 
@@ -20,14 +19,7 @@ def main() -> None:
         status_shape=config.status_shape,
         webhook_url=config.webhook_url or None,
     )
-    web.run_app(
-        create_sandbox_app(config),
-        host=config.host,
-        port=config.port,
-        print=None,
-        shutdown_timeout=5.0,
-        loop=new_event_loop(),
-    )
+    run_stand_in(create_sandbox_app(config), config.host, config.port)
 
 
 if __name__ == "__main__":

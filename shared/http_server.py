@@ -345,3 +345,11 @@ def run(
     """``serve`` on the service's event loop, from a synchronous entrypoint."""
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(serve(app, host, port, limits, shutdown_timeout=shutdown_timeout))
+
+
+def run_stand_in(app: web.Application, host: str, port: int) -> None:
+    """aiohttp's own ``run_app`` on the service's event loop, for the local sandbox and demo shop.
+
+    They face only this machine, so they skip the guarded runner's limits.
+    """
+    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=5.0, loop=new_event_loop())

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.models import Order, OrderTransition
@@ -80,16 +80,20 @@ async def _view(session: AsyncSession, order: Order) -> OrderView:
 async def view_by_reference(
     sessions: async_sessionmaker[AsyncSession], reference: str
 ) -> OrderView | None:
-    async with sessions.begin() as session:
-        order = await session.scalar(select(Order).where(Order.reference == reference))
-        return None if order is None else await _view(session, order)
+    return await _view_where(sessions, Order.reference == reference)
 
 
 async def view_by_execution(
     sessions: async_sessionmaker[AsyncSession], execution_id: str
 ) -> OrderView | None:
+    return await _view_where(sessions, Order.execution_id == execution_id)
+
+
+async def _view_where(
+    sessions: async_sessionmaker[AsyncSession], condition: ColumnElement[bool]
+) -> OrderView | None:
     async with sessions.begin() as session:
-        order = await session.scalar(select(Order).where(Order.execution_id == execution_id))
+        order = await session.scalar(select(Order).where(condition))
         return None if order is None else await _view(session, order)
 
 
