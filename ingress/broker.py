@@ -3,8 +3,9 @@
 Publishes go through ``ingress.publisher`` (persistent, mandatory, publisher confirms, returns
 and nacks raised as errors) rather than aio-pika's ``Exchange.publish``: the guarantees are the
 same and the webhook path spends a fraction of the CPU. A lost connection is re-established
-(topology declared again first) every AMQP_RECONNECT_INTERVAL_SECONDS; meanwhile publishes
-fail at once with 503.
+(topology declared again first), at once and then after pauses that grow from
+AMQP_RECONNECT_INTERVAL_SECONDS to AMQP_RECONNECT_MAX_SECONDS, jittered so that several ingresses
+cut off together do not come back in step; meanwhile publishes fail at once with 503.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from ingress.keys import BROKER, SETTINGS
 from ingress.publisher import ConfirmPublisher, Endpoint, PublishRefused, open_publisher
 from shared import metrics
 from shared.config import Settings
-from shared.messaging import Names, confirmed_metrics, connect, declare_topology, publish_failed
+from shared.messaging import (
+    Names,
+    confirmed_metrics,
+    connect,
+    declare_topology,
+    publish_failed,
+    reconnect_backoff,
+)
 
 log = structlog.get_logger("ingress.broker")
 
@@ -50,6 +58,7 @@ class Broker:
         self._loop = asyncio.get_running_loop()
         self._closing = False
         self._reconnecting: asyncio.Task[None] | None = None
+        self._backoff = reconnect_backoff(settings)
 
     @property
     def is_ready(self) -> bool:
@@ -66,15 +75,16 @@ class Broker:
         return self.is_ready
 
     async def connect(self) -> None:
-        """Declare the topology and open the confirm channel; retry until both work."""
-        interval = self.settings.amqp_reconnect_interval_seconds
+        """Declare the topology and open the confirm channel; back off and retry until both work."""
+        delays = self._backoff.delays()
         while not self._closing:
             try:
                 async with asyncio.timeout(SETUP_TIMEOUT_SECONDS):
                     await self._connect_once()
             except Exception as exc:  # any failure to reach or set up the broker: retry
-                log.warning("broker.connect_failed", error=type(exc).__name__, retry_in=interval)
-                await asyncio.sleep(interval)
+                delay = next(delays)
+                log.warning("broker.connect_failed", error=type(exc).__name__, retry_in=delay)
+                await asyncio.sleep(delay)
                 continue
             log.info("broker.connected")
             return

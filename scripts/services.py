@@ -35,6 +35,7 @@ from scripts.service_messages import (
     redact,
     server_reason,
 )
+from shared.backoff import Backoff
 from shared.config import Settings
 from shared.db.migrate import upgrade
 from shared.messaging import Names, connect, declare_topology
@@ -45,6 +46,8 @@ POSTGRES_CLUSTERS = Path("/etc/postgresql")
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 START_TIMEOUT_SECONDS = 60.0
 READY_TIMEOUT_SECONDS = 30.0
+# Between checks of a server that is starting: soon at first, then at most every second.
+READY_POLL = Backoff(start=0.1, cap=1.0)
 # How long a start command may run before it counts as hung (read at each call).
 LOCAL_START_TIMEOUT_SECONDS = 120.0
 COMPOSE_TIMEOUT_SECONDS = 600.0
@@ -104,10 +107,11 @@ def is_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
 
 def wait_reachable(service: Service, timeout: float = START_TIMEOUT_SECONDS) -> bool:
     deadline = time.monotonic() + timeout
+    delays = READY_POLL.delays()
     while time.monotonic() < deadline:
         if is_reachable(service.host, service.port):
             return True
-        time.sleep(0.5)
+        time.sleep(next(delays))
     return False
 
 
@@ -247,6 +251,7 @@ def _connect_admin(url: URL, database_url: str) -> psycopg.Connection[tuple[obje
     """
     admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    delays = READY_POLL.delays()
     while True:
         try:
             return psycopg.connect(admin, autocommit=True, connect_timeout=5)
@@ -257,7 +262,7 @@ def _connect_admin(url: URL, database_url: str) -> psycopg.Connection[tuple[obje
             if time.monotonic() > deadline:
                 message = postgres_not_ready(url, reason, READY_TIMEOUT_SECONDS)
                 raise ServicesUnavailable(message) from exc
-            time.sleep(1)
+            time.sleep(next(delays))
 
 
 def ensure_database(database_url: str, say: Say) -> None:
@@ -297,6 +302,7 @@ async def _declare(settings: Settings) -> Names:
     """
     url = settings.amqp_url.reveal()
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    delays = READY_POLL.delays()
     while True:
         try:
             connection = await connect(url, timeout=5)
@@ -314,7 +320,7 @@ async def _declare(settings: Settings) -> Names:
                 reason = redact(str(exc) or type(exc).__name__, url)
                 message = rabbitmq_not_ready(url, reason, READY_TIMEOUT_SECONDS)
                 raise ServicesUnavailable(message) from exc
-            await asyncio.sleep(1)
+            await asyncio.sleep(next(delays))
             continue
         async with connection:
             return await declare_topology(await connection.channel(), settings)

@@ -206,7 +206,9 @@ class Settings:
     # How long a publish may wait to leave with others while earlier ones await their confirm.
     amqp_publish_batch_window_seconds: float = 0.001
     amqp_delivery_limit: int = 50
+    # Reconnect pauses start here, double up to the max, and are jittered (half to all of each).
     amqp_reconnect_interval_seconds: float = 2.0
+    amqp_reconnect_max_seconds: float = 30.0
 
     payrails_base_url: str = "http://127.0.0.1:8090"
     # Origin the shopper's browser loads the Secure Fields SDK from; None = payrails_base_url.
@@ -314,6 +316,9 @@ class Settings:
             amqp_delivery_limit=e.integer("AMQP_DELIVERY_LIMIT", d.amqp_delivery_limit, minimum=1),
             amqp_reconnect_interval_seconds=e.number(
                 "AMQP_RECONNECT_INTERVAL_SECONDS", d.amqp_reconnect_interval_seconds, minimum=0.01
+            ),
+            amqp_reconnect_max_seconds=e.number(
+                "AMQP_RECONNECT_MAX_SECONDS", d.amqp_reconnect_max_seconds, minimum=0.01
             ),
             payrails_base_url=base_url,
             payrails_sdk_origin=(e.optional("PAYRAILS_SDK_ORIGIN") or "").rstrip("/") or None,

@@ -21,6 +21,7 @@ from pamqp.commands import Basic
 from prometheus_client import Counter, Histogram
 
 from shared import metrics
+from shared.backoff import Backoff
 from shared.config import Settings
 from shared.errors import PublishError
 
@@ -292,6 +293,15 @@ async def connect_robust(
     """``aio_pika.connect_robust``, closing the attempt when it fails (see ``_opened``)."""
     connection = aio_pika.RobustConnection(make_url(url), **_properties(name), **options)
     return await _opened(connection, timeout)
+
+
+def reconnect_backoff(settings: Settings) -> Backoff:
+    """Pauses between reconnect attempts: from AMQP_RECONNECT_INTERVAL_SECONDS, doubling up to
+    AMQP_RECONNECT_MAX_SECONDS, jittered so that processes cut off together come back spread out.
+    """
+    return Backoff(
+        start=settings.amqp_reconnect_interval_seconds, cap=settings.amqp_reconnect_max_seconds
+    )
 
 
 def _properties(name: str | None) -> dict[str, Any]:

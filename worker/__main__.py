@@ -26,7 +26,13 @@ from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import ConfigError
 from shared.event_loop import new_event_loop
 from shared.logging import configure_logging
-from shared.messaging import Names, connect_robust, declare_topology, open_channel
+from shared.messaging import (
+    Names,
+    connect_robust,
+    declare_topology,
+    open_channel,
+    reconnect_backoff,
+)
 from shared.payrails.client import open_payrails_client
 from worker.authorize import handle_authorize
 from worker.consumer import EventsConsumer, HandlerConsumer
@@ -89,10 +95,13 @@ async def open_deps(
     """Open every shared resource, registering each one's close on ``stack``."""
     engine = create_engine(settings)
     stack.push_async_callback(engine.dispose)
+    # aio-pika sleeps one fixed reconnect_interval between attempts and offers no hook to vary
+    # it per attempt; drawing that interval once per process, jittered, still keeps workers cut
+    # off together from reconnecting in step.
     connection = await connect_robust(
         settings.amqp_url.reveal(),
         name="worker",
-        reconnect_interval=settings.amqp_reconnect_interval_seconds,
+        reconnect_interval=next(reconnect_backoff(settings).delays()),
     )
     stack.push_async_callback(connection.close)
     channel = await open_channel(connection)

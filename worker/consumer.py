@@ -29,6 +29,7 @@ from sqlalchemy import text
 from structlog.contextvars import bound_contextvars
 
 from shared import metrics
+from shared.backoff import Backoff, pause
 from shared.errors import InvalidPayload, PublishError
 from shared.event_registry import event_label
 from shared.events import WebhookEvent
@@ -52,9 +53,9 @@ T = TypeVar("T")
 
 _ACKED = frozenset({Outcome.RECONCILED, Outcome.DUPLICATE, Outcome.IGNORED})
 _RETRIED = frozenset({Outcome.ORDER_NOT_FOUND, Outcome.PAYRAILS_UNAVAILABLE})
-_DB_BACKOFF_START, _DB_BACKOFF_MAX = 0.2, 5.0
+_DB_BACKOFF = Backoff(start=0.2, cap=5.0)
 _DB_FAILURES_WHILE_UP = 3  # failures of one batch, with the database answering, before a split
-_HANDOFF_BACKOFF_START, _HANDOFF_BACKOFF_MAX = 0.2, 10.0
+_HANDOFF_BACKOFF = Backoff(start=0.2, cap=10.0)
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
@@ -269,7 +270,7 @@ class EventsConsumer:
         Failures while a probe shows the database answering are counted: after a few, the
         batch is given up (``_BatchFailing``) instead of being held forever.
         """
-        delay = _DB_BACKOFF_START
+        delays = _DB_BACKOFF.delays()
         failures_while_up = 0
         while True:
             try:
@@ -282,10 +283,10 @@ class EventsConsumer:
                     failures_while_up += 1
                     if failures_while_up >= _DB_FAILURES_WHILE_UP:
                         raise _BatchFailing from exc
+                delay = next(delays)
                 log.warning("database.unavailable", error=type(exc).__name__, retry_in=delay)
-            if await self._pause(delay):
+            if await pause(delay, self._cancelled):
                 raise _Stopping
-            delay = min(delay * 2, _DB_BACKOFF_MAX)
 
     async def _database_answers(self) -> bool:
         try:
@@ -294,12 +295,6 @@ class EventsConsumer:
         except Exception:
             return False
         return True
-
-    async def _pause(self, delay: float) -> bool:
-        """Sleep ``delay`` seconds, or less if shutdown begins; True once requeueing is safe."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._cancelled.wait(), delay)
-        return self._cancelled.is_set()
 
     async def _route(
         self, held: Held, result: Result | None, reason: str | None, *, retry: bool = False
@@ -312,18 +307,18 @@ class EventsConsumer:
         outcome = result.outcome if result else None
         if outcome not in _ACKED:
             reason = reason or (outcome.value if outcome else "processing_error")
-        delay = _HANDOFF_BACKOFF_START
+        delays = _HANDOFF_BACKOFF.delays()
         while True:
             try:
                 action = await self._hand_off(held, outcome, reason, retry=retry)
                 break
             except PublishError as exc:
+                delay = next(delays)
                 log.warning("event.handoff_failed", error=exc.reason, retry_in=delay)
-            if await self._pause(delay):
+            if await pause(delay, self._cancelled):  # set once requeueing is safe
                 await self._requeue(held)
                 self._log(held, result, "requeued", reason)
                 return
-            delay = min(delay * 2, _HANDOFF_BACKOFF_MAX)
         await self._ack(held)
         self._log(held, result, action, None if outcome in _ACKED else reason)
 

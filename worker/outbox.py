@@ -23,6 +23,7 @@ from sqlalchemy import Select, Text, cast, select, update
 from sqlalchemy.engine import make_url
 
 from shared import metrics
+from shared.backoff import Backoff, pause
 from shared.db.models import OutboxMessage
 from shared.db.session import OUTBOX_CHANNEL
 from shared.errors import PublishError
@@ -32,7 +33,9 @@ from worker.deps import Deps
 
 log = structlog.get_logger("worker.outbox")
 SCHEMA_HEADER = "x-schema-version"
-_BACKOFF_MAX = 5.0
+_RELAY_BACKOFF = Backoff(start=0.2, cap=5.0)
+_LISTEN_BACKOFF = Backoff(start=0.5, cap=5.0)
+_LISTEN_STABLE_SECONDS = 10.0  # a LISTEN connection that lasted this long starts a new backoff
 PUBLISHES_IN_FLIGHT = 32
 PAID_ROUTING_KEY = "order.paid"
 
@@ -97,29 +100,21 @@ class OutboxRelay:
             log.info("outbox.stopped")
 
     async def _relay_until(self, stop: asyncio.Event) -> None:
-        delay = 0.0
+        """Relay pass after pass; a failed pass backs off, and a NOTIFY does not cut that short."""
         batch = self._deps.settings.outbox_batch_size
+        failures = _RELAY_BACKOFF.delays()
         while not stop.is_set():
             self._wakeup.clear()
             try:
                 published = await self.relay_once()
-                delay = 0.0
             except Exception as exc:  # the boundary of one pass: the next one tries again
-                delay = min(max(delay * 2, 0.2), _BACKOFF_MAX)
+                delay = next(failures)
                 log.warning("outbox.relay_failed", error=type(exc).__name__, retry_in=delay)
-                published = 0
-            if published >= batch and not delay:
-                continue  # more rows are waiting
-            await self._sleep(stop, delay or self._deps.settings.outbox_poll_seconds, bool(delay))
-
-    async def _sleep(self, stop: asyncio.Event, seconds: float, backoff: bool) -> None:
-        waits = [asyncio.ensure_future(stop.wait())]
-        if not backoff:
-            waits.append(asyncio.ensure_future(self._wakeup.wait()))
-        _, pending = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+                await pause(delay, stop)
+                continue
+            failures = _RELAY_BACKOFF.delays()
+            if published < batch:  # else more rows are waiting
+                await pause(self._deps.settings.outbox_poll_seconds, stop, self._wakeup)
 
     async def relay_once(self) -> int:
         """Claim one batch, publish it, mark what was confirmed; return how many were published."""
@@ -198,19 +193,18 @@ class OutboxRelay:
     async def listen(self, stop: asyncio.Event) -> None:
         """LISTEN on the outbox channel and wake the relay; reconnect when the connection drops."""
         conninfo = plain_conninfo(self._deps.settings.database_url)
-        delay = 0.5
+        delays = _LISTEN_BACKOFF.delays()
         while not stop.is_set():
             started = time.monotonic()
             try:
                 await self._listen_once(conninfo, stop)
             except (psycopg.Error, OSError) as exc:
+                if time.monotonic() - started > _LISTEN_STABLE_SECONDS:
+                    delays = _LISTEN_BACKOFF.delays()  # it had been working: start over
+                delay = next(delays)
                 log.warning("outbox.listen_lost", error=type(exc).__name__, retry_in=delay)
-            if time.monotonic() - started > 10:
-                delay = 0.5
-            self._wakeup.set()  # a notification may have been missed while disconnected
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, _BACKOFF_MAX)
+                self._wakeup.set()  # a notification may have been missed while disconnected
+                await pause(delay, stop)
 
     async def _listen_once(self, conninfo: str, stop: asyncio.Event) -> None:
         async with await psycopg.AsyncConnection.connect(

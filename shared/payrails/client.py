@@ -21,6 +21,7 @@ import structlog
 from multidict import CIMultiDictProxy
 
 from shared import metrics
+from shared.backoff import Backoff
 from shared.config import Settings
 from shared.errors import InvalidPayload
 from shared.money import Money
@@ -127,6 +128,9 @@ class PayrailsClient:
         self._workflow = f"/merchant/workflows/{settings.payrails_workflow_code}/executions"
         self._sleep: Sleep = sleep or asyncio.sleep
         self._rng = rng or random.Random()
+        self._backoff = Backoff(
+            start=settings.payrails_retry_backoff_seconds, cap=MAX_BACKOFF_SECONDS, jitter=0.5
+        )
         self._tokens = TokenCache(
             self._fetch_token,
             margin_seconds=settings.payrails_token_refresh_margin_seconds,
@@ -326,9 +330,7 @@ class PayrailsClient:
         if retry_after is not None:
             cap = self._settings.payrails_retry_after_max_seconds
             return retry_after if retry_after <= cap else None
-        base = self._settings.payrails_retry_backoff_seconds
-        ceiling = min(MAX_BACKOFF_SECONDS, base * 2.0 ** (attempt - 1))
-        return ceiling * self._rng.uniform(0.5, 1.0)
+        return self._backoff.delay(attempt, self._rng)
 
     async def _attempt(self, call: _Call, token: str | None) -> _Answer:
         headers = {"Accept": "application/json", **call.headers}

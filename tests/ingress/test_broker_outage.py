@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 
+from structlog.testing import capture_logs
+
+from ingress.broker import Broker
 from ingress.keys import BROKER
 from shared.config import Settings
 from shared.messaging import Names
@@ -17,6 +22,7 @@ from tests.ingress.conftest import (
 )
 from tests.ingress.proxy import TcpProxy
 from tests.ports import free_port
+from tests.waiting import wait_until
 
 
 async def behind_proxy(
@@ -129,3 +135,34 @@ async def test_a_later_publish_times_out_at_its_own_deadline_not_an_earlier_ones
     for status, waited in (await first, await second):
         assert status == 503
         assert waited >= timeout * 0.99  # the loop clock may round a timer a hair early
+
+
+async def test_reconnect_attempts_are_spaced_by_growing_jittered_pauses(
+    ingress_settings: Settings,
+) -> None:
+    """Observed through the log line of each failed attempt: the pause it announces and takes."""
+    settings = dataclasses.replace(
+        through(ingress_settings, free_port()),
+        amqp_reconnect_interval_seconds=0.01,
+        amqp_reconnect_max_seconds=0.08,
+    )
+    broker = Broker(settings)
+
+    def pauses() -> list[float]:
+        return [line["retry_in"] for line in logs if line["event"] == "broker.connect_failed"]
+
+    with capture_logs() as logs:
+        connecting = asyncio.create_task(broker.connect())
+        try:
+            await wait_until(lambda: len(pauses()) >= 6)
+        finally:
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+            await broker.close()
+
+    ceilings = [0.01, 0.02, 0.04, 0.08, 0.08, 0.08]  # doubling from the interval to the max
+    taken = pauses()[:6]
+    assert all(c / 2 * 0.999 <= p <= c * 1.001 for p, c in zip(taken, ceilings, strict=True))
+    assert min(taken[3:]) > max(taken[:1])  # they grow
+    assert len({round(p / c, 6) for p, c in zip(taken, ceilings, strict=True)}) > 1  # jittered
