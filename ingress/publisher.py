@@ -23,12 +23,9 @@ It speaks to the broker through pamqp, aio-pika's own codec, except for the publ
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import cast
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import structlog
 from pamqp import commands as spec
@@ -45,12 +42,12 @@ from ingress.amqp_wire import (
     PublishEncoder,
     marshal,
 )
+from shared.amqp_url import AmqpUrl
 
 log = structlog.get_logger("ingress.publisher")
 
 CHANNEL = 1
 DEFAULT_FRAME_MAX = 131_072
-DEFAULT_HEARTBEAT_SECONDS = 60
 MAX_UNCONFIRMED = 100_000  # beyond this the broker is not keeping up: refuse, don't buffer
 
 
@@ -62,35 +59,9 @@ class PublishRefused(Exception):
         self.outcome = outcome
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where and as whom to connect, from an ``amqp://`` or ``amqps://`` URL."""
-
-    host: str
-    port: int
-    username: str
-    password: str
-    vhost: str
-    tls: bool
-    heartbeat: int
-
-    @classmethod
-    def from_url(cls, url: str) -> Endpoint:
-        parts = urlsplit(url)
-        if parts.scheme not in ("amqp", "amqps"):
-            raise ValueError("AMQP_URL must start with amqp:// or amqps://")
-        tls = parts.scheme == "amqps"
-        query = parse_qs(parts.query)
-        path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        return cls(
-            host=parts.hostname or "localhost",
-            port=parts.port or (5671 if tls else 5672),
-            username=unquote(parts.username or "guest"),
-            password=unquote(parts.password or "guest"),
-            vhost=unquote(path) or "/",
-            tls=tls,
-            heartbeat=int(query.get("heartbeat", [DEFAULT_HEARTBEAT_SECONDS])[0]),
-        )
+# Where, as whom and how to connect: AMQP_URL as every process reads it. The TLS options build
+# the context aiormq builds, and ``auth`` picks the login (PLAIN, or EXTERNAL: the certificate).
+Endpoint = AmqpUrl
 
 
 class ConfirmPublisher(asyncio.Protocol):
@@ -290,9 +261,9 @@ class ConfirmPublisher(asyncio.Protocol):
 
     def _handshake(self, frame: InboundFrame) -> None:
         if isinstance(frame, spec.Connection.Start):
-            if "PLAIN" not in frame.mechanisms.split():
-                raise FramingError(f"the broker offers no PLAIN login ({frame.mechanisms})")
-            login = f"\0{self._endpoint.username}\0{self._endpoint.password}"
+            mechanism = self._endpoint.auth
+            if mechanism not in frame.mechanisms.split():
+                raise FramingError(f"the broker offers no {mechanism} login ({frame.mechanisms})")
             properties: FieldTable = {
                 "connection_name": self._connection_name,
                 "product": "recon-ingress",
@@ -303,7 +274,8 @@ class ConfirmPublisher(asyncio.Protocol):
                     "authentication_failure_close": True,
                 },
             }
-            self._write_now(marshal(spec.Connection.StartOk(properties, "PLAIN", login), 0))
+            login = spec.Connection.StartOk(properties, mechanism, self._endpoint.sasl_response())
+            self._write_now(marshal(login, 0))
         elif isinstance(frame, spec.Connection.Tune):
             self._tune(frame)
         elif isinstance(frame, spec.Connection.OpenOk):
@@ -321,8 +293,9 @@ class ConfirmPublisher(asyncio.Protocol):
 
     def _tune(self, tune: spec.Connection.Tune) -> None:
         frame_max = min(tune.frame_max or DEFAULT_FRAME_MAX, DEFAULT_FRAME_MAX)
-        ours, theirs = self._endpoint.heartbeat, tune.heartbeat
-        self._heartbeat = min(ours, theirs) if ours and theirs else 0
+        # The URL's heartbeat as it is, whatever the broker proposed: aiormq does the same, so
+        # ?heartbeat= means one thing to every process (and 0 turns heartbeats off).
+        self._heartbeat = self._endpoint.heartbeat
         self._encoder = PublishEncoder(CHANNEL, frame_max, self._content_type)
         self._write_now(
             marshal(spec.Connection.TuneOk(tune.channel_max, frame_max, self._heartbeat), 0)
@@ -401,7 +374,8 @@ async def open_publisher(
 ) -> ConfirmPublisher:
     """Connect and wait until the channel is in confirm mode; the caller bounds the wait."""
     loop = asyncio.get_running_loop()
-    context = ssl.create_default_context() if endpoint.tls else None
+    # Built per connection, off the loop (it reads the certificate files), as aiormq does.
+    context = await loop.run_in_executor(None, endpoint.ssl_context) if endpoint.tls else None
     _, publisher = await loop.create_connection(
         lambda: ConfirmPublisher(endpoint, connection_name, content_type, on_ready, batch_window),
         endpoint.host,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
+from shared.amqp_url import check_amqp_url
 from shared.errors import ConfigError
 
 
@@ -303,7 +304,8 @@ class Settings:
             log_format="json" if log_format == "json" else "console",
             database_url=database_url,
             database_pool_size=e.integer("DATABASE_POOL_SIZE", d.database_pool_size, minimum=1),
-            amqp_url=Secret(e.text("AMQP_URL", d.amqp_url.reveal())),
+            # Every process refuses an option any of them would read differently or ignore.
+            amqp_url=Secret(check_amqp_url(e.text("AMQP_URL", d.amqp_url.reveal()))),
             amqp_name_prefix=e.text("AMQP_NAME_PREFIX", d.amqp_name_prefix),
             amqp_publish_timeout_seconds=e.number(
                 "AMQP_PUBLISH_TIMEOUT_SECONDS", d.amqp_publish_timeout_seconds, minimum=0.01

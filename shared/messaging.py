@@ -21,6 +21,7 @@ from pamqp.commands import Basic
 from prometheus_client import Counter, Histogram
 
 from shared import metrics
+from shared.amqp_url import AmqpUrl
 from shared.backoff import Backoff
 from shared.config import Settings
 from shared.errors import PublishError
@@ -282,6 +283,7 @@ async def connect(
     url: str, *, name: str | None = None, timeout: float | None = None, **options: Any
 ) -> aio_pika.abc.AbstractConnection:
     """``aio_pika.connect``, closing the attempt when it fails (see ``_opened``)."""
+    AmqpUrl.from_url(url)  # ConfigError for an option some process would not honour
     return await _opened(
         aio_pika.Connection(make_url(url), **_properties(name), **options), timeout
     )
@@ -291,6 +293,7 @@ async def connect_robust(
     url: str, *, name: str | None = None, timeout: float | None = None, **options: Any
 ) -> aio_pika.abc.AbstractRobustConnection:
     """``aio_pika.connect_robust``, closing the attempt when it fails (see ``_opened``)."""
+    AmqpUrl.from_url(url)  # ConfigError for an option some process would not honour
     connection = aio_pika.RobustConnection(make_url(url), **_properties(name), **options)
     return await _opened(connection, timeout)
 

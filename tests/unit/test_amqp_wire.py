@@ -20,6 +20,7 @@ from ingress.amqp_wire import (
     field_table,
 )
 from ingress.publisher import Endpoint
+from shared.errors import ConfigError
 
 short_text = st.text(max_size=40).filter(lambda t: len(t.encode()) <= 255)
 exchange_names = st.from_regex(r"[a-zA-Z0-9_.:-]{0,40}", fullmatch=True)  # what pamqp allows
@@ -166,5 +167,5 @@ def test_a_url_with_a_percent_encoded_password_is_decoded() -> None:
 
 
 def test_a_url_that_is_not_amqp_is_refused() -> None:
-    with pytest.raises(ValueError, match="amqp://"):
+    with pytest.raises(ConfigError, match="amqp://"):
         Endpoint.from_url("http://broker/")
