@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import structlog
 from aiohttp import web
 
@@ -12,7 +14,7 @@ from shared.logging import configure_logging
 
 
 def main() -> None:
-    config = SandboxConfig.from_env()
+    config = SandboxConfig.from_env(os.environ)
     configure_logging(config.log_level, json=config.log_format == "json")
     structlog.get_logger("sandbox").info(
         "sandbox.starting",

@@ -21,7 +21,7 @@ from pamqp.commands import Basic
 from prometheus_client import Counter, Histogram
 
 from shared import metrics
-from shared.config import Settings
+from shared.config import TopologySettings
 from shared.errors import PublishError
 
 C = TypeVar("C", bound=aio_pika.abc.AbstractConnection)
@@ -111,7 +111,7 @@ class Names:
         return (self.events_queue, self.authorize_queue, self.merchant_commands_queue)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Names:
+    def from_settings(cls, settings: TopologySettings) -> Names:
         return cls(settings.amqp_name_prefix)
 
 
@@ -125,7 +125,7 @@ AT_LEAST_ONCE_DEAD_LETTERING: dict[str, Any] = {
 }
 
 
-async def declare_topology(channel: AbstractChannel, settings: Settings) -> Names:
+async def declare_topology(channel: AbstractChannel, settings: TopologySettings) -> Names:
     """Declare every exchange, queue and binding; safe to run any number of times."""
     names = Names.from_settings(settings)
     dead = await channel.declare_queue(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from ingress.keys import BROKER
-from shared.config import Settings
 from shared.messaging import Names
 from tests.ingress.conftest import (
     Client,
@@ -17,6 +16,7 @@ from tests.ingress.conftest import (
 )
 from tests.ingress.proxy import TcpProxy
 from tests.ports import free_port
+from tests.settings import Settings
 
 
 async def behind_proxy(
