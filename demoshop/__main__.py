@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import structlog
@@ -15,7 +16,7 @@ from shared.logging import configure_logging
 
 def main() -> None:
     try:
-        config = DemoShopConfig.from_env()
+        config = DemoShopConfig.from_env(os.environ)
     except ConfigError as exc:
         sys.exit(f"configuration error: {exc}")
     configure_logging(config.log_level, json=config.log_format == "json")

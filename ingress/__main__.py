@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import structlog
@@ -10,42 +11,44 @@ from aiohttp import web
 
 from ingress.health import ADMIN_PORT
 from shared import http_server
-from shared.config import SERVES_MERCHANTS, VERIFIES_WEBHOOKS, Settings
+from shared.config import CheckoutSettings, IngressSettings, WebhookIngressSettings
 from shared.errors import ConfigError
 from shared.logging import configure_logging
 
-APPS = ("webhooks", "checkout")
-# The real secrets each app uses: the webhook app verifies signatures and never calls Payrails;
-# the checkout calls Payrails and serves the merchant API, and never sees a webhook.
-REQUIRED_SECRETS: dict[str, tuple[str, ...]] = {
-    "webhooks": VERIFIES_WEBHOOKS,
-    "checkout": SERVES_MERCHANTS,
+# Each app reads its own settings, and so requires only the real secrets it uses: the webhook
+# app verifies signatures and never calls Payrails; the checkout calls Payrails and serves the
+# merchant API, and never sees a webhook.
+APP_SETTINGS: dict[str, type[IngressSettings]] = {
+    "webhooks": WebhookIngressSettings,
+    "checkout": CheckoutSettings,
 }
 
 
-def build_app(name: str, settings: Settings) -> tuple[web.Application, str, int]:
-    """The named app with the host and port it serves on."""
-    if name == "checkout":
+def build_app(settings: IngressSettings) -> tuple[web.Application, str, int]:
+    """The app these settings are for, with the host and port it serves on."""
+    if isinstance(settings, CheckoutSettings):
         # Imported lazily: the webhook process never loads the checkout's dependencies.
         from ingress.checkout_app import create_checkout_app
 
         return create_checkout_app(settings), settings.checkout_host, settings.checkout_port
-    from ingress.webhook_app import create_webhook_app
+    if isinstance(settings, WebhookIngressSettings):
+        from ingress.webhook_app import create_webhook_app
 
-    return create_webhook_app(settings), settings.webhook_host, settings.webhook_port
+        return create_webhook_app(settings), settings.webhook_host, settings.webhook_port
+    raise TypeError(f"no ingress app reads {type(settings).__name__}")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the app name, load settings, configure logging and serve."""
     parser = argparse.ArgumentParser(prog="python -m ingress", description=__doc__)
-    parser.add_argument("app", choices=APPS, help="which HTTP app to serve")
+    parser.add_argument("app", choices=APP_SETTINGS, help="which HTTP app to serve")
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env(requires=REQUIRED_SECRETS[args.app])
+        settings = APP_SETTINGS[args.app].from_env(os.environ)
     except ConfigError as exc:
         sys.exit(f"configuration error: {exc}")
     configure_logging(settings.log_level, json=settings.log_format == "json")
-    app, host, port = build_app(args.app, settings)
+    app, host, port = build_app(settings)
     structlog.get_logger("ingress").info(
         "ingress.starting",
         app=args.app,

@@ -22,7 +22,7 @@ from ingress.amqp_wire import HeaderValue
 from ingress.keys import BROKER, SETTINGS
 from ingress.publisher import ConfirmPublisher, Endpoint, PublishRefused, open_publisher
 from shared import metrics
-from shared.config import Settings
+from shared.config import PublisherSettings
 from shared.messaging import (
     Names,
     confirmed_metrics,
@@ -42,7 +42,7 @@ SETUP_TIMEOUT_SECONDS = 30.0  # connect, declare the topology, open the confirm 
 class Broker:
     """Owns the publishing connection; publishes with a bounded wait."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: PublisherSettings) -> None:
         self.settings = settings
         self.names = Names.from_settings(settings)
         self._endpoint = Endpoint.from_url(settings.amqp_url.reveal())

@@ -28,8 +28,8 @@ from ingress.checkout.payment_return import load_return_template
 from ingress.checkout.routes import setup_checkout_routes
 from ingress.checkout.service import Checkout
 from ingress.health import add_health_routes, broker_ready
-from ingress.keys import BROKER, SETTINGS
-from shared.config import Settings
+from ingress.keys import BROKER, CHECKOUT_SETTINGS, SETTINGS
+from shared.config import CheckoutSettings
 from shared.db.session import create_engine, create_sessionmaker
 from shared.messaging import Names
 from shared.payrails.client import open_payrails_client
@@ -39,20 +39,20 @@ READY_CHECK_SECONDS = 2.0
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    engine = create_engine(app[SETTINGS])
+    engine = create_engine(app[CHECKOUT_SETTINGS])
     app[SESSIONS] = create_sessionmaker(engine)
     yield
     await engine.dispose()
 
 
 async def payrails_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with open_payrails_client(app[SETTINGS]) as client:
+    async with open_payrails_client(app[CHECKOUT_SETTINGS]) as client:
         app[PAYRAILS] = client
         yield
 
 
 async def checkout_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    settings = app[CHECKOUT_SETTINGS]
     app[CHECKOUT] = Checkout(
         settings=settings,
         names=Names.from_settings(settings),
@@ -92,12 +92,12 @@ def setup_storefront(app: web.Application) -> None:
     storefront.setup_storefront_routes(app)
 
 
-def create_checkout_app(settings: Settings) -> web.Application:
+def create_checkout_app(settings: CheckoutSettings) -> web.Application:
     """The app behind ``python -m ingress checkout``."""
     app = web.Application(
         middlewares=[checkout_middleware, shopper_guard], client_max_size=CHECKOUT_MAX_BODY_BYTES
     )
-    app[SETTINGS] = settings
+    app[SETTINGS] = app[CHECKOUT_SETTINGS] = settings
     app[API_KEYS] = ApiKeys(settings.merchant_api_keys)
     app[GUARDS] = ShopperGuards.from_settings(settings)
     app[RETURN_TEMPLATE] = load_return_template()

@@ -6,13 +6,17 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from shared.config import Settings
+from shared.config import CheckoutSettings, IngressSettings, WebhookIngressSettings
 
 if TYPE_CHECKING:
     from ingress.broker import Broker
     from ingress.ledger import RequestLedger
 
-SETTINGS = web.AppKey("settings", Settings)
+# Every ingress app's settings, as what both apps read (the broker, the admin server, HTTP
+# deadlines) and as the app's own class.
+SETTINGS = web.AppKey("settings", IngressSettings)
+WEBHOOK_SETTINGS = web.AppKey("webhook_settings", WebhookIngressSettings)
+CHECKOUT_SETTINGS = web.AppKey("checkout_settings", CheckoutSettings)
 # Typed by annotation: ingress.broker imports this module for its cleanup context.
 BROKER: web.AppKey[Broker] = web.AppKey("broker")
 LEDGER: web.AppKey[RequestLedger] = web.AppKey("ledger")

@@ -16,8 +16,8 @@ from string import Template
 
 from aiohttp import web
 
-from ingress.keys import SETTINGS
-from shared.config import Settings
+from ingress.keys import CHECKOUT_SETTINGS
+from shared.config import CheckoutSettings
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 STATIC_DIR = Path(__file__).with_name("static")
@@ -60,12 +60,12 @@ STATIC_ASSETS: Mapping[str, str] = {
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def sdk_origin(settings: Settings) -> str:
+def sdk_origin(settings: CheckoutSettings) -> str:
     """The origin the shopper's browser loads the SDK and the card iframes from."""
     return settings.payrails_sdk_origin or settings.payrails_base_url
 
 
-def content_security_policy(settings: Settings) -> str:
+def content_security_policy(settings: CheckoutSettings) -> str:
     """Scripts from us and the SDK only; frames from the SDK and any 3-D Secure page (https)."""
     origin = sdk_origin(settings)
     return (
@@ -83,7 +83,7 @@ def _test_card_rows() -> str:
     )
 
 
-def render_checkout(template: Template, settings: Settings) -> str:
+def render_checkout(template: Template, settings: CheckoutSettings) -> str:
     """The checkout page: three Secure Fields mounts, Place order, the 3-D Secure modal."""
     return template.substitute(
         sdk_script_url=html.escape(sdk_origin(settings) + SDK_PATH),
@@ -97,7 +97,7 @@ def render_confirmation(template: Template, reference: str) -> str:
     return template.substitute(reference=html.escape(reference))
 
 
-def _page(body: str, settings: Settings) -> web.Response:
+def _page(body: str, settings: CheckoutSettings) -> web.Response:
     response = web.Response(text=body, content_type="text/html")
     response.headers["Content-Security-Policy"] = content_security_policy(settings)
     response.headers["Cache-Control"] = "no-store"
@@ -108,7 +108,7 @@ def _page(body: str, settings: Settings) -> web.Response:
 
 def _checkout_handler(template: Template) -> Handler:
     async def checkout_page(request: web.Request) -> web.Response:
-        settings = request.app[SETTINGS]
+        settings = request.app[CHECKOUT_SETTINGS]
         return _page(render_checkout(template, settings), settings)
 
     return checkout_page
@@ -117,7 +117,7 @@ def _checkout_handler(template: Template) -> Handler:
 def _confirmation_handler(template: Template) -> Handler:
     async def confirmation_page(request: web.Request) -> web.Response:
         reference = request.match_info["reference"]
-        return _page(render_confirmation(template, reference), request.app[SETTINGS])
+        return _page(render_confirmation(template, reference), request.app[CHECKOUT_SETTINGS])
 
     return confirmation_page
 

@@ -7,18 +7,18 @@ from aiohttp import web
 
 from ingress.broker import broker_ctx
 from ingress.health import add_health_routes, broker_ready
-from ingress.keys import SETTINGS
+from ingress.keys import SETTINGS, WEBHOOK_SETTINGS
 from ingress.ledger import ledger_ctx
 from ingress.webhooks import receive_webhook
-from shared.config import Settings
+from shared.config import WebhookIngressSettings
 
 WEBHOOK_PATH = "/webhooks/payrails"
 
 
-def create_webhook_app(settings: Settings) -> web.Application:
+def create_webhook_app(settings: WebhookIngressSettings) -> web.Application:
     """The app behind ``python -m ingress webhooks``."""
     app = web.Application(client_max_size=settings.webhook_max_body_bytes)
-    app[SETTINGS] = settings
+    app[SETTINGS] = app[WEBHOOK_SETTINGS] = settings
     app.cleanup_ctx.append(ledger_ctx)  # before the broker: settled after it closes
     app.cleanup_ctx.append(broker_ctx)
     app.router.add_post(WEBHOOK_PATH, receive_webhook)

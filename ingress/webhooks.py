@@ -21,11 +21,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 
 from ingress.amqp_wire import HeaderValue
-from ingress.keys import BROKER, LEDGER, SETTINGS
+from ingress.keys import BROKER, LEDGER, WEBHOOK_SETTINGS
 from ingress.signature import SIGNATURE_HEADER, SignatureFault, SignatureRejected, verify_signature
 from shared import metrics
 from shared.clock import UtcIsoClock
-from shared.config import Settings
+from shared.config import WebhookIngressSettings
 from shared.errors import InvalidPayload, PublishError
 from shared.events import EventIdentity, identify
 from shared.http_server import BodyTimeout, body_deadline
@@ -89,7 +89,7 @@ class Refusal(Exception):
         self.status, self.outcome, self.reason, self.detail = status, outcome, reason, detail
 
 
-async def _read(request: web.Request, settings: Settings) -> bytes:
+async def _read(request: web.Request, settings: WebhookIngressSettings) -> bytes:
     try:
         async with body_deadline(request, settings.http_body_timeout_seconds):
             return await read_capped(request, settings.webhook_max_body_bytes)
@@ -101,7 +101,7 @@ async def _read(request: web.Request, settings: Settings) -> bytes:
         raise Refusal(400, "bad_payload", "body_unreadable") from exc
 
 
-def _verify(request: web.Request, body: bytes, settings: Settings) -> int:
+def _verify(request: web.Request, body: bytes, settings: WebhookIngressSettings) -> int:
     try:
         key_index = verify_signature(
             body, request.headers.get(SIGNATURE_HEADER), settings.payrails_webhook_keys
@@ -133,7 +133,7 @@ def _refuse(refusal: Refusal, line: dict[str, Any]) -> web.Response:
 
 
 async def _answer(request: web.Request, app: web.Application, line: dict[str, Any]) -> web.Response:
-    settings = app[SETTINGS]
+    settings = app[WEBHOOK_SETTINGS]
     try:
         body = await _read(request, settings)
         line["key_index"] = key_index = _verify(request, body, settings)

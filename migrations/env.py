@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from shared.config import Settings
+from shared.config import MigrationSettings
 from shared.db.models import Base
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url") or Settings.from_env().database_url
+url = (
+    config.get_main_option("sqlalchemy.url") or MigrationSettings.from_env(os.environ).database_url
+)
 config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
 
 

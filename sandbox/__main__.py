@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import structlog
 
 from sandbox.app import create_sandbox_app
@@ -11,7 +13,7 @@ from shared.logging import configure_logging
 
 
 def main() -> None:
-    config = SandboxConfig.from_env()
+    config = SandboxConfig.from_env(os.environ)
     configure_logging(config.log_level, json=config.log_format == "json")
     structlog.get_logger("sandbox").info(
         "sandbox.starting",

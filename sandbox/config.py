@@ -1,20 +1,29 @@
 """The sandbox's settings, read once from the environment: SANDBOX_* and the PAYRAILS_* credentials.
 
 The sandbox reads the same ``PAYRAILS_CLIENT_ID`` / ``PAYRAILS_CLIENT_SECRET`` /
-``PAYRAILS_WEBHOOK_SECRETS`` as the service, so one environment configures both sides.
+``PAYRAILS_WORKSPACE_ID`` / ``PAYRAILS_WEBHOOK_SECRETS`` as the service (the same building blocks
+of ``shared.config`` declare them), so one environment configures both sides.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
-from sandbox.faults import EndpointFaults, Faults, WebhookFaults
-from shared.config import EnvReader, Secret, WebhookKey, parse_webhook_keys
-from shared.errors import ConfigError
+from pydantic import BeforeValidator, Field, field_validator
+from pydantic_settings import NoDecode
+
+from sandbox.faults import EndpointFaults, Faults, KnobError, WebhookFaults
+from shared.config import (
+    LoggingSettings,
+    PayrailsCredentials,
+    Secret,
+    WebhookKey,
+    WebhookSecrets,
+    parse_numbers,
+)
 
 StatusShape = Literal["documented", "seed"]
 STATUS_SHAPES: tuple[StatusShape, ...] = ("documented", "seed")
@@ -50,45 +59,9 @@ class SandboxConfig:
     faults: Faults = field(default_factory=Faults)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SandboxConfig:
+    def from_env(cls, env: Mapping[str, str]) -> SandboxConfig:
         """Read and validate the sandbox settings; raise ConfigError naming the bad variable."""
-        r = EnvReader(os.environ if env is None else env)
-        d = cls()
-        return cls(
-            host=r.text("SANDBOX_HOST", d.host),
-            port=r.integer("SANDBOX_PORT", d.port),
-            public_url=r.optional("SANDBOX_PUBLIC_URL"),
-            log_level=r.text("LOG_LEVEL", d.log_level).upper(),
-            log_format=r.choice("LOG_FORMAT", d.log_format, ("json", "console")),
-            client_id=r.text("PAYRAILS_CLIENT_ID", d.client_id),
-            client_secret=Secret(r.text("PAYRAILS_CLIENT_SECRET", d.client_secret.reveal())),
-            workspace_id=r.text("PAYRAILS_WORKSPACE_ID", d.workspace_id),
-            webhook_keys=parse_webhook_keys(
-                r.text("PAYRAILS_WEBHOOK_SECRETS", "sandbox-webhook-secret")
-            ),
-            webhook_url=r.raw("SANDBOX_WEBHOOK_URL", d.webhook_url),
-            webhook_retry_schedule_seconds=r.numbers(
-                "SANDBOX_WEBHOOK_RETRY_SCHEDULE_SECONDS", d.webhook_retry_schedule_seconds
-            ),
-            webhook_timeout_seconds=r.number(
-                "SANDBOX_WEBHOOK_TIMEOUT_SECONDS", d.webhook_timeout_seconds
-            ),
-            pending_webhooks=r.flag("SANDBOX_PENDING_WEBHOOKS", d.pending_webhooks),
-            token_ttl_seconds=r.integer("SANDBOX_TOKEN_TTL_SECONDS", d.token_ttl_seconds),
-            max_wait_seconds=r.number("SANDBOX_MAX_WAIT_SECONDS", d.max_wait_seconds),
-            action_delay_seconds=r.number("SANDBOX_ACTION_DELAY_SECONDS", d.action_delay_seconds),
-            challenge_expiry_seconds=r.number(
-                "SANDBOX_CHALLENGE_EXPIRY_SECONDS", d.challenge_expiry_seconds
-            ),
-            status_shape="seed"
-            if r.choice("SANDBOX_STATUS_SHAPE", d.status_shape, STATUS_SHAPES) == "seed"
-            else "documented",
-            trailing_pending_after_decline=r.flag(
-                "SANDBOX_TRAILING_PENDING_AFTER_DECLINE", d.trailing_pending_after_decline
-            ),
-            random_seed=r.optional_integer("SANDBOX_RANDOM_SEED"),
-            faults=_faults_from_env(r),
-        )
+        return SandboxEnv.from_env(env).config()
 
     def to_json(self) -> dict[str, object]:
         """The non-secret settings, as the control API shows them."""
@@ -108,31 +81,112 @@ class SandboxConfig:
         }
 
 
-def _faults_from_env(r: EnvReader) -> Faults:
-    everywhere = EndpointFaults(
-        error_rate=r.rate("SANDBOX_ERROR_RATE"),
-        latency_seconds=r.number("SANDBOX_LATENCY_SECONDS", 0.0),
-        rate_limit_rate=r.rate("SANDBOX_RATE_LIMIT_RATE"),
-        retry_after_seconds=r.number("SANDBOX_RETRY_AFTER_SECONDS", 1.0),
-        hang_rate=r.rate("SANDBOX_HANG_RATE"),
-        hang_seconds=r.number("SANDBOX_HANG_SECONDS", 60.0),
-        drop_response_rate=r.rate("SANDBOX_DROP_RESPONSE_RATE"),
-    )
-    endpoints: dict[str, EndpointFaults] = {}
-    if everywhere != EndpointFaults():
-        endpoints["*"] = everywhere
-    raw = r.optional("SANDBOX_ENDPOINT_FAULTS")
-    if raw is not None:
-        try:
-            endpoints.update(Faults.endpoints_from_json(json.loads(raw)))
-        except ValueError as exc:
-            raise ConfigError(f"SANDBOX_ENDPOINT_FAULTS is invalid: {exc}") from exc
-    webhooks = WebhookFaults(
-        duplicate_rate=r.rate("SANDBOX_WEBHOOK_DUPLICATE_RATE"),
-        delay_rate=r.rate("SANDBOX_WEBHOOK_DELAY_RATE"),
-        delay_min_seconds=r.number("SANDBOX_WEBHOOK_DELAY_MIN_SECONDS", 0.0),
-        delay_max_seconds=r.number("SANDBOX_WEBHOOK_DELAY_MAX_SECONDS", 2.0),
-        drop_rate=r.rate("SANDBOX_WEBHOOK_DROP_RATE"),
-        hold_rate=r.rate("SANDBOX_WEBHOOK_HOLD_RATE"),
-    )
-    return Faults(webhooks=webhooks, endpoints=endpoints)
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+Seconds = Annotated[float, Field(ge=0.0)]
+
+
+def _endpoint_faults(value: object) -> object:
+    """SANDBOX_ENDPOINT_FAULTS: JSON of endpoint name -> knobs."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return Faults.endpoints_from_json(json.loads(value))
+    except (ValueError, KnobError) as exc:
+        raise ValueError(f"SANDBOX_ENDPOINT_FAULTS is invalid: {exc}") from None
+
+
+class SandboxEnv(LoggingSettings, PayrailsCredentials, WebhookSecrets):
+    """Every variable ``python -m sandbox`` reads; ``config()`` makes the SandboxConfig of them."""
+
+    # An empty SANDBOX_WEBHOOK_URL means "deliver no webhooks", not "the default".
+    empty_is_a_value: ClassVar[frozenset[str]] = frozenset({"SANDBOX_WEBHOOK_URL"})
+
+    sandbox_host: str = "0.0.0.0"
+    sandbox_port: Annotated[int, Field(ge=0)] = 8090
+    sandbox_public_url: str | None = None
+    sandbox_webhook_url: str = "http://127.0.0.1:8080/webhooks/payrails"
+    sandbox_webhook_retry_schedule_seconds: Annotated[
+        tuple[float, ...],
+        NoDecode,
+        BeforeValidator(lambda v: parse_numbers(v) if isinstance(v, str) else v),
+    ] = DEFAULT_WEBHOOK_SCHEDULE
+    sandbox_webhook_timeout_seconds: Seconds = 10.0
+    sandbox_pending_webhooks: bool = True
+    sandbox_token_ttl_seconds: Annotated[int, Field(ge=0)] = 600
+    sandbox_max_wait_seconds: Seconds = 30.0
+    sandbox_action_delay_seconds: Seconds = 0.2
+    sandbox_challenge_expiry_seconds: Seconds = 1800.0
+    sandbox_status_shape: StatusShape = "documented"
+    sandbox_trailing_pending_after_decline: bool = True
+    sandbox_random_seed: Annotated[int, Field(ge=0)] | None = None
+    # Faults of every endpoint ("*"), then per endpoint (which win), then of webhook deliveries.
+    sandbox_error_rate: Rate = 0.0
+    sandbox_latency_seconds: Seconds = 0.0
+    sandbox_rate_limit_rate: Rate = 0.0
+    sandbox_retry_after_seconds: Seconds = 1.0
+    sandbox_hang_rate: Rate = 0.0
+    sandbox_hang_seconds: Seconds = 60.0
+    sandbox_drop_response_rate: Rate = 0.0
+    sandbox_endpoint_faults: Annotated[
+        dict[str, EndpointFaults], NoDecode, BeforeValidator(_endpoint_faults)
+    ] = Field(default_factory=dict)
+    sandbox_webhook_duplicate_rate: Rate = 0.0
+    sandbox_webhook_delay_rate: Rate = 0.0
+    sandbox_webhook_delay_min_seconds: Seconds = 0.0
+    sandbox_webhook_delay_max_seconds: Seconds = 2.0
+    sandbox_webhook_drop_rate: Rate = 0.0
+    sandbox_webhook_hold_rate: Rate = 0.0
+
+    @field_validator("sandbox_status_shape", mode="before")
+    @classmethod
+    def lower_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    def config(self) -> SandboxConfig:
+        return SandboxConfig(
+            host=self.sandbox_host,
+            port=self.sandbox_port,
+            public_url=self.sandbox_public_url,
+            log_level=self.log_level,
+            log_format=self.log_format,
+            client_id=self.payrails_client_id,
+            client_secret=self.payrails_client_secret,
+            workspace_id=self.payrails_workspace_id,
+            webhook_keys=self.payrails_webhook_keys,
+            webhook_url=self.sandbox_webhook_url,
+            webhook_retry_schedule_seconds=self.sandbox_webhook_retry_schedule_seconds,
+            webhook_timeout_seconds=self.sandbox_webhook_timeout_seconds,
+            pending_webhooks=self.sandbox_pending_webhooks,
+            token_ttl_seconds=self.sandbox_token_ttl_seconds,
+            max_wait_seconds=self.sandbox_max_wait_seconds,
+            action_delay_seconds=self.sandbox_action_delay_seconds,
+            challenge_expiry_seconds=self.sandbox_challenge_expiry_seconds,
+            status_shape=self.sandbox_status_shape,
+            trailing_pending_after_decline=self.sandbox_trailing_pending_after_decline,
+            random_seed=self.sandbox_random_seed,
+            faults=self._faults(),
+        )
+
+    def _faults(self) -> Faults:
+        everywhere = EndpointFaults(
+            error_rate=self.sandbox_error_rate,
+            latency_seconds=self.sandbox_latency_seconds,
+            rate_limit_rate=self.sandbox_rate_limit_rate,
+            retry_after_seconds=self.sandbox_retry_after_seconds,
+            hang_rate=self.sandbox_hang_rate,
+            hang_seconds=self.sandbox_hang_seconds,
+            drop_response_rate=self.sandbox_drop_response_rate,
+        )
+        endpoints: dict[str, EndpointFaults] = {}
+        if everywhere != EndpointFaults():
+            endpoints["*"] = everywhere
+        endpoints.update(self.sandbox_endpoint_faults)
+        webhooks = WebhookFaults(
+            duplicate_rate=self.sandbox_webhook_duplicate_rate,
+            delay_rate=self.sandbox_webhook_delay_rate,
+            delay_min_seconds=self.sandbox_webhook_delay_min_seconds,
+            delay_max_seconds=self.sandbox_webhook_delay_max_seconds,
+            drop_rate=self.sandbox_webhook_drop_rate,
+            hold_rate=self.sandbox_webhook_hold_rate,
+        )
+        return Faults(webhooks=webhooks, endpoints=endpoints)

@@ -32,7 +32,12 @@ import aiohttp
 from demoshop.config import DemoShopConfig
 from ingress.storefront import TEST_CARD_NOTE, TEST_CARDS
 from scripts.services import ServicesUnavailable, is_reachable, prepare
-from shared.config import Settings, is_sandbox_url
+from shared.config import (
+    CheckoutSettings,
+    WebhookIngressSettings,
+    WorkerSettings,
+    is_sandbox_url,
+)
 from shared.errors import ConfigError
 
 HEALTH_TIMEOUT_SECONDS = 60.0
@@ -40,6 +45,10 @@ STOP_MARGIN_SECONDS = 5.0
 READY_LINE = "Ctrl-C stops everything."
 COLORS = ("36", "35", "33", "32", "34", "31")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class StackSettings(WebhookIngressSettings, CheckoutSettings, WorkerSettings):
+    """What ``make run`` reads: every process it starts, so a bad value stops it before any."""
 
 
 def say(message: str) -> None:
@@ -75,14 +84,14 @@ class Stack:
     start_here: str | None = None
 
 
-def sandbox_with_real_secrets(settings: Settings) -> str | None:
+def sandbox_with_real_secrets(settings: StackSettings) -> str | None:
     """A note when Payrails secrets are set but PAYRAILS_BASE_URL still names the sandbox.
 
     Real credentials with the default base URL would silently run against the sandbox.
     """
     if not is_sandbox_url(settings.payrails_base_url):
         return None
-    defaults = Settings()
+    defaults = StackSettings()
     differs = {
         "PAYRAILS_CLIENT_SECRET": settings.payrails_client_secret.reveal()
         != defaults.payrails_client_secret.reveal(),
@@ -100,14 +109,14 @@ def sandbox_with_real_secrets(settings: Settings) -> str | None:
     )
 
 
-def public_base_url(settings: Settings) -> str:
+def public_base_url(settings: StackSettings) -> str:
     """The storefront's origin: PUBLIC_BASE_URL, or the checkout port on 127.0.0.1."""
-    if settings.public_base_url != Settings().public_base_url:
+    if settings.public_base_url != StackSettings().public_base_url:
         return settings.public_base_url
     return f"http://127.0.0.1:{settings.checkout_port}"
 
 
-def child_env(settings: Settings, env: Mapping[str, str]) -> dict[str, str]:
+def child_env(settings: StackSettings, env: Mapping[str, str]) -> dict[str, str]:
     """The runner's environment, with what makes the processes agree on each other's URLs."""
     return {
         **env,
@@ -117,7 +126,7 @@ def child_env(settings: Settings, env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def sandbox_child(settings: Settings, env: Mapping[str, str]) -> Child:
+def sandbox_child(settings: StackSettings, env: Mapping[str, str]) -> Child:
     port = urlsplit(settings.payrails_base_url).port or 80
     webhook_url = f"http://127.0.0.1:{settings.webhook_port}/webhooks/payrails"
     sandbox_env = {
@@ -131,7 +140,7 @@ def sandbox_child(settings: Settings, env: Mapping[str, str]) -> Child:
     return Child("sandbox", ("-m", "sandbox"), health, port, "PAYRAILS_BASE_URL", sandbox_env)
 
 
-def demo_shop_child(settings: Settings, env: Mapping[str, str]) -> Child:
+def demo_shop_child(settings: StackSettings, env: Mapping[str, str]) -> Child:
     """The demo shop, selling through this stack's checkout with one of its merchant API keys.
 
     DEMO_SHOP_CHECKOUT_URL and DEMO_SHOP_API_KEY win when set; by default the shop calls the
@@ -148,7 +157,7 @@ def demo_shop_child(settings: Settings, env: Mapping[str, str]) -> Child:
     return Child("demoshop", ("-m", "demoshop"), health, shop.port, "DEMO_SHOP_PORT", shop_env)
 
 
-def plan(settings: Settings, env: Mapping[str, str]) -> Stack:
+def plan(settings: StackSettings, env: Mapping[str, str]) -> Stack:
     """The children to start and the URLs to print, from the settings."""
     webhooks = f"http://127.0.0.1:{settings.webhook_port}"
     checkout = f"http://127.0.0.1:{settings.checkout_port}"
@@ -373,7 +382,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
     """Prepare the services, then supervise the stack; the process exit status."""
     env = dict(os.environ if env is None else env)
     try:
-        settings = Settings.from_env(env)
+        settings = StackSettings.from_env(env)
         stack = plan(settings, env)
     except ConfigError as exc:
         say(f"configuration error: {exc}")

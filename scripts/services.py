@@ -36,7 +36,7 @@ from scripts.service_messages import (
     server_reason,
 )
 from shared.backoff import Backoff
-from shared.config import Settings
+from shared.config import BrokerSettings, DatabaseUrlSettings, TopologySettings
 from shared.db.migrate import upgrade
 from shared.messaging import Names, connect, declare_topology
 
@@ -58,6 +58,10 @@ COMPOSE_URLS: Mapping[str, str] = {
 }
 
 Say = Callable[[str], None]
+
+
+class ServicesSettings(DatabaseUrlSettings, BrokerSettings, TopologySettings):
+    """Where PostgreSQL and RabbitMQ are, and the topology to declare on the broker."""
 
 
 class ServicesUnavailable(Exception):
@@ -82,7 +86,7 @@ class Service:
         return f"{self.name} at {self.host}:{self.port} ({self.variable})"
 
 
-def services_of(settings: Settings) -> tuple[Service, Service]:
+def services_of(settings: ServicesSettings) -> tuple[Service, Service]:
     """PostgreSQL and RabbitMQ as DATABASE_URL and AMQP_URL name them."""
     db = urlsplit(settings.database_url)
     amqp = urlsplit(settings.amqp_url.reveal())
@@ -214,7 +218,7 @@ def _start_locally(service: Service, say: Say, clusters: Path) -> bool:
 
 
 def ensure_services(
-    settings: Settings,
+    settings: ServicesSettings,
     env: Mapping[str, str],
     say: Say,
     *,
@@ -295,7 +299,7 @@ def migrate(database_url: str) -> None:
         raise ServicesUnavailable(postgres_may_not_migrate(make_url(database_url), reason)) from exc
 
 
-async def _declare(settings: Settings) -> Names:
+async def _declare(settings: ServicesSettings) -> Names:
     """Declare the topology, retrying while a freshly started broker finishes booting.
 
     A refused login or virtual host is final: ServicesUnavailable, without the password.
@@ -332,9 +336,9 @@ def prepare(env: Mapping[str, str], say: Say) -> dict[str, str]:
     Returns the environment to run the stack with. Raises ServicesUnavailable, with what to do,
     when a service cannot be reached, started or logged in to.
     """
-    settings = Settings.from_env(env)
+    settings = ServicesSettings.from_env(env)
     effective = {**env, **ensure_services(settings, env, say)}
-    settings = Settings.from_env(effective)
+    settings = ServicesSettings.from_env(effective)
     ensure_database(settings.database_url, say)
     say("applying migrations")
     migrate(settings.database_url)

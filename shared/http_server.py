@@ -39,7 +39,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from shared import metrics
-from shared.config import Settings
+from shared.config import HttpServerSettings
 from shared.event_loop import new_event_loop
 
 log = structlog.get_logger("http")
@@ -59,7 +59,7 @@ class HttpLimits:
     keepalive_timeout: float
 
     @classmethod
-    def from_settings(cls, settings: Settings, server: Listener = "public") -> HttpLimits:
+    def from_settings(cls, settings: HttpServerSettings, server: Listener = "public") -> HttpLimits:
         return cls(
             server=server,
             header_timeout=settings.http_header_timeout_seconds,

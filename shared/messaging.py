@@ -23,7 +23,7 @@ from prometheus_client import Counter, Histogram
 from shared import metrics
 from shared.amqp_url import AmqpUrl
 from shared.backoff import Backoff
-from shared.config import Settings
+from shared.config import BrokerSettings, TopologySettings
 from shared.errors import PublishError
 
 C = TypeVar("C", bound=aio_pika.abc.AbstractConnection)
@@ -113,7 +113,7 @@ class Names:
         return (self.events_queue, self.authorize_queue, self.merchant_commands_queue)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Names:
+    def from_settings(cls, settings: TopologySettings) -> Names:
         return cls(settings.amqp_name_prefix)
 
 
@@ -127,7 +127,7 @@ AT_LEAST_ONCE_DEAD_LETTERING: dict[str, Any] = {
 }
 
 
-async def declare_topology(channel: AbstractChannel, settings: Settings) -> Names:
+async def declare_topology(channel: AbstractChannel, settings: TopologySettings) -> Names:
     """Declare every exchange, queue and binding; safe to run any number of times."""
     names = Names.from_settings(settings)
     dead = await channel.declare_queue(
@@ -298,7 +298,7 @@ async def connect_robust(
     return await _opened(connection, timeout)
 
 
-def reconnect_backoff(settings: Settings) -> Backoff:
+def reconnect_backoff(settings: BrokerSettings) -> Backoff:
     """Pauses between reconnect attempts: from AMQP_RECONNECT_INTERVAL_SECONDS, doubling up to
     AMQP_RECONNECT_MAX_SECONDS, jittered so that processes cut off together come back spread out.
     """

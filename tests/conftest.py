@@ -7,7 +7,6 @@ and a Docker engine is, testcontainers starts them. Never a mock.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import os
 import shutil
@@ -29,12 +28,12 @@ from ingress.webhook_app import create_webhook_app
 from sandbox.config import SandboxConfig
 from sandbox.control_client import SandboxHandle
 from sandbox.server import running_sandbox
-from shared.config import Settings
 from shared.db.migrate import upgrade
 from shared.db.session import create_engine, create_sessionmaker
 from shared.messaging import Names, connect_robust, declare_topology
 from shared.payrails.client import PayrailsClient, open_payrails_client
 from tests.ports import free_port
+from tests.settings import Settings
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 LOCAL_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -282,12 +281,13 @@ async def sandbox(settings: Settings) -> AsyncIterator[SandboxHandle]:
 @pytest.fixture
 async def payrails(settings: Settings, sandbox: SandboxHandle) -> AsyncIterator[PayrailsClient]:
     """A PayrailsClient pointed at this test's sandbox, with short timeouts and backoff."""
-    fast = dataclasses.replace(
-        settings,
-        payrails_base_url=sandbox.url,
-        payrails_timeout_seconds=5.0,
-        payrails_retry_backoff_seconds=0.02,
-        payrails_long_poll_seconds=5.0,
+    fast = settings.model_copy(
+        update={
+            "payrails_base_url": sandbox.url,
+            "payrails_timeout_seconds": 5.0,
+            "payrails_retry_backoff_seconds": 0.02,
+            "payrails_long_poll_seconds": 5.0,
+        }
     )
     async with open_payrails_client(fast) as client:
         yield client

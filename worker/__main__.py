@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -21,7 +22,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractRobustConnection
 
-from shared.config import CALLS_PAYRAILS, Settings
+from shared.config import WorkerSettings
 from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import ConfigError
 from shared.event_loop import new_event_loop
@@ -47,9 +48,6 @@ from worker.sweeper import run_sweeper
 log = structlog.get_logger("worker")
 COMPONENTS = ("events", "authorize", "merchant", "outbox", "sweeper")
 CONSUMERS = ("events", "authorize", "merchant")
-# The worker calls Payrails; it never verifies a webhook (the ingress did, before publishing),
-# so only the client secret must be real.
-REQUIRED_SECRETS = CALLS_PAYRAILS
 Loop = Callable[[Deps, asyncio.Event], Coroutine[None, None, None]]
 
 # Background loops, by component: each runs until the stop event is set.
@@ -90,7 +88,7 @@ def parse_components(raw: str | None) -> tuple[str, ...]:
 
 
 async def open_deps(
-    stack: AsyncExitStack, settings: Settings
+    stack: AsyncExitStack, settings: WorkerSettings
 ) -> tuple[Deps, AbstractRobustConnection]:
     """Open every shared resource, registering each one's close on ``stack``."""
     engine = create_engine(settings)
@@ -113,7 +111,7 @@ async def open_deps(
 
 
 async def run(
-    settings: Settings,
+    settings: WorkerSettings,
     components: Sequence[str],
     stop: asyncio.Event | None = None,
     *,
@@ -160,7 +158,9 @@ async def _finish(tasks: list[asyncio.Task[None]], grace: float) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def serve(settings: Settings, components: Sequence[str], hook: PreAuthorizeHook) -> None:
+async def serve(
+    settings: WorkerSettings, components: Sequence[str], hook: PreAuthorizeHook
+) -> None:
     """``run`` with SIGTERM and SIGINT wired to the stop event."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -175,7 +175,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         components = parse_components(args.only)
-        settings = Settings.from_env(requires=REQUIRED_SECRETS)
+        # The worker calls Payrails and never verifies a webhook (the ingress did, before
+        # publishing): its settings hold the client secret, not the webhook secrets.
+        settings = WorkerSettings.from_env(os.environ)
         hook = load_hook(settings.pre_authorize_hook)  # once, so a bad path stops start-up
     except (ValueError, ConfigError) as exc:
         sys.exit(f"configuration error: {exc}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.config import CALLS_PAYRAILS, Settings
+from shared.config import WorkerSettings
 from shared.db.models import Order, OrderTransition
 from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import ConfigError, PublishError, ReconError
@@ -39,9 +40,6 @@ from shared.state_machine import (
 from worker import dlq
 
 T = TypeVar("T")
-# The CLI re-polls Payrails (dry-run, reconcile) and never verifies a webhook; it runs in the
-# worker's pod, which holds the client secret only.
-REQUIRED_SECRETS = CALLS_PAYRAILS
 
 
 @dataclass
@@ -50,12 +48,15 @@ class Runtime:
 
     env: dict[str, str] | None = None
     log_to_stderr: bool = False
-    _settings: Settings | None = None
+    _settings: WorkerSettings | None = None
 
-    def settings(self) -> Settings:
+    def settings(self) -> WorkerSettings:
         if self._settings is None:
             try:
-                self._settings = Settings.from_env(self.env, requires=REQUIRED_SECRETS)
+                # The worker's settings: the CLI runs in the worker's pod and, like the worker,
+                # re-polls Payrails (dry-run, reconcile) and never verifies a webhook.
+                env = os.environ if self.env is None else self.env
+                self._settings = WorkerSettings.from_env(env)
             except ConfigError as exc:
                 raise click.ClickException(f"configuration error: {exc}") from exc
             if self.log_to_stderr:
@@ -81,7 +82,7 @@ def fail(message: str) -> click.exceptions.Exit:
 
 
 @contextlib.asynccontextmanager
-async def database(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def database(settings: WorkerSettings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     engine = create_engine(settings)
     try:
         yield create_sessionmaker(engine)
@@ -90,7 +91,7 @@ async def database(settings: Settings) -> AsyncIterator[async_sessionmaker[Async
 
 
 @contextlib.asynccontextmanager
-async def broker(settings: Settings) -> AsyncIterator[AbstractConnection]:
+async def broker(settings: WorkerSettings) -> AsyncIterator[AbstractConnection]:
     connection = await connect(settings.amqp_url.reveal(), name="recon-cli")
     try:
         yield connection
@@ -180,7 +181,7 @@ def dlq_list(runtime: Runtime) -> None:
     click.echo(f"{len(letters)} dead letter(s)", err=True)
 
 
-async def _read_letters(settings: Settings) -> list[dlq.DeadLetter]:
+async def _read_letters(settings: WorkerSettings) -> list[dlq.DeadLetter]:
     names = Names.from_settings(settings)
     async with broker(settings) as connection:
         total = await dlq.dead_letter_count(connection, names)
@@ -220,7 +221,9 @@ def dlq_replay(runtime: Runtime, letter_id: str | None, replay_all: bool, dry_ru
         raise fail(f"{failures} dead letter(s) could not be replayed")
 
 
-async def _replay(settings: Settings, *, letter_id: str | None, dry_run: bool) -> tuple[int, int]:
+async def _replay(
+    settings: WorkerSettings, *, letter_id: str | None, dry_run: bool
+) -> tuple[int, int]:
     names = Names.from_settings(settings)
     async with broker(settings) as connection, dlq.hold_dead_letters(connection, names) as held:
         chosen = dlq.select_letters(held, letter_id=letter_id)
@@ -230,7 +233,7 @@ async def _replay(settings: Settings, *, letter_id: str | None, dry_run: bool) -
         return len(chosen), await _republish(settings, connection, names, chosen)
 
 
-async def _print_plans(settings: Settings, letters: Sequence[dlq.DeadLetter]) -> None:
+async def _print_plans(settings: WorkerSettings, letters: Sequence[dlq.DeadLetter]) -> None:
     names = Names.from_settings(settings)
     plans: list[dlq.ReplayPlan] = []
     async with database(settings) as sessions, open_payrails_client(settings) as payrails:
@@ -248,7 +251,7 @@ async def _print_plans(settings: Settings, letters: Sequence[dlq.DeadLetter]) ->
 
 
 async def _republish(
-    settings: Settings,
+    settings: WorkerSettings,
     connection: AbstractConnection,
     names: Names,
     chosen: Sequence[dlq.Held],
@@ -285,7 +288,7 @@ def dlq_purge(runtime: Runtime, yes: bool) -> None:
     click.echo(f"purged {count} message(s)")
 
 
-async def _purge(settings: Settings, names: Names) -> int:
+async def _purge(settings: WorkerSettings, names: Names) -> int:
     async with broker(settings) as connection:
         return await dlq.purge(connection, names)
 
@@ -328,7 +331,7 @@ def orders_show(runtime: Runtime, reference: str) -> None:
 
 
 async def _load_order(
-    settings: Settings, reference: str
+    settings: WorkerSettings, reference: str
 ) -> tuple[Order, list[OrderTransition]] | None:
     async with database(settings) as sessions, sessions() as session:
         order = await session.scalar(select(Order).where(Order.reference == reference))
@@ -361,7 +364,7 @@ def orders_reconcile(runtime: Runtime, reference: str) -> None:
 
 
 async def _reconcile(
-    settings: Settings, reference: str
+    settings: WorkerSettings, reference: str
 ) -> str | tuple[str, Transition | None, str | None]:
     async with database(settings) as sessions, open_payrails_client(settings) as payrails:
         async with sessions() as session:
@@ -428,7 +431,7 @@ def review_list(runtime: Runtime) -> None:
     click.echo(f"{len(orders)} order(s) in needs_review", err=True)
 
 
-async def _needs_review(settings: Settings) -> list[Order]:
+async def _needs_review(settings: WorkerSettings) -> list[Order]:
     async with database(settings) as sessions, sessions() as session:
         rows = await session.scalars(
             select(Order).where(Order.status == OrderStatus.NEEDS_REVIEW).order_by(Order.updated_at)
@@ -455,7 +458,7 @@ def review_resolve(runtime: Runtime, reference: str, verdict: str, note: str) ->
 
 
 async def _resolve(
-    settings: Settings, reference: str, verdict: OrderStatus, note: str
+    settings: WorkerSettings, reference: str, verdict: OrderStatus, note: str
 ) -> str | None:
     async with database(settings) as sessions, sessions.begin() as session:
         order = await lock_order(session, reference=reference)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aio_pika.abc import AbstractChannel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.config import Settings
+from shared.config import WorkerSettings
 from shared.messaging import Names
 from shared.payrails.client import PayrailsClient
 
@@ -16,7 +16,7 @@ from shared.payrails.client import PayrailsClient
 class Deps:
     """Settings, names, the session factory, the Payrails client and the confirm channel."""
 
-    settings: Settings
+    settings: WorkerSettings
     names: Names
     sessions: async_sessionmaker[AsyncSession]
     payrails: PayrailsClient

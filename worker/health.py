@@ -15,7 +15,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.config import Settings
+from shared.config import WorkerSettings
 from shared.http_server import ADMIN_SHUTDOWN_SECONDS, GuardedAppRunner, HttpLimits
 
 Check = Callable[[], Awaitable[bool]]
@@ -68,7 +68,9 @@ def create_health_app(checks: Mapping[str, Check]) -> web.Application:
     return app
 
 
-async def start_health_server(settings: Settings, checks: Mapping[str, Check]) -> web.AppRunner:
+async def start_health_server(
+    settings: WorkerSettings, checks: Mapping[str, Check]
+) -> web.AppRunner:
     """Serve the health app on ADMIN_HOST:WORKER_METRICS_PORT; the caller cleans it up."""
     runner = GuardedAppRunner(
         create_health_app(checks),

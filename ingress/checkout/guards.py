@@ -16,7 +16,7 @@ from ingress.checkout.browser_guard import check_browser_post, checkout_origin
 from ingress.checkout.keys import CHECKOUT, GUARDS
 from ingress.checkout.limits import LongPollGate, RateLimiter, address_key
 from ingress.checkout.shopper import current_session, require_session
-from shared.config import Settings
+from shared.config import CheckoutSettings
 
 SHOPPER_POSTS = frozenset({"payments_init", "place_order"})
 LONG_POLLS = frozenset({"place_order", "payment_return"})
@@ -30,7 +30,7 @@ class ShopperGuards:
     long_polls: LongPollGate
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ShopperGuards:
+    def from_settings(cls, settings: CheckoutSettings) -> ShopperGuards:
         return cls(
             origin=checkout_origin(settings.public_base_url),
             per_session=RateLimiter(settings.checkout_rate_limit_per_session, scope="session"),

@@ -1,7 +1,7 @@
 """Merchant API keys: several at once (rotation), kept only as hashes, compared in constant time.
 
 Hashing first gives every comparison the same length, and the plain keys never stay in memory
-past start-up (``Settings`` holds them as ``Secret``; nothing here keeps a reference).
+past start-up (``CheckoutSettings`` holds them as ``Secret``; nothing here keeps a reference).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ingress.broker import Broker
-from shared.config import Settings
+from shared.config import CheckoutSettings
 from shared.errors import ReconError
 from shared.messaging import Names
 from shared.payrails.client import PayrailsClient
@@ -21,7 +21,7 @@ class Checkout:
     ``stopping`` is set when the app begins to shut down: long waits end early on it.
     """
 
-    settings: Settings
+    settings: CheckoutSettings
     names: Names
     sessions: async_sessionmaker[AsyncSession]
     payrails: PayrailsClient

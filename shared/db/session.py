@@ -9,12 +9,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from shared.config import Settings
+from shared.config import DatabaseSettings
 
 OUTBOX_CHANNEL = "recon_outbox"  # NOTIFY channel the outbox relay LISTENs on
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     """An async engine on psycopg 3 that checks connections before use."""
     return create_async_engine(
         settings.database_url,

@@ -22,7 +22,7 @@ from multidict import CIMultiDictProxy
 
 from shared import metrics
 from shared.backoff import Backoff
-from shared.config import Settings
+from shared.config import PayrailsClientSettings
 from shared.errors import InvalidPayload
 from shared.money import Money
 from shared.payrails.auth import TokenCache
@@ -115,7 +115,7 @@ class PayrailsClient:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: PayrailsClientSettings,
         session: aiohttp.ClientSession,
         *,
         sleep: Sleep | None = None,
@@ -387,7 +387,7 @@ def _segment(value: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_payrails_client(settings: Settings) -> AsyncIterator[PayrailsClient]:
+async def open_payrails_client(settings: PayrailsClientSettings) -> AsyncIterator[PayrailsClient]:
     """A PayrailsClient owning its ClientSession (with mTLS when configured)."""
     ssl_context = build_ssl_context(settings)
     connector = aiohttp.TCPConnector(ssl=ssl_context if ssl_context is not None else True)

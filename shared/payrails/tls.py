@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ssl
 
-from shared.config import Settings
+from shared.config import PayrailsClientSettings
 from shared.errors import ConfigError
 
 
-def build_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+def build_ssl_context(settings: PayrailsClientSettings) -> ssl.SSLContext | None:
     """A verifying TLS context with our CA and client certificate, or None when neither is set."""
     cert, key = settings.payrails_client_cert, settings.payrails_client_key
     if cert is None and key is None and settings.payrails_ca_file is None:

@@ -27,11 +27,11 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from ingress.signature import sign
-from shared.config import Settings
 from shared.messaging import Names
 from tests.bench.cpu import broker_cpu_seconds, children_cpu_seconds, cpu_seconds
 from tests.conftest import delete_topology
 from tests.ports import free_port
+from tests.settings import Settings
 
 CONNECTIONS = 32
 THREADS = 1
@@ -59,11 +59,11 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print
 # The bare handler plus one confirmed publish through the ingress's own Broker: what the broker's
 # confirm latency alone allows at this concurrency, before any of the ingress's own work.
 PUBLISH_ONLY_SERVER = """
-import itertools, sys
+import itertools, os, sys
 from aiohttp import web
 from ingress.broker import broker_ctx
 from ingress.keys import BROKER, SETTINGS
-from shared.config import Settings
+from shared.config import WebhookIngressSettings
 from shared.event_loop import new_event_loop
 
 ids = itertools.count()
@@ -79,7 +79,7 @@ async def ready(request: web.Request) -> web.Response:
     return web.Response(status=200 if request.app[BROKER].is_ready else 503)
 
 app = web.Application()
-app[SETTINGS] = Settings.from_env()
+app[SETTINGS] = WebhookIngressSettings.from_env(os.environ)
 app.cleanup_ctx.append(broker_ctx)
 app.router.add_post("/webhooks/payrails", handle)
 app.router.add_get("/readyz", ready)

@@ -35,7 +35,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxControl
-from shared.config import Settings
 from shared.db.models import Order, OutboxMessage
 from shared.db.session import create_engine, create_sessionmaker
 from shared.logging import configure_logging
@@ -50,6 +49,7 @@ from shared.money import Money
 from shared.payrails.client import PayrailsClient, open_payrails_client
 from tests.bench.cpu import cpu_seconds
 from tests.ports import free_port
+from tests.settings import Settings
 from tests.worker.conftest import FRICTIONLESS
 
 BATCHED_EVENTS = 10_000
@@ -68,7 +68,7 @@ BATCHED = {
 
 @pytest.fixture
 async def bench_sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(dataclasses.replace(settings, database_pool_size=10))
+    engine = create_engine(settings.model_copy(update={"database_pool_size": 10}))
     yield create_sessionmaker(engine)
     await engine.dispose()
 
@@ -96,7 +96,9 @@ async def remote_sandbox(settings: Settings) -> AsyncIterator[RemoteSandbox]:
         sys.executable, "-m", "sandbox", env=env, stdout=asyncio.subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
-    remote = dataclasses.replace(settings, payrails_base_url=url, payrails_timeout_seconds=30.0)
+    remote = settings.model_copy(
+        update={"payrails_base_url": url, "payrails_timeout_seconds": 30.0}
+    )
     try:
         async with (
             aiohttp.ClientSession() as http,

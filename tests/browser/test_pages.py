@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from ingress.keys import SETTINGS
 from ingress.storefront import TEST_CARDS, setup_storefront_routes
 from sandbox.secure_fields import ASSETS, FIELD_PATH, SDK_PATH, setup_secure_fields_routes
-from shared.config import Settings
+from tests.settings import Settings
 
 Client = TestClient[web.Request, web.Application]
 StartStorefront = Callable[[Settings], Awaitable[Client]]

@@ -26,7 +26,7 @@ from ingress.keys import BROKER
 from sandbox.control_client import SandboxHandle
 from sandbox.keys import IDEMPOTENCY
 from shared.checkout_sessions import BoundSession, resolve_session, token_hash
-from shared.config import SANDBOX_MERCHANT_API_KEY, Settings
+from shared.config import SANDBOX_MERCHANT_API_KEY
 from shared.db.models import (
     CheckoutSession,
     IdempotencyKey,
@@ -38,6 +38,7 @@ from shared.messaging import Names, open_channel
 from shared.orders import utcnow
 from shared.payrails.client import open_payrails_client
 from tests.ports import free_port
+from tests.settings import Settings
 from worker.authorize import handle_authorize
 from worker.deps import Deps
 from worker.preauthorize import Decision, PreAuthorizeHook
@@ -55,17 +56,18 @@ Client = TestClient[web.Request, web.Application]
 def checkout_settings(settings: Settings, sandbox: SandboxHandle) -> Settings:
     """Short long-polls and no client-side retries, so every test stays quick."""
     port = free_port()
-    return dataclasses.replace(
-        settings,
-        payrails_base_url=sandbox.url,
-        payrails_timeout_seconds=5.0,
-        payrails_max_retries=0,
-        payrails_retry_backoff_seconds=0.02,
-        checkout_host="127.0.0.1",
-        checkout_port=port,
-        public_base_url=f"http://127.0.0.1:{port}",
-        checkout_poll_timeout_seconds=4.0,
-        return_poll_timeout_seconds=4.0,
+    return settings.model_copy(
+        update={
+            "payrails_base_url": sandbox.url,
+            "payrails_timeout_seconds": 5.0,
+            "payrails_max_retries": 0,
+            "payrails_retry_backoff_seconds": 0.02,
+            "checkout_host": "127.0.0.1",
+            "checkout_port": port,
+            "public_base_url": f"http://127.0.0.1:{port}",
+            "checkout_poll_timeout_seconds": 4.0,
+            "return_poll_timeout_seconds": 4.0,
+        }
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +15,6 @@ from ingress.checkout.validation import DROP_IN_EXPLANATION, SAFE_ALPHABET
 from ingress.checkout_app import create_checkout_app
 from ingress.keys import BROKER
 from sandbox.control_client import SandboxHandle
-from shared.config import Settings
 from shared.db.models import IdempotencyKey, Order
 from shared.messaging import Names
 from shared.money import MAX_INTEGER_DIGITS
@@ -32,6 +30,7 @@ from tests.checkout.conftest import (
     start_checkout,
 )
 from tests.ports import free_port
+from tests.settings import Settings
 from tests.waiting import sample
 
 Client = TestClient[web.Request, web.Application]
@@ -261,10 +260,11 @@ async def test_payrails_unreachable_answers_503_and_a_retry_completes_the_order(
 ) -> None:
     """A second app instance whose Payrails URL refuses connections, then the real one."""
     body = await order_body(checkout, sandbox, FRICTIONLESS)
-    unreachable = dataclasses.replace(
-        checkout_settings,
-        payrails_base_url=f"http://127.0.0.1:{free_port()}",
-        checkout_port=free_port(),
+    unreachable = checkout_settings.model_copy(
+        update={
+            "payrails_base_url": f"http://127.0.0.1:{free_port()}",
+            "checkout_port": free_port(),
+        }
     )
     app = create_checkout_app(unreachable)
     server = TestServer(app, host="127.0.0.1", port=unreachable.checkout_port)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import pytest
 from aiohttp import web
@@ -11,7 +10,6 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ingress.checkout_app import create_checkout_app
 from sandbox.control_client import SandboxHandle
-from shared.config import Settings
 from shared.messaging import Names
 from tests.checkout.conftest import (
     FRICTIONLESS,
@@ -28,6 +26,7 @@ from tests.ingress.test_http_guards import (
     slow_head,
     within,
 )
+from tests.settings import Settings
 from tests.waiting import wait_until
 
 Client = TestClient[web.Request, web.Application]
@@ -46,7 +45,7 @@ DROP_IN = {"type": "dropIn"}
 async def test_a_session_past_its_rate_limit_is_answered_429_with_retry_after(
     checkout_settings: Settings,
 ) -> None:
-    limited = dataclasses.replace(checkout_settings, checkout_rate_limit_per_session=2)
+    limited = checkout_settings.model_copy(update={"checkout_rate_limit_per_session": 2})
     async with serve_checkout(limited) as checkout:
         _, token = await create_order(checkout)
         statuses = [
@@ -63,7 +62,7 @@ async def test_a_session_past_its_rate_limit_is_answered_429_with_retry_after(
 async def test_an_address_past_its_rate_limit_is_answered_429_whatever_the_session(
     checkout_settings: Settings,
 ) -> None:
-    limited = dataclasses.replace(checkout_settings, checkout_rate_limit_per_address=2)
+    limited = checkout_settings.model_copy(update={"checkout_rate_limit_per_address": 2})
     async with serve_checkout(limited) as checkout:
         tokens = [(await create_order(checkout))[1] for _ in range(3)]
         statuses = [
@@ -76,7 +75,7 @@ async def test_an_address_past_its_rate_limit_is_answered_429_whatever_the_sessi
 async def test_junk_session_tokens_are_rate_limited_per_address(
     checkout_settings: Settings,
 ) -> None:
-    limited = dataclasses.replace(checkout_settings, checkout_rate_limit_per_address=2)
+    limited = checkout_settings.model_copy(update={"checkout_rate_limit_per_address": 2})
     async with serve_checkout(limited) as checkout:
         statuses = [
             (
@@ -93,7 +92,7 @@ async def test_a_second_long_poll_of_one_session_is_refused_429_while_the_first_
     checkout_settings: Settings, sandbox: SandboxHandle
 ) -> None:
     # No authorize consumer runs: the first place-order long-polls until its timeout.
-    bounded = dataclasses.replace(checkout_settings, checkout_long_polls_per_session=1)
+    bounded = checkout_settings.model_copy(update={"checkout_long_polls_per_session": 1})
     async with serve_checkout(bounded) as checkout:
         _, token = await create_order(checkout)
         headers = session_header(token)
@@ -115,7 +114,7 @@ async def test_a_second_long_poll_of_one_session_is_refused_429_while_the_first_
 async def test_long_polls_past_the_total_bound_are_answered_503(
     checkout_settings: Settings, sandbox: SandboxHandle
 ) -> None:
-    bounded = dataclasses.replace(checkout_settings, checkout_long_polls_total=1)
+    bounded = checkout_settings.model_copy(update={"checkout_long_polls_total": 1})
     async with serve_checkout(bounded) as checkout:
         bodies = []
         for _ in range(2):

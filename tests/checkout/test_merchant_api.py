@@ -6,7 +6,6 @@ the shopper pays that order with.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
-from shared.config import SANDBOX_MERCHANT_API_KEY, Settings
+from shared.config import SANDBOX_MERCHANT_API_KEY
 from shared.messaging import Names
 from shared.money import TOO_MANY_INTEGER_DIGITS
 from shared.orders import utcnow
@@ -34,6 +33,7 @@ from tests.checkout.conftest import (
     terms,
 )
 from tests.ports import free_port
+from tests.settings import Settings
 from tests.waiting import sample
 
 Client = TestClient[web.Request, web.Application]
@@ -58,8 +58,8 @@ async def post_order(
 def with_keys(settings: Settings, base_env: dict[str, str], keys: str) -> Settings:
     """``settings`` on a port of its own, with MERCHANT_API_KEYS read as an operator sets it."""
     configured = Settings.from_env({**base_env, "MERCHANT_API_KEYS": keys})
-    return dataclasses.replace(
-        settings, checkout_port=free_port(), merchant_api_keys=configured.merchant_api_keys
+    return settings.model_copy(
+        update={"checkout_port": free_port(), "merchant_api_keys": configured.merchant_api_keys}
     )
 
 

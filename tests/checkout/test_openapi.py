@@ -13,8 +13,8 @@ from aiohttp import web
 
 from ingress.checkout.validation import INSTRUMENT_ID, METHOD_CODE, REFERENCE
 from ingress.checkout_app import create_checkout_app
-from shared.config import Settings
 from shared.money import MAX_INTEGER_DIGITS
+from tests.settings import Settings
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}

@@ -12,7 +12,6 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
-from shared.config import Settings
 from tests.checkout.conftest import (
     CHALLENGE,
     AuthorizeConsumer,
@@ -21,6 +20,7 @@ from tests.checkout.conftest import (
     start_checkout,
     transitions_of,
 )
+from tests.settings import Settings
 
 Client = TestClient[web.Request, web.Application]
 CASCADE = "4000002760003184"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from datetime import datetime
 from decimal import Decimal
 
@@ -14,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
 from sandbox.keys import STATE
-from shared.config import Settings
 from shared.db.models import Order
 from shared.messaging import Names
 from shared.money import MAX_INTEGER_DIGITS
@@ -36,6 +34,7 @@ from tests.checkout.conftest import (
     transitions_of,
 )
 from tests.ports import free_port
+from tests.settings import Settings
 from tests.waiting import sample
 
 Client = TestClient[web.Request, web.Application]
@@ -196,8 +195,8 @@ async def test_ten_concurrent_identical_requests_create_one_execution_and_one_au
 ) -> None:
     """An app that lets one session hold ten long-polls, so all ten race in the database."""
     body = await order_body(checkout, sandbox, FRICTIONLESS)
-    roomy = dataclasses.replace(
-        checkout_settings, checkout_port=free_port(), checkout_long_polls_per_session=10
+    roomy = checkout_settings.model_copy(
+        update={"checkout_port": free_port(), "checkout_long_polls_per_session": 10}
     )
     headers = session_header(session_token(checkout))
     async with serve_checkout(roomy) as client:

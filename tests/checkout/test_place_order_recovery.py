@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -15,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ingress.checkout_app import create_checkout_app
 from ingress.keys import BROKER
 from sandbox.control_client import SandboxHandle
-from shared.config import Secret, Settings
+from shared.config import Secret
 from shared.db.models import Order
 from shared.messaging import Names
 from tests.checkout.conftest import (
@@ -29,6 +28,7 @@ from tests.checkout.conftest import (
 )
 from tests.ingress.proxy import TcpProxy
 from tests.ports import free_port
+from tests.settings import Settings
 from tests.waiting import wait_until
 
 Client = TestClient[web.Request, web.Application]
@@ -87,7 +87,7 @@ def through(settings: Settings, port: int) -> Settings:
     """The same settings with AMQP_URL pointed at 127.0.0.1:<port>."""
     parts = urlsplit(settings.amqp_url.reveal())
     netloc = f"{parts.username}:{parts.password}@127.0.0.1:{port}"
-    return dataclasses.replace(settings, amqp_url=Secret(parts._replace(netloc=netloc).geturl()))
+    return settings.model_copy(update={"amqp_url": Secret(parts._replace(netloc=netloc).geturl())})
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ async def test_broker_down_answers_503_and_a_retry_authorizes_once(
 ) -> None:
     """A second checkout app reaches RabbitMQ through a proxy that the test cuts."""
     proxied = through(
-        dataclasses.replace(checkout_settings, checkout_port=free_port()), broker_proxy.port
+        checkout_settings.model_copy(update={"checkout_port": free_port()}), broker_proxy.port
     )
     app = create_checkout_app(proxied)
     server = TestServer(app, host="127.0.0.1", port=proxied.checkout_port)

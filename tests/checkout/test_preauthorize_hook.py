@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
@@ -11,12 +9,12 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
-from shared.config import Settings
 from shared.errors import ConfigError
 from shared.messaging import Names, open_channel
 from shared.payrails.client import open_payrails_client
 from tests.checkout.conftest import FRICTIONLESS, order_body, transitions_of
 from tests.checkout.hooks import DENIAL_REASON, DenyEverything
+from tests.settings import Settings
 from worker.__main__ import build_consumer, main
 from worker.deps import Deps
 from worker.preauthorize import AllowAll, load_hook
@@ -75,7 +73,7 @@ async def test_a_configured_denying_hook_fails_the_order_without_calling_payrail
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     """The worker's own authorize consumer, built as ``python -m worker`` builds it."""
-    settings = dataclasses.replace(checkout_settings, pre_authorize_hook=DENY_EVERYTHING)
+    settings = checkout_settings.model_copy(update={"pre_authorize_hook": DENY_EVERYTHING})
     publish_channel = await open_channel(amqp_connection)
     consume_channel = await amqp_connection.channel()
     async with open_payrails_client(settings) as payrails:

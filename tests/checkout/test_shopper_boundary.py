@@ -7,7 +7,6 @@ it may read is that order alone.
 
 from __future__ import annotations
 
-import dataclasses
 from decimal import Decimal
 from http.cookies import SimpleCookie
 from typing import Any
@@ -19,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ingress.checkout.shopper import COOKIE
 from sandbox.control_client import SandboxHandle
-from shared.config import Settings
 from shared.messaging import Names
 from tests.checkout.conftest import (
     FRICTIONLESS,
@@ -39,6 +37,7 @@ from tests.checkout.conftest import (
     start_checkout,
 )
 from tests.ports import free_port
+from tests.settings import Settings
 from tests.waiting import sample
 
 Client = TestClient[web.Request, web.Application]
@@ -277,8 +276,8 @@ async def test_the_checkout_link_sets_an_http_only_lax_cookie_and_redirects_to_t
 async def test_the_checkout_cookie_is_secure_behind_https(
     checkout: Client, checkout_settings: Settings, topology: Names
 ) -> None:
-    public = dataclasses.replace(
-        checkout_settings, checkout_port=free_port(), public_base_url="https://shop.example"
+    public = checkout_settings.model_copy(
+        update={"checkout_port": free_port(), "public_base_url": "https://shop.example"}
     )
     async with serve_checkout(public) as client:
         _, token = await create_order(client)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import aiohttp
 from aiohttp import web
@@ -12,7 +11,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from ingress.checkout_app import create_checkout_app
 from ingress.keys import BROKER
 from sandbox.control_client import SandboxHandle
-from shared.config import Settings
 from shared.messaging import Names
 from tests.checkout.conftest import (
     CHALLENGE,
@@ -23,6 +21,7 @@ from tests.checkout.conftest import (
     session_token,
 )
 from tests.ports import free_port
+from tests.settings import Settings
 from tests.waiting import wait_until
 
 Client = TestClient[web.Request, web.Application]
@@ -33,11 +32,12 @@ SHUTDOWN_TIMEOUT_SECONDS = 5.0
 
 async def start_long_polling_app(settings: Settings) -> TestServer:
     """A second checkout app whose long-polls outlast its runner's shutdown timeout."""
-    settings = dataclasses.replace(
-        settings,
-        checkout_port=free_port(),
-        checkout_poll_timeout_seconds=LONG_POLL_SECONDS,
-        return_poll_timeout_seconds=LONG_POLL_SECONDS,
+    settings = settings.model_copy(
+        update={
+            "checkout_port": free_port(),
+            "checkout_poll_timeout_seconds": LONG_POLL_SECONDS,
+            "return_poll_timeout_seconds": LONG_POLL_SECONDS,
+        }
     )
     app = create_checkout_app(settings)
     server = TestServer(app, host="127.0.0.1", port=settings.checkout_port)

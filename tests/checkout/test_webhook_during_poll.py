@@ -18,7 +18,6 @@ webhook path can resolve the order, which the place-order's order watch then rep
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,10 +28,10 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import Json, SandboxHandle
-from shared.config import Settings
 from shared.messaging import Names, open_channel
 from shared.payrails.client import PayrailsClient
 from tests.checkout.conftest import FRICTIONLESS, AuthorizeConsumer, order_body, transitions_of
+from tests.settings import Settings
 from tests.worker.conftest import Broker, open_broker, running_worker
 from worker.deps import Deps
 
@@ -48,8 +47,8 @@ HANG_SECONDS = POLL_DEADLINE_SECONDS + 5.0
 @pytest.fixture
 def checkout_settings(checkout_settings: Settings) -> Settings:
     """The checkout's settings with a long poll deadline (see POLL_DEADLINE_SECONDS)."""
-    return dataclasses.replace(
-        checkout_settings, checkout_poll_timeout_seconds=POLL_DEADLINE_SECONDS
+    return checkout_settings.model_copy(
+        update={"checkout_poll_timeout_seconds": POLL_DEADLINE_SECONDS}
     )
 
 

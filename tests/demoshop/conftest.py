@@ -4,7 +4,6 @@ checkout cannot be made to show on demand (5xx, a hang), through a stand-in of i
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -16,10 +15,11 @@ from demoshop.config import DemoShopConfig
 from ingress.checkout_app import create_checkout_app
 from ingress.keys import BROKER
 from sandbox.control_client import SandboxHandle
-from shared.config import SANDBOX_MERCHANT_API_KEY, Secret, Settings
+from shared.config import SANDBOX_MERCHANT_API_KEY, Secret
 from shared.messaging import Names
 from tests.demoshop.merchant_standin import API_KEY, MerchantApiStandIn, start_standin
 from tests.ports import free_port
+from tests.settings import Settings
 
 TIMEOUT_SECONDS = 1.0
 
@@ -66,12 +66,13 @@ async def checkout(
     """The real checkout app (merchant API and shopper side) on a free port: its origin."""
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    checkout_settings = dataclasses.replace(
-        settings,
-        payrails_base_url=sandbox.url,
-        checkout_host="127.0.0.1",
-        checkout_port=port,
-        public_base_url=origin,
+    checkout_settings = settings.model_copy(
+        update={
+            "payrails_base_url": sandbox.url,
+            "checkout_host": "127.0.0.1",
+            "checkout_port": port,
+            "public_base_url": origin,
+        }
     )
     app = create_checkout_app(checkout_settings)
     server = TestServer(app, host="127.0.0.1", port=port)

@@ -16,12 +16,12 @@ import aiohttp
 import psycopg
 import pytest
 
-from shared.config import Settings
 from shared.db.migrate import upgrade
 from shared.messaging import connect_robust
 from tests.conftest import ServiceUrls, delete_topology
 from tests.e2e.counting import CommerceBackend, Ledger
 from tests.e2e.harness import ARTIFACTS, SandboxControl, Stack, StackConfig
+from tests.settings import Settings
 
 RUN = secrets.token_hex(4)
 

@@ -19,8 +19,8 @@ import psycopg
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.config import Settings
 from shared.messaging import Names, connect, connect_robust, declare_topology
+from tests.settings import Settings
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol
@@ -18,9 +17,10 @@ from ingress.health import ADMIN_RUNNER
 from ingress.keys import BROKER
 from ingress.signature import sign
 from ingress.webhook_app import WEBHOOK_PATH, create_webhook_app
-from shared.config import Secret, Settings
+from shared.config import Secret
 from shared.messaging import Names
 from tests.ingress.proxy import TcpProxy
+from tests.settings import Settings
 
 Client = TestClient[web.Request, web.Application]
 
@@ -32,8 +32,8 @@ class StartIngress(Protocol):
 @pytest.fixture
 def ingress_settings(settings: Settings) -> Settings:
     """Short publish timeout and reconnect interval, so outage tests finish quickly."""
-    return dataclasses.replace(
-        settings, amqp_publish_timeout_seconds=1.0, amqp_reconnect_interval_seconds=0.2
+    return settings.model_copy(
+        update={"amqp_publish_timeout_seconds": 1.0, "amqp_reconnect_interval_seconds": 0.2}
     )
 
 
@@ -41,7 +41,7 @@ def through(settings: Settings, port: int) -> Settings:
     """The same settings with AMQP_URL pointed at 127.0.0.1:<port>."""
     parts = urlsplit(settings.amqp_url.reveal())
     netloc = f"{parts.username}:{parts.password}@127.0.0.1:{port}"
-    return dataclasses.replace(settings, amqp_url=Secret(parts._replace(netloc=netloc).geturl()))
+    return settings.model_copy(update={"amqp_url": Secret(parts._replace(netloc=netloc).geturl())})
 
 
 @pytest.fixture

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
 
 from ingress.signature import sign
 from ingress.webhook_app import WEBHOOK_PATH
-from shared.config import Settings
 from shared.messaging import Names
 from tests.ingress.conftest import Client, StartIngress, post_signed
+from tests.settings import Settings
 
 LIMIT = 1024
 
@@ -21,7 +20,9 @@ LIMIT = 1024
 async def small_client(
     ingress_settings: Settings, topology: Names, start_ingress: StartIngress
 ) -> Client:
-    return await start_ingress(dataclasses.replace(ingress_settings, webhook_max_body_bytes=LIMIT))
+    return await start_ingress(
+        ingress_settings.model_copy(update={"webhook_max_body_bytes": LIMIT})
+    )
 
 
 def padded(size: int) -> bytes:

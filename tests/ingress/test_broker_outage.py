@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 
 from structlog.testing import capture_logs
 
 from ingress.broker import Broker
 from ingress.keys import BROKER
-from shared.config import Settings
 from shared.messaging import Names
 from tests.ingress.conftest import (
     Client,
@@ -22,6 +20,7 @@ from tests.ingress.conftest import (
 )
 from tests.ingress.proxy import TcpProxy
 from tests.ports import free_port
+from tests.settings import Settings
 from tests.waiting import wait_until
 
 
@@ -141,10 +140,8 @@ async def test_reconnect_attempts_are_spaced_by_growing_jittered_pauses(
     ingress_settings: Settings,
 ) -> None:
     """Observed through the log line of each failed attempt: the pause it announces and takes."""
-    settings = dataclasses.replace(
-        through(ingress_settings, free_port()),
-        amqp_reconnect_interval_seconds=0.01,
-        amqp_reconnect_max_seconds=0.08,
+    settings = through(ingress_settings, free_port()).model_copy(
+        update={"amqp_reconnect_interval_seconds": 0.01, "amqp_reconnect_max_seconds": 0.08}
     )
     broker = Broker(settings)
 

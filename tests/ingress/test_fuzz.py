@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -11,9 +10,9 @@ from hypothesis import strategies as st
 
 from ingress.signature import sign
 from ingress.webhook_app import WEBHOOK_PATH
-from shared.config import Settings
 from shared.messaging import Names
 from tests.ingress.conftest import Client, StartIngress
+from tests.settings import Settings
 
 LIMIT = 2048
 # Any code point, lone surrogates included: json.dumps escapes them and json.loads accepts them.
@@ -43,7 +42,9 @@ header_text = st.text(
 async def fuzz_client(
     ingress_settings: Settings, topology: Names, start_ingress: StartIngress
 ) -> Client:
-    return await start_ingress(dataclasses.replace(ingress_settings, webhook_max_body_bytes=LIMIT))
+    return await start_ingress(
+        ingress_settings.model_copy(update={"webhook_max_body_bytes": LIMIT})
+    )
 
 
 @settings(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -21,11 +20,11 @@ from structlog.testing import capture_logs
 from ingress.keys import BROKER
 from ingress.signature import sign
 from ingress.webhook_app import WEBHOOK_PATH, create_webhook_app
-from shared.config import Settings
 from shared.http_server import BodyTimeout, GuardedAppRunner, HttpLimits, read_body
 from shared.messaging import Names
 from tests.ingress.conftest import webhook_body
 from tests.ports import free_port
+from tests.settings import Settings
 from tests.waiting import sample
 
 DEADLINE = 0.5
@@ -56,11 +55,12 @@ async def serve_guarded(app: web.Application, settings: Settings) -> AsyncIterat
 
 def guarded(settings: Settings, *, header: float = DEADLINE, keepalive: float = 30.0) -> Settings:
     """Half-second header and body deadlines; keep-alive out of the way unless a test needs it."""
-    return dataclasses.replace(
-        settings,
-        http_header_timeout_seconds=header,
-        http_body_timeout_seconds=DEADLINE,
-        http_keepalive_timeout_seconds=keepalive,
+    return settings.model_copy(
+        update={
+            "http_header_timeout_seconds": header,
+            "http_body_timeout_seconds": DEADLINE,
+            "http_keepalive_timeout_seconds": keepalive,
+        }
     )
 
 

@@ -15,11 +15,11 @@ import aiohttp
 import pytest
 
 from ingress.signature import sign
-from shared.config import Settings
 from shared.messaging import Names
 from tests.ingress.conftest import through, webhook_body
 from tests.ingress.proxy import TcpProxy
 from tests.ports import free_port
+from tests.settings import Settings
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -18,11 +17,12 @@ from pamqp import frame as pamqp_frame
 
 from ingress.broker import Broker
 from ingress.publisher import ConfirmPublisher, Endpoint, PublishRefused
-from shared.config import Secret, Settings
+from shared.config import Secret
 from shared.errors import PublishError
 from shared.messaging import Names
 from tests.ingress.conftest import queue_depth, through, webhook_body
 from tests.ingress.proxy import TcpProxy
+from tests.settings import Settings
 from tests.waiting import wait_until
 
 OpenBroker = Callable[[Settings], Awaitable[Broker]]
@@ -72,7 +72,7 @@ async def test_a_publish_with_none_awaiting_a_confirm_is_not_held_for_the_batch_
     ingress_settings: Settings, topology: Names, open_broker: OpenBroker
 ) -> None:
     # Held for the window, each publish would outlive its 1 s timeout and fail.
-    settings = dataclasses.replace(ingress_settings, amqp_publish_batch_window_seconds=30.0)
+    settings = ingress_settings.model_copy(update={"amqp_publish_batch_window_seconds": 30.0})
     broker = await open_broker(settings)
 
     await publish(broker, topology, "m-1")
@@ -83,10 +83,8 @@ async def test_publishes_made_while_another_awaits_its_confirm_leave_in_one_writ
     ingress_settings: Settings, topology: Names, proxy: TcpProxy, open_broker: OpenBroker
 ) -> None:
     await proxy.start()
-    settings = dataclasses.replace(
-        through(ingress_settings, proxy.port),
-        amqp_publish_batch_window_seconds=0.5,
-        amqp_publish_timeout_seconds=10.0,
+    settings = through(ingress_settings, proxy.port).model_copy(
+        update={"amqp_publish_batch_window_seconds": 0.5, "amqp_publish_timeout_seconds": 10.0}
     )
     broker = await open_broker(settings)
     proxy.slow_down(1.0)  # the first publish's confirm is back 2 s after it left
@@ -161,7 +159,7 @@ async def test_a_broker_silent_past_two_heartbeats_is_dropped_and_reconnected(
     await proxy.start()
     settings = through(ingress_settings, proxy.port)
     url = settings.amqp_url.reveal() + "?heartbeat=1"
-    broker = await open_broker(dataclasses.replace(settings, amqp_url=Secret(url)))
+    broker = await open_broker(settings.model_copy(update={"amqp_url": Secret(url)}))
 
     proxy.stall()
     await wait_until(lambda: not broker.is_ready, timeout=5)  # ~2 s of silence

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import hashlib
 import hmac
 from datetime import datetime, timedelta
@@ -13,7 +12,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection, DeliveryMode
 
 from ingress.webhook_app import WEBHOOK_PATH
-from shared.config import Settings, WebhookKey
+from shared.config import WebhookKey
 from shared.events import derive_event_id, parse_object
 from shared.messaging import HDR_EVENT_ID, HDR_EVENT_NAME, HDR_KEY_INDEX, HDR_RECEIVED_AT, Names
 from tests.ingress.conftest import (
@@ -23,6 +22,7 @@ from tests.ingress.conftest import (
     queue_depth,
     webhook_body,
 )
+from tests.settings import Settings
 from tests.waiting import sample
 
 
@@ -90,7 +90,7 @@ async def test_signature_under_any_configured_key_is_accepted_and_counted_by_key
     topology: Names, ingress_settings: Settings, start_ingress: StartIngress
 ) -> None:
     keys = (WebhookKey(b"new-key"), WebhookKey(bytes.fromhex("44782def547aaa06")))
-    settings = dataclasses.replace(ingress_settings, payrails_webhook_keys=keys)
+    settings = ingress_settings.model_copy(update={"payrails_webhook_keys": keys})
     client = await start_ingress(settings)
     before = sample("recon_webhook_signature_key_matches_total", key_index="1")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,10 +9,10 @@ from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
-from shared.config import Settings
 from shared.messaging import Names, open_channel
 from shared.payrails.client import PayrailsClient
 from tests.ops.shop import STUCK_AFTER, Shop
+from tests.settings import Settings
 from worker.deps import Deps
 
 
@@ -27,10 +26,11 @@ async def ops_deps(
     amqp_connection: AbstractRobustConnection,
 ) -> AsyncIterator[Deps]:
     """Worker dependencies with Payrails at this test's sandbox and a month as the threshold."""
-    tuned = dataclasses.replace(
-        settings,
-        payrails_base_url=sandbox.url,
-        sweeper_stuck_after_seconds=STUCK_AFTER.total_seconds(),
+    tuned = settings.model_copy(
+        update={
+            "payrails_base_url": sandbox.url,
+            "sweeper_stuck_after_seconds": STUCK_AFTER.total_seconds(),
+        }
     )
     channel = await open_channel(amqp_connection)
     yield Deps(tuned, topology, sessions, payrails, channel)

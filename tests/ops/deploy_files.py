@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from collections.abc import Iterator
@@ -24,7 +23,6 @@ K8S = DEPLOY / "k8s"
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
 _METRIC = re.compile(r"(?<![\w:])recon_[A-Za-z0-9_]+")
-_VARIABLE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
 _RECORDED = re.compile(r"(?<![\w:])recon:[A-Za-z0-9_:]+")
 _SUFFIXES = {
     "counter": ("_total", "_created"),
@@ -94,19 +92,6 @@ def exposed_series() -> dict[str, str]:
             for suffix in _SUFFIXES[family.type]:
                 series[family.name + suffix] = family.name
     return series
-
-
-def settings_variables(source: Path) -> set[str]:
-    """Environment variable names a settings module reads: the first string argument of every
-    call inside it that looks like a variable name (``e.text("DATABASE_URL", ...)``)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(source.read_text())):
-        if not isinstance(node, ast.Call) or not node.args:
-            continue
-        first = node.args[0]
-        if isinstance(first, ast.Constant) and isinstance(first.value, str):
-            names.add(first.value)
-    return {name for name in names if _VARIABLE.fullmatch(name)}
 
 
 def k8s_documents() -> list[dict[str, Any]]:

@@ -26,11 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
 from shared.commands import AuthorizeCommand
-from shared.config import Settings
 from shared.db.models import IdempotencyKey, Order, OutboxMessage
 from shared.events import derive_event_id
 from shared.messaging import HDR_ATTEMPT, HDR_EVENT_ID, HDR_EVENT_NAME, HDR_RECEIVED_AT
 from tests.ops.shop import APPROVE, Shop, order_status, transitions_of
+from tests.settings import Settings
 from tests.waiting import wait_until
 from worker.cli import cli
 from worker.consumer import EventsConsumer

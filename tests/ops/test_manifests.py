@@ -1,13 +1,13 @@
 """compose.yaml, the Kubernetes manifests and the Dockerfile agree with the code's settings.
 
-Variable names come from the settings modules themselves (shared/config.py, sandbox/config.py),
-ports from the Settings defaults, paths from the apps. Docker is not needed: this reads files.
+Variable names come from the settings classes themselves (shared/config.py, sandbox/config.py),
+ports from the settings defaults, paths from the apps. Docker is not needed: this reads files.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,23 +19,20 @@ from ingress.checkout_app import create_checkout_app
 from ingress.health import ADMIN_APP
 from ingress.webhook_app import WEBHOOK_PATH, create_webhook_app
 from sandbox.app import create_sandbox_app
-from sandbox.config import SandboxConfig
-from shared.config import REAL_PAYRAILS_SECRETS, Settings
+from sandbox.config import SandboxConfig, SandboxEnv
+from shared.config import REAL_PAYRAILS_SECRETS, EnvSettings, MigrationSettings, WorkerSettings
 from shared.errors import ConfigError
 from tests.ops.deploy_files import (
     COMPOSE,
     DEPLOY,
-    ROOT,
     k8s_documents,
     load_yaml,
-    settings_variables,
 )
-from worker import __main__ as worker_main
-from worker import cli as recon_cli
+from tests.settings import Settings
 from worker.health import create_health_app
 
-SERVICE_VARIABLES = settings_variables(ROOT / "shared" / "config.py")
-SANDBOX_VARIABLES = settings_variables(ROOT / "sandbox" / "config.py")
+SERVICE_VARIABLES = set(Settings.variables().values()) | set(MigrationSettings.variables().values())
+SANDBOX_VARIABLES = set(SandboxEnv.variables().values())
 SECRET_VARIABLES = {
     "DATABASE_URL",
     "AMQP_URL",
@@ -67,13 +64,16 @@ PROCESSES = set(LISTENERS)
 # Where Prometheus runs: the only namespace admitted to the admin ports.
 MONITORING_NAMESPACE = "monitoring"
 MIGRATE = ("alembic", "upgrade", "head")
-# process (by its command) -> the real Payrails secrets its entrypoint requires; the alembic
-# containers (migration Job, wait-for-schema) load Settings.from_env() with the strict default.
-REQUIRED_SECRETS: dict[tuple[str, ...], Collection[str]] = {
-    WEBHOOKS: ingress_main.REQUIRED_SECRETS["webhooks"],
-    CHECKOUT: ingress_main.REQUIRED_SECRETS["checkout"],
-    WORKER: worker_main.REQUIRED_SECRETS,
+# process (by its command) -> the settings class its entrypoint loads, which declares the real
+# Payrails secrets it requires; the alembic containers (migration Job, wait-for-schema) load
+# MigrationSettings, which holds no secret of Payrails.
+PROCESS_SETTINGS: dict[tuple[str, ...], type[EnvSettings]] = {
+    WEBHOOKS: ingress_main.APP_SETTINGS["webhooks"],
+    CHECKOUT: ingress_main.APP_SETTINGS["checkout"],
+    WORKER: WorkerSettings,
 }
+# ``recon`` loads the worker's settings.
+RECON_SETTINGS = WorkerSettings
 # Operators run ``recon`` inside the worker's container (kubectl exec deploy/worker -- recon).
 RECON_RUNS_BESIDE = WORKER
 # Stand-ins for secretKeyRef values: the value only has to parse.
@@ -387,33 +387,29 @@ def container_environment(container: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def requirements(container: dict[str, Any]) -> dict[str, Collection[str]]:
-    """Each process the container runs, with the real Payrails secrets it requires at start."""
+def requirements(container: dict[str, Any]) -> dict[str, type[EnvSettings]]:
+    """Each process the container runs, with the settings class it loads at start."""
     command = tuple(container["command"])
     if "alembic" in " ".join(command):
-        return {"alembic": REAL_PAYRAILS_SECRETS}  # migrations/env.py: Settings.from_env()
-    found = {" ".join(command): REQUIRED_SECRETS[command]}
+        return {"alembic": MigrationSettings}  # migrations/env.py
+    found = {" ".join(command): PROCESS_SETTINGS[command]}
     if command == RECON_RUNS_BESIDE:
-        found["recon"] = recon_cli.REQUIRED_SECRETS
+        found["recon"] = RECON_SETTINGS
     return found
 
 
 def payrails_secrets_used(container: dict[str, Any]) -> set[str]:
     """The real Payrails secrets the container's processes use (alembic uses none)."""
-    command = tuple(container["command"])
-    used = set(REQUIRED_SECRETS.get(command, ()))
-    if command == RECON_RUNS_BESIDE:
-        used |= set(recon_cli.REQUIRED_SECRETS)
-    return used
+    return {name for cls in requirements(container).values() for name in cls.real_secrets()}
 
 
 @pytest.mark.parametrize("name", k8s_containers())
 def test_k8s_each_container_starts_on_its_own_environment(name: str) -> None:
     container = k8s_containers()[name]
     env = container_environment(container)
-    for process, requires in requirements(container).items():
+    for process, settings_class in requirements(container).items():
         try:
-            Settings.from_env(env, requires=requires)
+            settings_class.from_env(env)
         except ConfigError as exc:
             pytest.fail(f"{name}: {process} would not start: {exc}")
 

@@ -18,10 +18,10 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection, ExchangeType
 
-from shared.config import Settings
 from shared.messaging import Names, declare_topology
 from tests.conftest import delete_topology
 from tests.ops.deploy_files import DEPLOY
+from tests.settings import Settings
 
 DEFINITIONS: dict[str, Any] = json.loads((DEPLOY / "rabbitmq" / "definitions.json").read_text())
 

@@ -10,10 +10,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
-from shared.config import Settings
 from shared.db.models import Order, OutboxMessage
 from shared.errors import ConfigError
 from tests.ops.shop import APPROVE, CHALLENGE, Shop, make_stuck, order_status, transitions_of
+from tests.settings import Settings
 from tests.waiting import sample, wait_until
 from worker.deps import Deps
 from worker.sweeper import ABANDONED, UNCONFIRMED, run_sweeper, sweep_once
@@ -55,7 +55,7 @@ async def test_two_sweepers_at_once_claim_and_poll_each_order_once(
     references = [(await shop.pay(APPROVE))[0] for _ in range(6)]
     await make_stuck(sessions, references)
     replica = dataclasses.replace(
-        ops_deps, settings=dataclasses.replace(ops_deps.settings, sweeper_batch_size=3)
+        ops_deps, settings=ops_deps.settings.model_copy(update={"sweeper_batch_size": 3})
     )
     polls = sample("recon_payrails_requests_total", endpoint="get_execution", status="200")
 
@@ -132,7 +132,7 @@ async def test_run_sweeper_sweeps_every_interval_until_stopped(
     reference, _ = await shop.pay(APPROVE)
     await make_stuck(sessions, [reference])
     fast = dataclasses.replace(
-        ops_deps, settings=dataclasses.replace(ops_deps.settings, sweeper_interval_seconds=0.1)
+        ops_deps, settings=ops_deps.settings.model_copy(update={"sweeper_interval_seconds": 0.1})
     )
     runs = sample("recon_sweeper_runs_total", outcome="ok")
     stop = asyncio.Event()

@@ -27,7 +27,8 @@ async def test_an_unpaid_order_within_its_session_lifetime_is_not_abandoned(
     await make_stuck(sessions, [reference])  # past the sweeper's threshold...
     ttl = 3 * STUCK_AFTER.total_seconds()  # ...but within the checkout session's lifetime
     deps = dataclasses.replace(
-        ops_deps, settings=dataclasses.replace(ops_deps.settings, checkout_session_ttl_seconds=ttl)
+        ops_deps,
+        settings=ops_deps.settings.model_copy(update={"checkout_session_ttl_seconds": ttl}),
     )
 
     result = await sweep_once(deps)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from sandbox.control_client import SandboxHandle
-from shared.config import Secret, Settings
+from shared.config import Secret
 from shared.errors import InvalidPayload
 from shared.payrails.client import PayrailsClient, open_payrails_client
 from shared.payrails.errors import PayrailsAuthError, PayrailsError, PayrailsTransientError
@@ -25,6 +24,7 @@ from tests.payrails.flows import (
     new_execution,
     return_url,
 )
+from tests.settings import Settings
 from tests.waiting import sample
 
 
@@ -48,11 +48,12 @@ async def strip_idempotency_key(
 
 @pytest.fixture
 def client_settings(settings: Settings, sandbox: SandboxHandle) -> Settings:
-    return dataclasses.replace(
-        settings,
-        payrails_base_url=sandbox.url,
-        payrails_timeout_seconds=1.0,
-        payrails_retry_backoff_seconds=0.01,
+    return settings.model_copy(
+        update={
+            "payrails_base_url": sandbox.url,
+            "payrails_timeout_seconds": 1.0,
+            "payrails_retry_backoff_seconds": 0.01,
+        }
     )
 
 
@@ -99,7 +100,7 @@ async def test_token_is_reused_across_calls(
 
 
 async def test_wrong_secret_is_a_typed_auth_error(client_settings: Settings) -> None:
-    wrong = dataclasses.replace(client_settings, payrails_client_secret=Secret("not-it"))
+    wrong = client_settings.model_copy(update={"payrails_client_secret": Secret("not-it")})
     async with open_payrails_client(wrong) as client:
         with pytest.raises(PayrailsAuthError) as caught:
             await new_execution(client)
@@ -217,7 +218,7 @@ async def test_rate_limit_is_honoured_with_the_retry_after_delay(
 async def test_retry_after_beyond_the_cap_is_a_transient_error_carrying_it(
     client_settings: Settings, sandbox: SandboxHandle, http: aiohttp.ClientSession
 ) -> None:
-    capped = dataclasses.replace(client_settings, payrails_retry_after_max_seconds=5.0)
+    capped = client_settings.model_copy(update={"payrails_retry_after_max_seconds": 5.0})
     client = PayrailsClient(capped, http, sleep=RecordingSleep())
     execution = await new_execution(client)
     await sandbox.set_faults(
@@ -251,7 +252,7 @@ async def test_server_errors_are_retried_a_bounded_number_of_times(
 async def test_hanging_request_times_out_and_the_retry_succeeds(
     client_settings: Settings, sandbox: SandboxHandle, http: aiohttp.ClientSession
 ) -> None:
-    quick = dataclasses.replace(client_settings, payrails_timeout_seconds=0.3)
+    quick = client_settings.model_copy(update={"payrails_timeout_seconds": 0.3})
     client = PayrailsClient(quick, http)
     await sandbox.set_faults(
         {"endpoints": {"create_execution": {"hang_rate": 1.0, "hang_seconds": 5, "times": 1}}}
@@ -266,7 +267,7 @@ async def test_hanging_request_times_out_and_the_retry_succeeds(
 async def test_latency_beyond_the_request_timeout_is_retried_then_a_timeout_error(
     client_settings: Settings, sandbox: SandboxHandle, http: aiohttp.ClientSession
 ) -> None:
-    quick = dataclasses.replace(client_settings, payrails_timeout_seconds=0.2)
+    quick = client_settings.model_copy(update={"payrails_timeout_seconds": 0.2})
     sleep = RecordingSleep()
     client = PayrailsClient(quick, http, sleep=sleep)
     execution = await new_execution(client)

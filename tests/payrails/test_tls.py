@@ -14,12 +14,12 @@ from aiohttp import web
 
 from sandbox.app import create_sandbox_app
 from sandbox.config import SandboxConfig
-from shared.config import Settings
 from shared.errors import ConfigError
 from shared.payrails.client import open_payrails_client
 from shared.payrails.errors import PayrailsTransientError
 from shared.payrails.tls import build_ssl_context
 from tests.payrails.flows import new_execution
+from tests.settings import Settings
 
 # A test-only CA with a server certificate for 127.0.0.1 and a client certificate (make-certs.sh).
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -29,11 +29,12 @@ CLIENT_NAME = "payrails-recon test client"
 def with_files(
     settings: Settings, cert: Path | None, key: Path | None, ca: Path | None = None
 ) -> Settings:
-    return dataclasses.replace(
-        settings,
-        payrails_client_cert=str(cert) if cert else None,
-        payrails_client_key=str(key) if key else None,
-        payrails_ca_file=str(ca) if ca else None,
+    return settings.model_copy(
+        update={
+            "payrails_client_cert": str(cert) if cert else None,
+            "payrails_client_key": str(key) if key else None,
+            "payrails_ca_file": str(ca) if ca else None,
+        }
     )
 
 
@@ -126,12 +127,9 @@ def test_unreadable_ca_file_is_a_config_error(settings: Settings, tmp_path: Path
 
 async def test_server_requiring_mtls_sees_the_client_certificate(settings: Settings) -> None:
     async with mtls_sandbox(settings) as server:
-        configured = dataclasses.replace(
-            with_files(
-                settings, FIXTURES / "client.crt", FIXTURES / "client.key", FIXTURES / "ca.crt"
-            ),
-            payrails_base_url=server.url,
-        )
+        configured = with_files(
+            settings, FIXTURES / "client.crt", FIXTURES / "client.key", FIXTURES / "ca.crt"
+        ).model_copy(update={"payrails_base_url": server.url})
         async with open_payrails_client(configured) as client:
             execution = await new_execution(client)
 
@@ -144,10 +142,8 @@ async def test_server_requiring_mtls_refuses_a_client_without_a_certificate(
     settings: Settings,
 ) -> None:
     async with mtls_sandbox(settings) as server:
-        configured = dataclasses.replace(
-            with_files(settings, None, None, FIXTURES / "ca.crt"),
-            payrails_base_url=server.url,
-            payrails_max_retries=0,
+        configured = with_files(settings, None, None, FIXTURES / "ca.crt").model_copy(
+            update={"payrails_base_url": server.url, "payrails_max_retries": 0}
         )
         async with open_payrails_client(configured) as client:
             with pytest.raises(PayrailsTransientError):

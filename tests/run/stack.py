@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from scripts.run import READY_LINE
-from shared.config import Settings
 from shared.messaging import connect_robust
 from tests.conftest import delete_topology
 from tests.ports import free_port
+from tests.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "artifacts" / "run"

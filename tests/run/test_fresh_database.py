@@ -13,11 +13,11 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
-from shared.config import Settings
 from shared.db.migrate import alembic_config
 from shared.messaging import Names, connect
 from tests.conftest import ServiceUrls, admin_sql, drop_database
 from tests.run.stack import delete_stack_topology, launch, stack_env
+from tests.settings import Settings
 
 
 def plain(url: str) -> str:

@@ -14,8 +14,8 @@ from scripts.run import (
     public_base_url,
     sandbox_with_real_secrets,
 )
-from shared.config import Settings
 from tests.ports import free_port
+from tests.settings import Settings
 
 # TEST-NET-1 (RFC 5737): never a real host, never "local".
 UNREACHABLE_HOST = "192.0.2.1"

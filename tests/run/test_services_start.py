@@ -14,9 +14,9 @@ import pytest
 import scripts.services
 from scripts.run import main
 from scripts.services import COMPOSE_FILE, COMPOSE_URLS, ROOT, ServicesUnavailable, ensure_services
-from shared.config import Settings
 from tests.ports import free_port
 from tests.run.standins import ComesUp, StandIns, listening_on
+from tests.settings import Settings
 
 TOOLS = ("pg_ctlcluster", "rabbitmq-server", "rabbitmqctl", "docker")
 LOCAL_START_ARGS = ("--skip-systemctl-redirect", "15", "main", "start")

@@ -15,7 +15,7 @@ from multidict import CIMultiDictProxy
 from structlog.testing import capture_logs
 
 from sandbox.control_client import SandboxHandle
-from shared.config import Settings
+from tests.settings import Settings
 
 EXECUTIONS = "/merchant/workflows/payment-acceptance/executions"
 TOKENIZE = "/public/secure-fields/tokenize"

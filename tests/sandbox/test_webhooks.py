@@ -18,11 +18,11 @@ from ingress.signature import verify_signature
 from sandbox.config import SandboxConfig
 from sandbox.control_client import SandboxHandle
 from sandbox.server import running_sandbox
-from shared.config import Settings
 from shared.payrails.client import PayrailsClient, open_payrails_client
 from tests.conftest import sandbox_config_for
 from tests.payrails.flows import APPROVE, CHALLENGE, DECLINE, authorize_card
 from tests.sandbox.receiver import Receiver, running_receiver
+from tests.settings import Settings
 
 
 @pytest.fixture
@@ -164,7 +164,7 @@ async def test_hold_rate_from_the_environment_lets_the_completion_overtake_the_p
     settings: Settings, holding_sandbox: SandboxHandle, own_receiver: Receiver
 ) -> None:
     sandbox = holding_sandbox
-    client_settings = dataclasses.replace(settings, payrails_base_url=sandbox.url)
+    client_settings = settings.model_copy(update={"payrails_base_url": sandbox.url})
     async with open_payrails_client(client_settings) as payrails:
         execution = await authorize_card(payrails, sandbox, CHALLENGE)
     (pending,) = await sandbox.deliveries(execution_id=execution.id)

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from shared.config import Settings
 from tests.ingress.conftest import start_ingress  # noqa: F401 (a fixture these tests use too)
+from tests.settings import Settings
 from tests.tls_broker import TlsNode, rabbitmq_script, running_tls_node
 
 SettingsFor = Callable[[str], Settings]

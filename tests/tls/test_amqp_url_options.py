@@ -16,10 +16,10 @@ from aio_pika.exceptions import AMQPConnectionError
 from structlog.testing import capture_logs
 
 from ingress.publisher import Endpoint, open_publisher
-from shared.config import Settings
 from shared.errors import ConfigError
 from shared.messaging import Names, connect, connect_robust, declare_topology, open_channel
 from tests.ingress.conftest import Client, StartIngress, admin_get, post_signed, webhook_body
+from tests.settings import Settings
 from tests.tls.conftest import SettingsFor
 from tests.tls_broker import TlsNode
 from tests.waiting import wait_until

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from ingress import __main__ as ingress_main
 from ingress.publisher import Endpoint
 from shared.amqp_url import UNSUPPORTED_OPTIONS, AmqpUrl, check_amqp_url
-from shared.config import Settings
 from shared.errors import ConfigError
 from shared.messaging import connect, connect_robust
+from tests.settings import Settings
 from tests.tls_broker import Pki, make_pki
 from worker import __main__ as worker_main
 

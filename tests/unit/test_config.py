@@ -1,4 +1,4 @@
-"""Settings: defaults that work locally, precise errors, secrets hidden."""
+"""Settings: defaults that work locally, precise errors, secrets hidden, one class per process."""
 
 from __future__ import annotations
 
@@ -8,8 +8,16 @@ import pytest
 from click.testing import CliRunner
 
 from ingress import __main__ as ingress_main
-from shared.config import REAL_PAYRAILS_SECRETS, Settings, is_sandbox_url, parse_webhook_keys
+from shared.config import (
+    REAL_PAYRAILS_SECRETS,
+    EnvSettings,
+    WebhookIngressSettings,
+    WorkerSettings,
+    is_sandbox_url,
+    parse_webhook_keys,
+)
 from shared.errors import ConfigError
+from tests.settings import Settings
 from worker import __main__ as worker_main
 from worker import cli as recon_cli
 
@@ -20,13 +28,15 @@ LIVE = {
     "PAYRAILS_WEBHOOK_SECRETS": "whsec-live-0123456789abcdef0123456789",
     "MERCHANT_API_KEYS": "mk-live-0123456789abcdef0123456789abcdef",
 }
-# process -> what its entrypoint passes as ``requires``: the real secrets it uses
-PROCESS_SECRETS: dict[str, tuple[str, ...]] = {
-    "webhooks": ingress_main.REQUIRED_SECRETS["webhooks"],
-    "checkout": ingress_main.REQUIRED_SECRETS["checkout"],
-    "worker": worker_main.REQUIRED_SECRETS,
-    "recon": recon_cli.REQUIRED_SECRETS,
+# process -> the settings class its entrypoint loads (``recon`` runs beside the worker)
+PROCESS_SETTINGS: dict[str, type[EnvSettings]] = {
+    "webhooks": ingress_main.APP_SETTINGS["webhooks"],
+    "checkout": ingress_main.APP_SETTINGS["checkout"],
+    "worker": WorkerSettings,
+    "recon": WorkerSettings,
 }
+# process -> the real secrets it uses: those its settings class declares
+PROCESS_SECRETS = {process: cls.real_secrets() for process, cls in PROCESS_SETTINGS.items()}
 
 
 def test_defaults_work_with_an_empty_environment() -> None:
@@ -85,7 +95,7 @@ def test_real_payrails_starts_each_process_with_only_the_secrets_it_uses(process
     requires = PROCESS_SECRETS[process]
     env = {**REAL_PAYRAILS, **{name: LIVE[name] for name in requires}}
 
-    settings = Settings.from_env(env, requires=requires)
+    settings = PROCESS_SETTINGS[process].from_env(env)
 
     assert settings.payrails_base_url == "https://api.payrails.io"
 
@@ -98,7 +108,7 @@ def test_real_payrails_refuses_each_process_without_the_secret_it_uses(process: 
     env = {**REAL_PAYRAILS, **{name: LIVE[name] for name in (*others, *unused)}}
 
     with pytest.raises(ConfigError, match=f"so {first} must be set") as refused:
-        Settings.from_env(env, requires=requires)
+        PROCESS_SETTINGS[process].from_env(env)
 
     for name in unused:
         assert name not in str(refused.value)
@@ -160,10 +170,24 @@ def test_a_plain_http_loopback_url_in_any_case_is_the_sandbox(url: str) -> None:
     assert Settings.from_env({"PAYRAILS_BASE_URL": url}).payrails_client_secret.reveal()
 
 
-@pytest.mark.parametrize("requires", [("DATABASE_URL",), "PAYRAILS_CLIENT_SECRET"])
-def test_requires_accepts_only_the_names_of_real_payrails_secrets(requires: object) -> None:
-    with pytest.raises(ValueError, match="requires names only"):
-        Settings.from_env({}, requires=requires)  # type: ignore[arg-type]
+def test_settings_never_read_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_PORT", "18080")
+
+    assert WebhookIngressSettings().webhook_port == 8080
+    assert WebhookIngressSettings.from_env({}).webhook_port == 8080
+
+
+def test_a_process_ignores_the_variables_of_other_processes() -> None:
+    settings = WebhookIngressSettings.from_env({"WORKER_PREFETCH": "not-a-number"})
+    assert not hasattr(settings, "worker_prefetch")
+
+
+def test_an_invalid_secret_is_named_but_never_shown() -> None:
+    with pytest.raises(ConfigError, match="DATABASE_URL") as refused:
+        Settings.from_env({"DATABASE_URL": "postgresql://app:db-pa55word@db/recon"})
+    assert "db-pa55word" not in str(refused.value)
+    assert refused.value.__cause__ is None
+    assert refused.value.__suppress_context__
 
 
 @pytest.fixture

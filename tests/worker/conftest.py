@@ -22,7 +22,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
-from shared.config import Settings
 from shared.db.models import Order, OrderTransition, OutboxMessage
 from shared.events import derive_event_id
 from shared.messaging import (
@@ -35,6 +34,7 @@ from shared.messaging import (
 )
 from shared.money import Money
 from shared.payrails.client import PayrailsClient
+from tests.settings import Settings
 from tests.waiting import sample, wait_until
 from worker.consumer import EventsConsumer
 from worker.deps import Deps

@@ -46,8 +46,8 @@ async def reaches(sessions: async_sessionmaker[AsyncSession], reference: str, st
 @pytest.fixture
 def two_single_event_batches(sandbox_deps: Deps) -> Deps:
     """A worker whose batches hold one event each, with two batch loops."""
-    settings = dataclasses.replace(
-        sandbox_deps.settings, worker_event_batch_size=1, worker_event_batches=2
+    settings = sandbox_deps.settings.model_copy(
+        update={"worker_event_batch_size": 1, "worker_event_batches": 2}
     )
     return dataclasses.replace(sandbox_deps, settings=settings)
 
@@ -55,7 +55,7 @@ def two_single_event_batches(sandbox_deps: Deps) -> Deps:
 @pytest.fixture
 def small_prefetch(sandbox_deps: Deps) -> Deps:
     """A worker whose channel may hold only a few unacked events."""
-    settings = dataclasses.replace(sandbox_deps.settings, worker_prefetch=PREFETCH)
+    settings = sandbox_deps.settings.model_copy(update={"worker_prefetch": PREFETCH})
     return dataclasses.replace(sandbox_deps, settings=settings)
 
 

@@ -122,7 +122,9 @@ async def proxied_deps(sandbox_deps: Deps) -> AsyncIterator[tuple[Deps, TcpProxy
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
     await proxy.start()
     url = target._replace(netloc=f"{target.username}@127.0.0.1:{proxy.port}").geturl()
-    settings = dataclasses.replace(sandbox_deps.settings, database_url=url, database_pool_size=2)
+    settings = sandbox_deps.settings.model_copy(
+        update={"database_url": url, "database_pool_size": 2}
+    )
     engine = create_engine(settings)
     deps = dataclasses.replace(
         sandbox_deps, settings=settings, sessions=create_sessionmaker(engine)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 
 import aiohttp
@@ -11,11 +10,11 @@ import pytest
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.config import Settings
 from shared.db.models import WebhookEvent as InboxRow
 from shared.events import derive_event_id
 from shared.messaging import Names
 from tests.ports import free_port
+from tests.settings import Settings
 from tests.waiting import wait_until
 from tests.worker.conftest import Broker, webhook_body
 from worker.__main__ import COMPONENTS, parse_components, run
@@ -36,7 +35,7 @@ async def test_worker_runs_every_component_serves_healthz_and_stops_cleanly(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     port = free_port()
-    local = dataclasses.replace(settings, admin_host="127.0.0.1", worker_metrics_port=port)
+    local = settings.model_copy(update={"admin_host": "127.0.0.1", "worker_metrics_port": port})
     stop = asyncio.Event()
     task = asyncio.create_task(run(local, COMPONENTS, stop))
     body = webhook_body("executionCreated", str(uuid.uuid4()), "ord_main")

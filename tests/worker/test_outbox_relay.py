@@ -85,7 +85,7 @@ async def test_two_relays_at_once_publish_each_row_once(
 ) -> None:
     references = {await paid_order(sessions) for _ in range(20)}
     small = dataclasses.replace(
-        deps, settings=dataclasses.replace(deps.settings, outbox_batch_size=3)
+        deps, settings=deps.settings.model_copy(update={"outbox_batch_size": 3})
     )
 
     async def drain(relay: OutboxRelay) -> None:
@@ -101,7 +101,7 @@ async def test_two_relays_at_once_publish_each_row_once(
 async def test_notify_wakes_the_relay_long_before_its_poll(
     deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    slow_poll = dataclasses.replace(deps.settings, outbox_poll_seconds=3600.0)
+    slow_poll = deps.settings.model_copy(update={"outbox_poll_seconds": 3600.0})
     relay = OutboxRelay(dataclasses.replace(deps, settings=slow_poll))
     listening_before = await listening_backends(sessions)
     stop = asyncio.Event()

@@ -16,8 +16,8 @@ import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
-from shared.config import Settings
 from tests.ports import free_port
+from tests.settings import Settings
 from tests.waiting import wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
