@@ -9,10 +9,10 @@ from aiohttp import web
 from shared.config import Settings
 
 if TYPE_CHECKING:
-    from ingress.broker import Broker
     from ingress.ledger import RequestLedger
+    from ingress.publishing import Publisher
 
 SETTINGS = web.AppKey("settings", Settings)
-# Typed by annotation: ingress.broker imports this module for its cleanup context.
-BROKER: web.AppKey[Broker] = web.AppKey("broker")
+# Typed by annotation: the publishers import this module for their cleanup contexts.
+BROKER: web.AppKey[Publisher] = web.AppKey("broker")
 LEDGER: web.AppKey[RequestLedger] = web.AppKey("ledger")

@@ -162,6 +162,8 @@ class EnvReader:
 
 
 LogFormat = Literal["json", "console"]
+WebhookPublisher = Literal["custom", "aio-pika"]
+WEBHOOK_PUBLISHERS: tuple[WebhookPublisher, ...] = ("custom", "aio-pika")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # A publish held longer than this would cost latency for no further batching gain.
 MAX_PUBLISH_BATCH_WINDOW_SECONDS = 0.1
@@ -230,6 +232,8 @@ class Settings:
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 8080
     webhook_max_body_bytes: int = 1024 * 1024
+    # Which publisher the webhook ingress uses (see ingress/publishing.py).
+    webhook_publisher: WebhookPublisher = "custom"
     ingress_shutdown_grace_seconds: float = 10.0
 
     checkout_host: str = "0.0.0.0"
@@ -349,6 +353,12 @@ class Settings:
             webhook_port=e.integer("WEBHOOK_PORT", d.webhook_port),
             webhook_max_body_bytes=e.integer(
                 "WEBHOOK_MAX_BODY_BYTES", d.webhook_max_body_bytes, minimum=1
+            ),
+            webhook_publisher=(
+                "aio-pika"
+                if e.choice("WEBHOOK_PUBLISHER", d.webhook_publisher, WEBHOOK_PUBLISHERS)
+                == "aio-pika"
+                else "custom"
             ),
             ingress_shutdown_grace_seconds=e.number(
                 "INGRESS_SHUTDOWN_GRACE_SECONDS", d.ingress_shutdown_grace_seconds
