@@ -29,11 +29,19 @@ class StartIngress(Protocol):
     def __call__(self, settings: Settings, *, wait_ready: bool = True) -> Awaitable[Client]: ...
 
 
+# Modules whose behaviour depends on the publisher run once with each WEBHOOK_PUBLISHER:
+# ``pytestmark = EACH_PUBLISHER``. Elsewhere the ingress uses the default one.
+EACH_PUBLISHER = pytest.mark.parametrize("ingress_settings", ["custom", "aio-pika"], indirect=True)
+
+
 @pytest.fixture
-def ingress_settings(settings: Settings) -> Settings:
+def ingress_settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     """Short publish timeout and reconnect interval, so outage tests finish quickly."""
     return dataclasses.replace(
-        settings, amqp_publish_timeout_seconds=1.0, amqp_reconnect_interval_seconds=0.2
+        settings,
+        amqp_publish_timeout_seconds=1.0,
+        amqp_reconnect_interval_seconds=0.2,
+        webhook_publisher=getattr(request, "param", settings.webhook_publisher),
     )
 
 

@@ -8,6 +8,7 @@ from ingress.keys import BROKER
 from shared.config import Settings
 from shared.messaging import Names
 from tests.ingress.conftest import (
+    EACH_PUBLISHER,
     Client,
     StartIngress,
     admin_get,
@@ -17,6 +18,8 @@ from tests.ingress.conftest import (
 )
 from tests.ingress.proxy import TcpProxy
 from tests.ports import free_port
+
+pytestmark = EACH_PUBLISHER
 
 
 async def behind_proxy(

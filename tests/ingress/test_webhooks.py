@@ -17,6 +17,7 @@ from shared.config import Settings, WebhookKey
 from shared.events import derive_event_id, parse_object
 from shared.messaging import HDR_EVENT_ID, HDR_EVENT_NAME, HDR_KEY_INDEX, HDR_RECEIVED_AT, Names
 from tests.ingress.conftest import (
+    EACH_PUBLISHER,
     Client,
     StartIngress,
     post_signed,
@@ -24,6 +25,8 @@ from tests.ingress.conftest import (
     webhook_body,
 )
 from tests.waiting import sample
+
+pytestmark = EACH_PUBLISHER
 
 
 async def test_valid_webhook_arrives_on_the_queue_with_the_exact_body_bytes(
