@@ -55,7 +55,7 @@ class AioPikaBroker:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._up = asyncio.Event()  # the connection is open (set again when it comes back)
-        self._same_id = SameIdGate()
+        self.same_id = SameIdGate()
         self._loop = asyncio.get_running_loop()
         self._closing = False
 
@@ -152,7 +152,7 @@ class AioPikaBroker:
         async def send() -> None:
             await self._publish(exchange, routing_key, body, message_id, headers, deadline)
 
-        await self._same_id.publish(
+        await self.same_id.publish(
             message_id, exchange, routing_key, body, deadline=deadline, send=send
         )
 

@@ -41,8 +41,8 @@ class Broker:
         self._endpoint = Endpoint.from_url(settings.amqp_url.reveal())
         self._publisher: ConfirmPublisher | None = None
         self._ready = asyncio.Event()
-        # A Basic.Return names its message only by message_id: one publish per id at a time.
-        self._same_id = SameIdGate()
+        # Publishes sharing a message id: one on the channel at a time, identical ones coalesced.
+        self.same_id = SameIdGate()
         # Publishes awaiting their confirm, oldest first: one timeout for all, so deadlines
         # arrive in order and one timer serves them all (a timer per publish costs more).
         self._deadlines: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
@@ -148,7 +148,7 @@ class Broker:
         async def send() -> None:
             await self._publish(exchange, routing_key, body, message_id, headers, deadline)
 
-        await self._same_id.publish(
+        await self.same_id.publish(
             message_id, exchange, routing_key, body, deadline=deadline, send=send
         )
         if not self._confirmed:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from ingress.same_id import SameIdGate
 from shared.messaging import Names
 
 HeaderValue = str | int
@@ -23,6 +24,7 @@ class Publisher(Protocol):
     """A confirmed publisher to RabbitMQ with a bounded wait."""
 
     names: Names
+    same_id: SameIdGate  # every publish goes through it (a test holds one to show a storm)
 
     @property
     def is_ready(self) -> bool:

@@ -84,6 +84,17 @@ async def client(
     return await start_ingress(ingress_settings)
 
 
+@pytest.fixture
+async def patient_client(
+    ingress_settings: Settings, topology: Names, start_ingress: StartIngress
+) -> Client:
+    """Like ``client``, but a delivery waits up to 30 s for its confirm, however long a test
+    holds it."""
+    return await start_ingress(
+        dataclasses.replace(ingress_settings, amqp_publish_timeout_seconds=30.0)
+    )
+
+
 def webhook_body(event: str = "executionActionCompleted", **extra: Any) -> bytes:
     """A Payrails-shaped notification body."""
     data = {
