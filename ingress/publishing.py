@@ -4,7 +4,7 @@
 as the worker publishes) keep the same guarantees: persistent, mandatory publishes awaited until
 RabbitMQ confirms them, within AMQP_PUBLISH_TIMEOUT_SECONDS; a return, a nack, a timeout or a
 lost connection raise PublishError (the apps answer 503). WEBHOOK_PUBLISHER chooses the webhook
-ingress's."""
+ingress's; the checkout's authorize commands always go through aio-pika."""
 
 from __future__ import annotations
 
