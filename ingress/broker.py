@@ -21,6 +21,8 @@ from aiohttp import web
 from ingress.amqp_wire import HeaderValue
 from ingress.keys import BROKER, SETTINGS
 from ingress.publisher import ConfirmPublisher, Endpoint, PublishRefused, open_publisher
+from ingress.publishing import connect_until_up
+from ingress.same_id import SameIdGate
 from shared import metrics
 from shared.config import PublisherSettings
 from shared.messaging import (
@@ -36,7 +38,6 @@ log = structlog.get_logger("ingress.broker")
 
 CONNECTION_NAME = "recon-ingress"
 CONTENT_TYPE = "application/json"
-SETUP_TIMEOUT_SECONDS = 30.0  # connect, declare the topology, open the confirm channel
 
 
 class Broker:
@@ -48,7 +49,8 @@ class Broker:
         self._endpoint = Endpoint.from_url(settings.amqp_url.reveal())
         self._publisher: ConfirmPublisher | None = None
         self._ready = asyncio.Event()
-        self._in_flight: dict[str, list[asyncio.Future[None]]] = {}
+        # Publishes sharing a message id: one on the channel at a time, identical ones coalesced.
+        self.same_id = SameIdGate()
         # Publishes awaiting their confirm, oldest first: one timeout for all, so deadlines
         # arrive in order and one timer serves them all (a timer per publish costs more).
         self._deadlines: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
@@ -76,18 +78,7 @@ class Broker:
 
     async def connect(self) -> None:
         """Declare the topology and open the confirm channel; back off and retry until both work."""
-        delays = self._backoff.delays()
-        while not self._closing:
-            try:
-                async with asyncio.timeout(SETUP_TIMEOUT_SECONDS):
-                    await self._connect_once()
-            except Exception as exc:  # any failure to reach or set up the broker: retry
-                delay = next(delays)
-                log.warning("broker.connect_failed", error=type(exc).__name__, retry_in=delay)
-                await asyncio.sleep(delay)
-                continue
-            log.info("broker.connected")
-            return
+        await connect_until_up(self._connect_once, self._backoff, lambda: self._closing)
 
     async def _connect_once(self) -> None:
         connection = await connect(self.settings.amqp_url.reveal(), name=f"{CONNECTION_NAME}-setup")
@@ -152,28 +143,35 @@ class Broker:
         """
         started = self._loop.time()
         deadline = started + self._timeout
-        if message_id in self._in_flight:  # an identical delivery is being published: queue up
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._claim(message_id)
-            except TimeoutError as exc:
-                raise publish_failed(exchange, "timeout") from exc
-        else:
-            self._in_flight[message_id] = []
+
+        async def send() -> None:
+            await self._publish(exchange, routing_key, body, message_id, headers, deadline)
+
+        await self.same_id.publish(
+            message_id, exchange, routing_key, body, deadline=deadline, send=send
+        )
+        if not self._confirmed:
+            self._loop.call_soon(self._count_confirmed)
+        self._confirmed.append((exchange, self._loop.time() - started))
+
+    async def _publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        message_id: str,
+        headers: Mapping[str, HeaderValue],
+        deadline: float,
+    ) -> None:
+        publisher = self._publisher  # read after the gate: it may have gone meanwhile
+        if publisher is None:
+            raise publish_failed(exchange, "disconnected")
         try:
-            publisher = self._publisher  # read after the claim: it may have gone meanwhile
-            if publisher is None:
-                raise publish_failed(exchange, "disconnected")
             confirmed = publisher.publish(exchange, routing_key, body, message_id, headers)
             self._expire_at(deadline, confirmed)
             await confirmed
         except PublishRefused as exc:
             raise publish_failed(exchange, exc.outcome) from exc
-        finally:
-            self._release(message_id)
-        if not self._confirmed:
-            self._loop.call_soon(self._count_confirmed)
-        self._confirmed.append((exchange, self._loop.time() - started))
 
     def _count_confirmed(self) -> None:
         """The confirmed publishes of one tick, counted together (one increment per exchange)."""
@@ -205,24 +203,6 @@ class Broker:
             deadlines.popleft()
             if not confirmed.done():
                 confirmed.set_exception(PublishRefused("timeout"))
-
-    async def _claim(self, message_id: str) -> None:
-        """Wait until no publish with this message_id is in flight on the channel, then take it.
-
-        A Basic.Return names its message only by message_id, so two publishes sharing one in
-        flight could be confused (aio-pika issue #689 reports hangs from exactly that).
-        Identical deliveries are serialised here; each one is still published and confirmed.
-        """
-        while (waiters := self._in_flight.get(message_id)) is not None:
-            waiter = self._loop.create_future()
-            waiters.append(waiter)
-            await waiter
-        self._in_flight[message_id] = []
-
-    def _release(self, message_id: str) -> None:
-        for waiter in self._in_flight.pop(message_id):
-            if not waiter.done():
-                waiter.set_result(None)
 
 
 async def broker_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -1,8 +1,9 @@
 """The checkout app: payment init, place-order, the 3-D Secure return page, order status.
 
 Resources live in cleanup contexts, set up in order and torn down in reverse: the database
-engine, the broker (the same context as the webhook ingress), the Payrails client, and last the
-``Checkout`` service object built from them.
+engine, the broker (aio-pika, as the worker publishes: a place-order's time goes to Payrails
+round-trips, so the webhook ingress's custom publisher would gain nothing here), the Payrails
+client, and last the ``Checkout`` service object built from them.
 
 Shutdown (SIGTERM) first sets the service's ``stopping`` event from ``on_shutdown``, which runs
 before the runner waits for in-flight requests: a place-order still long-polling Payrails then
@@ -19,7 +20,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from sqlalchemy import text
 
-from ingress.broker import broker_ctx
+from ingress.aio_pika_broker import aio_pika_broker_ctx
 from ingress.checkout.guards import ShopperGuards, shopper_guard
 from ingress.checkout.keys import API_KEYS, CHECKOUT, GUARDS, PAYRAILS, RETURN_TEMPLATE, SESSIONS
 from ingress.checkout.merchant_auth import ApiKeys
@@ -35,6 +36,7 @@ from shared.messaging import Names
 from shared.payrails.client import open_payrails_client
 
 CHECKOUT_MAX_BODY_BYTES = 64 * 1024
+CONNECTION_NAME = "recon-checkout"
 READY_CHECK_SECONDS = 2.0
 
 
@@ -101,7 +103,9 @@ def create_checkout_app(settings: CheckoutSettings) -> web.Application:
     app[API_KEYS] = ApiKeys(settings.merchant_api_keys)
     app[GUARDS] = ShopperGuards.from_settings(settings)
     app[RETURN_TEMPLATE] = load_return_template()
-    app.cleanup_ctx.extend([database_ctx, broker_ctx, payrails_ctx, checkout_ctx])
+    app.cleanup_ctx.extend(
+        [database_ctx, aio_pika_broker_ctx(CONNECTION_NAME), payrails_ctx, checkout_ctx]
+    )
     app.on_shutdown.append(signal_stopping)
     setup_checkout_routes(app)
     add_health_routes(

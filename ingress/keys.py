@@ -9,14 +9,14 @@ from aiohttp import web
 from shared.config import CheckoutSettings, IngressSettings, WebhookIngressSettings
 
 if TYPE_CHECKING:
-    from ingress.broker import Broker
     from ingress.ledger import RequestLedger
+    from ingress.publishing import Publisher
 
 # Every ingress app's settings, as what both apps read (the broker, the admin server, HTTP
 # deadlines) and as the app's own class.
 SETTINGS = web.AppKey("settings", IngressSettings)
 WEBHOOK_SETTINGS = web.AppKey("webhook_settings", WebhookIngressSettings)
 CHECKOUT_SETTINGS = web.AppKey("checkout_settings", CheckoutSettings)
-# Typed by annotation: ingress.broker imports this module for its cleanup context.
-BROKER: web.AppKey[Broker] = web.AppKey("broker")
+# Typed by annotation: the publishers import this module for their cleanup contexts.
+BROKER: web.AppKey[Publisher] = web.AppKey("broker")
 LEDGER: web.AppKey[RequestLedger] = web.AppKey("ledger")

@@ -458,6 +458,8 @@ class WebhookIngressSettings(IngressSettings, WebhookSecrets):
     webhook_port: Port = 8080
     webhook_admin_port: Port = 9080
     webhook_max_body_bytes: Count = 1024 * 1024
+    # Which publisher the webhook ingress uses (see ingress/publishing.py and the README).
+    webhook_publisher: Literal["custom", "aio-pika"] = "custom"
 
 
 class CheckoutSettings(

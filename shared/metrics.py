@@ -46,6 +46,12 @@ BROKER_PUBLISH_SECONDS = Histogram(
     ["exchange"],
     buckets=_LATENCY_BUCKETS,
 )
+BROKER_PUBLISHES_COALESCED = Counter(
+    "recon_broker_publishes_coalesced_total",
+    "Publishes not sent because an identical one (same message id, exchange, routing key and "
+    "body: a retry storm) was awaiting its confirm; they took its outcome, by exchange.",
+    ["exchange"],
+)
 BROKER_CONNECTED = Gauge(
     "recon_broker_connected",
     "1 while this process holds an open channel to RabbitMQ, else 0.",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ingress.broker import Broker
+from ingress.publishing import Publisher
 from shared.config import CheckoutSettings
 from shared.errors import ReconError
 from shared.messaging import Names
@@ -25,7 +25,7 @@ class Checkout:
     names: Names
     sessions: async_sessionmaker[AsyncSession]
     payrails: PayrailsClient
-    broker: Broker
+    broker: Publisher
     stopping: asyncio.Event
 
 

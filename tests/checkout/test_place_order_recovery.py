@@ -1,4 +1,4 @@
-"""Place-order after a failure: a retried refusal, the broker down, Payrails down mid-poll."""
+"""Place-order after a failure: a retried refusal, the broker down or silent, Payrails down."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ingress.checkout_app import create_checkout_app
+from ingress.health import ADMIN_RUNNER
 from ingress.keys import BROKER
 from sandbox.control_client import SandboxHandle
 from shared.config import Secret
@@ -174,3 +175,57 @@ async def test_payrails_down_for_the_whole_poll_answers_503_and_the_same_request
     assert again.status == 200
     assert (await again.json())["status"] == "authorized"
     assert (await sandbox.stats())["authorizesExecuted"] == {answer["executionId"]: 1}
+
+
+async def test_broker_never_reachable_answers_503_problem_json_and_is_not_ready(
+    checkout: Client, checkout_settings: Settings, topology: Names, sandbox: SandboxHandle
+) -> None:
+    """A second checkout app whose AMQP_URL names a port nobody listens on."""
+    unreachable = through(
+        checkout_settings.model_copy(update={"checkout_port": free_port()}), free_port()
+    )
+    app = create_checkout_app(unreachable)
+    server = TestServer(app, host="127.0.0.1", port=unreachable.checkout_port)
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    async with TestClient(server) as client:
+        response = await client.post(
+            "/checkout/place-order", json=body, headers=session_header(session_token(checkout))
+        )
+        answer = await response.json(content_type=None)
+        host, port = app[ADMIN_RUNNER].addresses[0][:2]
+        async with client.session.get(f"http://{host}:{port}/readyz") as readiness:
+            ready = await readiness.json()
+    assert response.status == 503, answer
+    assert response.content_type == "application/problem+json"
+    assert answer["error"] == "broker_unavailable"
+    assert readiness.status == 503
+    assert ready["checks"]["broker"] is False
+    order = await (await checkout.get(f"/orders/{body['orderReference']}")).json()
+    assert order["status"] == "created"
+
+
+async def test_a_broker_that_never_confirms_answers_503_once_the_publish_wait_is_over(
+    checkout: Client,
+    checkout_settings: Settings,
+    topology: Names,
+    sandbox: SandboxHandle,
+    broker_proxy: TcpProxy,
+) -> None:
+    """The connection stays open but nothing comes back: AMQP_PUBLISH_TIMEOUT_SECONDS bounds it."""
+    proxied = through(
+        checkout_settings.model_copy(update={"checkout_port": free_port()}), broker_proxy.port
+    )
+    app = create_checkout_app(proxied)
+    server = TestServer(app, host="127.0.0.1", port=proxied.checkout_port)
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    async with TestClient(server) as client:
+        assert await app[BROKER].wait_ready(10)
+        broker_proxy.stall()
+        response = await client.post(
+            "/checkout/place-order", json=body, headers=session_header(session_token(checkout))
+        )
+        answer = await response.json(content_type=None)
+    assert response.status == 503, answer
+    assert answer["error"] == "broker_unavailable"
+    order = await (await checkout.get(f"/orders/{body['orderReference']}")).json()
+    assert order["status"] == "created"

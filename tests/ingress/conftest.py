@@ -29,11 +29,20 @@ class StartIngress(Protocol):
     def __call__(self, settings: Settings, *, wait_ready: bool = True) -> Awaitable[Client]: ...
 
 
+# Modules whose behaviour depends on the publisher run once with each WEBHOOK_PUBLISHER:
+# ``pytestmark = EACH_PUBLISHER``. Elsewhere the ingress uses the default one.
+EACH_PUBLISHER = pytest.mark.parametrize("ingress_settings", ["custom", "aio-pika"], indirect=True)
+
+
 @pytest.fixture
-def ingress_settings(settings: Settings) -> Settings:
+def ingress_settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     """Short publish timeout and reconnect interval, so outage tests finish quickly."""
     return settings.model_copy(
-        update={"amqp_publish_timeout_seconds": 1.0, "amqp_reconnect_interval_seconds": 0.2}
+        update={
+            "amqp_publish_timeout_seconds": 1.0,
+            "amqp_reconnect_interval_seconds": 0.2,
+            "webhook_publisher": getattr(request, "param", settings.webhook_publisher),
+        }
     )
 
 
@@ -74,6 +83,17 @@ async def client(
 ) -> Client:
     """A connected ingress whose topology the test owns."""
     return await start_ingress(ingress_settings)
+
+
+@pytest.fixture
+async def patient_client(
+    ingress_settings: Settings, topology: Names, start_ingress: StartIngress
+) -> Client:
+    """Like ``client``, but a delivery waits up to 30 s for its confirm, however long a test
+    holds it."""
+    return await start_ingress(
+        ingress_settings.model_copy(update={"amqp_publish_timeout_seconds": 30.0})
+    )
 
 
 def webhook_body(event: str = "executionActionCompleted", **extra: Any) -> bytes:

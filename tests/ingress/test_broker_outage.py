@@ -11,6 +11,7 @@ from ingress.broker import Broker
 from ingress.keys import BROKER
 from shared.messaging import Names
 from tests.ingress.conftest import (
+    EACH_PUBLISHER,
     Client,
     StartIngress,
     admin_get,
@@ -22,6 +23,8 @@ from tests.ingress.proxy import TcpProxy
 from tests.ports import free_port
 from tests.settings import Settings
 from tests.waiting import wait_until
+
+pytestmark = EACH_PUBLISHER
 
 
 async def behind_proxy(
@@ -121,15 +124,15 @@ async def test_a_later_publish_times_out_at_its_own_deadline_not_an_earlier_ones
     timeout = settings.amqp_publish_timeout_seconds
     loop = asyncio.get_running_loop()
 
-    async def timed() -> tuple[int, float]:
+    async def timed(event_id: str) -> tuple[int, float]:
         started = loop.time()
-        response = await post_signed(client, webhook_body(), settings)
+        response = await post_signed(client, webhook_body(id=event_id), settings)
         return response.status, loop.time() - started
 
     proxy.stall()
-    first = asyncio.create_task(timed())
+    first = asyncio.create_task(timed("evt_first"))
     await asyncio.sleep(timeout / 2)
-    second = asyncio.create_task(timed())
+    second = asyncio.create_task(timed("evt_second"))  # not a copy: it has a deadline of its own
 
     for status, waited in (await first, await second):
         assert status == 503

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from tests.ingress.conftest import Client, admin_get
+from tests.ingress.conftest import EACH_PUBLISHER, Client, admin_get
+
+pytestmark = EACH_PUBLISHER
 
 
 async def test_healthz_answers_while_the_process_is_alive(client: Client) -> None:

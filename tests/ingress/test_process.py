@@ -16,10 +16,12 @@ import pytest
 
 from ingress.signature import sign
 from shared.messaging import Names
-from tests.ingress.conftest import through, webhook_body
+from tests.ingress.conftest import EACH_PUBLISHER, through, webhook_body
 from tests.ingress.proxy import TcpProxy
 from tests.ports import free_port
 from tests.settings import Settings
+
+pytestmark = EACH_PUBLISHER
 
 
 @dataclass
@@ -69,6 +71,7 @@ async def ingress_process(
         "WEBHOOK_PORT": str(port),
         "WEBHOOK_ADMIN_PORT": str(admin_port),
         "LOG_FORMAT": "json",
+        "WEBHOOK_PUBLISHER": ingress_settings.webhook_publisher,
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ingress", "webhooks", env=env, stdout=asyncio.subprocess.PIPE

@@ -9,13 +9,25 @@ import hmac
 from datetime import datetime, timedelta
 
 import pytest
+from aio_pika import Message
 from aio_pika.abc import AbstractRobustConnection, DeliveryMode
 
+from ingress.keys import BROKER
 from ingress.webhook_app import WEBHOOK_PATH
 from shared.config import WebhookKey
+from shared.errors import PublishError
 from shared.events import derive_event_id, parse_object
-from shared.messaging import HDR_EVENT_ID, HDR_EVENT_NAME, HDR_KEY_INDEX, HDR_RECEIVED_AT, Names
+from shared.messaging import (
+    HDR_EVENT_ID,
+    HDR_EVENT_NAME,
+    HDR_KEY_INDEX,
+    HDR_RECEIVED_AT,
+    Names,
+    open_channel,
+    publish_confirmed,
+)
 from tests.ingress.conftest import (
+    EACH_PUBLISHER,
     Client,
     StartIngress,
     post_signed,
@@ -23,7 +35,11 @@ from tests.ingress.conftest import (
     webhook_body,
 )
 from tests.settings import Settings
-from tests.waiting import sample
+from tests.waiting import sample, wait_until
+
+pytestmark = EACH_PUBLISHER
+
+COALESCED = "recon_broker_publishes_coalesced_total"
 
 
 async def test_valid_webhook_arrives_on_the_queue_with_the_exact_body_bytes(
@@ -77,13 +93,152 @@ async def test_ten_concurrent_identical_deliveries_are_each_confirmed_and_enqueu
     topology: Names,
     amqp_connection: AbstractRobustConnection,
 ) -> None:
-    """The same message_id in flight ten times at once (aio-pika #689) neither hangs nor drops."""
+    """The same message_id in flight ten times at once (aio-pika #689) neither hangs nor drops.
+
+    Each 200 follows a confirmed publish of that body: its own, or (for a copy that arrived
+    while an identical one was in flight) that one's. So the body is enqueued one to ten times.
+    """
     body = webhook_body()
     responses = await asyncio.gather(
         *(post_signed(client, body, ingress_settings) for _ in range(10))
     )
     assert [r.status for r in responses] == [200] * 10
-    assert await queue_depth(amqp_connection, topology.events_queue) == 10
+    assert 1 <= await queue_depth(amqp_connection, topology.events_queue) <= 10
+
+
+async def hold_in_flight(
+    client: Client,
+    topology: Names,
+    amqp_connection: AbstractRobustConnection,
+    body: bytes,
+    release: asyncio.Event,
+) -> asyncio.Task[None]:
+    """The first delivery of a storm, in flight on the ingress until ``release`` is set.
+
+    It stands in the ingress's gate for its message id, as a publish awaiting its confirm does;
+    once released it publishes ``body`` for real (persistent, mandatory, confirmed) through a
+    channel of the test's own.
+    """
+    event_id = derive_event_id(parse_object(body))
+    gate = client.app[BROKER].same_id
+
+    async def publish_when_released() -> None:
+        await release.wait()
+        channel = await open_channel(amqp_connection)
+        try:
+            await publish_confirmed(
+                channel,
+                topology.webhooks_exchange,
+                "executionActionCompleted",
+                Message(body, message_id=event_id, delivery_mode=DeliveryMode.PERSISTENT),
+                timeout=10,
+            )
+        finally:
+            await channel.close()
+
+    deadline = asyncio.get_running_loop().time() + 60
+    held = asyncio.create_task(
+        gate.publish(
+            event_id,
+            topology.webhooks_exchange,
+            "executionActionCompleted",
+            body,
+            deadline=deadline,
+            send=publish_when_released,
+        )
+    )
+    await wait_until(lambda: gate.waiting(event_id) == 0)
+    return held
+
+
+async def storm(
+    client: Client, settings: Settings, body: bytes, copies: int
+) -> list[asyncio.Task[int]]:
+    """``copies`` concurrent deliveries of ``body``, each task ending with its status."""
+
+    async def deliver() -> int:
+        response = await post_signed(client, body, settings)
+        return int(response.status)
+
+    tasks = [asyncio.create_task(deliver()) for _ in range(copies)]
+    gate = client.app[BROKER].same_id
+    event_id = derive_event_id(parse_object(body))
+    await wait_until(lambda: gate.waiting(event_id) == copies)  # every copy waits behind it
+    return tasks
+
+
+async def test_another_webhook_is_answered_and_enqueued_while_32_identical_ones_are_held(
+    patient_client: Client,
+    ingress_settings: Settings,
+    topology: Names,
+    amqp_connection: AbstractRobustConnection,
+) -> None:
+    storm_body, release = webhook_body(id="evt_storm"), asyncio.Event()
+    held = await hold_in_flight(patient_client, topology, amqp_connection, storm_body, release)
+    copies = await storm(patient_client, ingress_settings, storm_body, 32)
+
+    other = await post_signed(patient_client, webhook_body(id="evt_other"), ingress_settings)
+
+    assert other.status == 200
+    assert not any(copy.done() for copy in copies)  # still held
+    async with amqp_connection.channel() as channel:
+        queue = await channel.declare_queue(topology.events_queue, passive=True)
+        stored = await queue.get(timeout=5)
+        await stored.ack()
+    assert stored.message_id == "evt_other"
+    release.set()
+    await held
+    assert await asyncio.gather(*copies) == [200] * 32
+
+
+async def test_identical_deliveries_held_behind_one_in_flight_take_its_confirm_and_store_once(
+    patient_client: Client,
+    ingress_settings: Settings,
+    topology: Names,
+    amqp_connection: AbstractRobustConnection,
+) -> None:
+    storm_body, release = webhook_body(id="evt_storm"), asyncio.Event()
+    held = await hold_in_flight(patient_client, topology, amqp_connection, storm_body, release)
+    copies = await storm(patient_client, ingress_settings, storm_body, 32)
+
+    before = sample(COALESCED, exchange=topology.webhooks_exchange)
+
+    release.set()  # the first delivery's publish is confirmed
+
+    await held
+    assert await asyncio.gather(*copies) == [200] * 32
+    assert await queue_depth(amqp_connection, topology.events_queue) == 1
+    coalesced = sample(
+        "recon_broker_publishes_coalesced_total", exchange=topology.webhooks_exchange
+    )
+    assert coalesced == before + 32
+
+
+async def test_identical_deliveries_held_behind_one_that_is_returned_are_each_503(
+    patient_client: Client,
+    ingress_settings: Settings,
+    topology: Names,
+    amqp_connection: AbstractRobustConnection,
+) -> None:
+    """Nothing was stored, so no copy may be answered 200: each takes the first one's failure."""
+    storm_body, release = webhook_body(id="evt_storm"), asyncio.Event()
+    held = await hold_in_flight(patient_client, topology, amqp_connection, storm_body, release)
+    copies = await storm(patient_client, ingress_settings, storm_body, 8)
+    async with amqp_connection.channel() as channel:
+        queue = await channel.declare_queue(topology.events_queue, passive=True)
+        await queue.unbind(topology.webhooks_exchange, "#")
+
+    before = sample(COALESCED, exchange=topology.webhooks_exchange)
+
+    release.set()
+
+    with pytest.raises(PublishError):
+        await held
+    assert await asyncio.gather(*copies) == [503] * 8
+    coalesced = sample(
+        "recon_broker_publishes_coalesced_total", exchange=topology.webhooks_exchange
+    )
+    assert coalesced == before + 8  # none published again
 
 
 async def test_signature_under_any_configured_key_is_accepted_and_counted_by_key_index(
