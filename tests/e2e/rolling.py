@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import psycopg
@@ -268,3 +269,31 @@ def count_messages(
         doubled=doubled,
         redelivered=backend.deliveries - len(backend.messages),
     )
+
+
+# ---------------------------------------------------------------- Payrails' own deliveries
+
+
+@dataclass(frozen=True)
+class PayrailsWebhooks:
+    """The sandbox's webhook deliveries: it posts to the first ingress directly, with no
+    balancer in between, and retries what got no 2xx, as Payrails does."""
+
+    deliveries: int
+    attempts: int
+    unanswered: int  # attempts that got no HTTP answer (connection refused or reset)
+    statuses: dict[int, int]  # the HTTP answers attempts got
+    undelivered: list[str]  # deliveries that did not end delivered
+
+    @classmethod
+    def of(cls, deliveries: Sequence[dict[str, Any]]) -> PayrailsWebhooks:
+        history = [attempt for d in deliveries for attempt in d["history"]]
+        return cls(
+            deliveries=len(deliveries),
+            attempts=len(history),
+            unanswered=sum(1 for a in history if a["status"] is None),
+            statuses=dict(Counter(a["status"] for a in history if a["status"] is not None)),
+            undelivered=[
+                f"{d['id']}:{d['status']}" for d in deliveries if d["status"] != "delivered"
+            ],
+        )

@@ -18,6 +18,7 @@ from tests.e2e.counting import Figures, wait_until
 from tests.e2e.drivers import redeliver_until_accepted
 from tests.e2e.flows import Judge, plan, shop, signed_deliveries, wait_processed
 from tests.e2e.rolling import (
+    PayrailsWebhooks,
     Rotation,
     ShopperLoad,
     balanced_load,
@@ -67,8 +68,11 @@ async def test_rolling_restart_fails_no_checkout_and_loses_no_message(scenario: 
     done.set()
     result = await load
     await shopping
+    deliveries = deliveries[: result.sent]  # in order, none after ``done``
     unanswered = await redeliver_until_accepted(stack.ingress_urls, deliveries, max_seconds=90)
     inbox = await wait_processed(ledger, deliveries, timeout=size(120, 600))
+    executions = {o.execution_id for o in targets + shoppers.placed if o.execution_id}
+    payrails = PayrailsWebhooks.of(await control.wait_deliveries_settled(executions, timeout=120))
     verdict = await Judge(control, ledger, backend).settle(
         tag, expected_orders=len(targets) + shoppers.started, timeout=180
     )
@@ -88,6 +92,11 @@ async def test_rolling_restart_fails_no_checkout_and_loses_no_message(scenario: 
     figures["webhook_statuses"] = dict(sorted(result.by_status.items()))
     figures["never_accepted"] = len(unanswered)
     figures["webhooks_lost"] = len(lost)
+    figures["payrails_deliveries"] = payrails.deliveries
+    figures["payrails_attempts"] = payrails.attempts
+    figures["payrails_unanswered"] = payrails.unanswered  # ingress-0 restarting; retried
+    figures["payrails_statuses"] = dict(sorted(payrails.statuses.items()))
+    figures["payrails_undelivered"] = len(payrails.undelivered)
     figures["checkouts"] = shoppers.started
     figures["failed_checkouts"] = len(shoppers.failed)
     figures["checkout_answers"] = dict(sorted(shoppers.seen.items()))  # 0: none (retried)
@@ -102,6 +111,8 @@ async def test_rolling_restart_fails_no_checkout_and_loses_no_message(scenario: 
     assert shoppers.failed == []
     assert set(result.by_status) <= {200, 503}, result.by_status  # 503: retried by Payrails
     assert unanswered == []
+    assert set(payrails.statuses) <= {200, 503}, payrails.statuses
+    assert payrails.undelivered == []
     assert lost == []
     assert messages.lost == []
     assert messages.doubled == []
