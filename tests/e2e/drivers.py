@@ -315,6 +315,7 @@ class MerchantApi:
     checkout_url: str
     session: aiohttp.ClientSession
     api_key: str = SANDBOX_MERCHANT_API_KEY
+    seen: Counter[int] | None = None  # statuses of its calls, retries too
 
     @property
     def auth(self) -> dict[str, str]:
@@ -340,6 +341,7 @@ class MerchantApi:
             self.checkout_url + MERCHANT_ORDERS_PATH,
             body,
             headers=self.auth,
+            seen=self.seen,
         )
         if answer.status not in (200, 201):
             raise AssertionError(f"merchant create order answered {answer.status}: {answer.body}")
@@ -393,7 +395,7 @@ class Shopper:
 
     @property
     def merchant(self) -> MerchantApi:
-        return MerchantApi(self.checkout_url, self.session, self.merchant_api_key)
+        return MerchantApi(self.checkout_url, self.session, self.merchant_api_key, self.seen)
 
     async def tokenize(self, checkout: CheckoutSession, card: str) -> str:
         init = await call_until_answered(
