@@ -21,17 +21,13 @@ from aiohttp import web
 from ingress.amqp_wire import HeaderValue
 from ingress.keys import BROKER, SETTINGS
 from ingress.publisher import ConfirmPublisher, Endpoint, PublishRefused, open_publisher
-from ingress.publishing import connect_until_up
-from ingress.same_id import SameIdGate
-from shared import metrics
+from ingress.publishing import Outgoing, PublisherBase
 from shared.config import PublisherSettings
 from shared.messaging import (
-    Names,
     confirmed_metrics,
     connect,
     declare_topology,
     publish_failed,
-    reconnect_backoff,
 )
 
 log = structlog.get_logger("ingress.broker")
@@ -40,45 +36,24 @@ CONNECTION_NAME = "recon-ingress"
 CONTENT_TYPE = "application/json"
 
 
-class Broker:
+class Broker(PublisherBase):
     """Owns the publishing connection; publishes with a bounded wait."""
 
     def __init__(self, settings: PublisherSettings) -> None:
-        self.settings = settings
-        self.names = Names.from_settings(settings)
+        super().__init__(settings)
         self._endpoint = Endpoint.from_url(settings.amqp_url.reveal())
         self._publisher: ConfirmPublisher | None = None
-        self._ready = asyncio.Event()
-        # Publishes sharing a message id: one on the channel at a time, identical ones coalesced.
-        self.same_id = SameIdGate()
         # Publishes awaiting their confirm, oldest first: one timeout for all, so deadlines
         # arrive in order and one timer serves them all (a timer per publish costs more).
         self._deadlines: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
         self._expiry: asyncio.TimerHandle | None = None
         self._confirmed: list[tuple[str, float]] = []  # (exchange, seconds) not yet counted
-        self._timeout = settings.amqp_publish_timeout_seconds
-        self._loop = asyncio.get_running_loop()
-        self._closing = False
         self._reconnecting: asyncio.Task[None] | None = None
-        self._backoff = reconnect_backoff(settings)
 
     @property
     def is_ready(self) -> bool:
         """True while the confirm channel is open and the broker takes publishes."""
         return self._publisher is not None and self._publisher.is_ready
-
-    async def wait_ready(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the channel to be open."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._ready.wait()
-        except TimeoutError:
-            return False
-        return self.is_ready
-
-    async def connect(self) -> None:
-        """Declare the topology and open the confirm channel; back off and retry until both work."""
-        await connect_until_up(self._connect_once, self._backoff, lambda: self._closing)
 
     async def _connect_once(self) -> None:
         connection = await connect(self.settings.amqp_url.reveal(), name=f"{CONNECTION_NAME}-setup")
@@ -106,13 +81,6 @@ class Broker:
         if self._reconnecting is None or self._reconnecting.done():
             self._reconnecting = self._loop.create_task(self.connect(), name="broker-reconnect")
 
-    def _mark(self, ready: bool) -> None:
-        metrics.BROKER_CONNECTED.set(1 if ready else 0)
-        if ready:
-            self._ready.set()
-        else:
-            self._ready.clear()
-
     async def close(self) -> None:
         """Cancel any reconnect, then close the connection; a silent broker cannot stall it."""
         self._closing = True
@@ -137,41 +105,29 @@ class Broker:
         message_id: str,
         headers: Mapping[str, HeaderValue],
     ) -> None:
-        """Publish persistent and mandatory, await the confirm; raise PublishError otherwise.
-
-        Never waits longer than AMQP_PUBLISH_TIMEOUT_SECONDS in all.
-        """
+        """As ``PublisherBase.publish``; confirmed publishes are counted once per tick."""
         started = self._loop.time()
-        deadline = started + self._timeout
-
-        async def send() -> None:
-            await self._publish(exchange, routing_key, body, message_id, headers, deadline)
-
-        await self.same_id.publish(
-            message_id, exchange, routing_key, body, deadline=deadline, send=send
-        )
+        await super().publish(exchange, routing_key, body, message_id=message_id, headers=headers)
         if not self._confirmed:
             self._loop.call_soon(self._count_confirmed)
         self._confirmed.append((exchange, self._loop.time() - started))
 
-    async def _publish(
-        self,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        message_id: str,
-        headers: Mapping[str, HeaderValue],
-        deadline: float,
-    ) -> None:
+    async def _publish(self, message: Outgoing, deadline: float) -> None:
         publisher = self._publisher  # read after the gate: it may have gone meanwhile
         if publisher is None:
-            raise publish_failed(exchange, "disconnected")
+            raise publish_failed(message.exchange, "disconnected")
         try:
-            confirmed = publisher.publish(exchange, routing_key, body, message_id, headers)
+            confirmed = publisher.publish(
+                message.exchange,
+                message.routing_key,
+                message.body,
+                message.message_id,
+                message.headers,
+            )
             self._expire_at(deadline, confirmed)
             await confirmed
         except PublishRefused as exc:
-            raise publish_failed(exchange, exc.outcome) from exc
+            raise publish_failed(message.exchange, exc.outcome) from exc
 
     def _count_confirmed(self) -> None:
         """The confirmed publishes of one tick, counted together (one increment per exchange)."""

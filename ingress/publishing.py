@@ -10,18 +10,34 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 from aiohttp import web
 
 from ingress.same_id import SameIdGate
+from shared import metrics
 from shared.backoff import Backoff
-from shared.messaging import Names
+from shared.config import PublisherSettings
+from shared.messaging import Names, reconnect_backoff
 
 log = structlog.get_logger("ingress.broker")
 
 HeaderValue = str | int
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to publish."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    message_id: str
+    headers: Mapping[str, HeaderValue]
+
+
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 SETUP_TIMEOUT_SECONDS = 30.0  # connect, declare the topology, open the confirm channel
 
@@ -67,3 +83,74 @@ async def connect_until_up(
             continue
         log.info("broker.connected")
         return
+
+
+class PublisherBase:
+    """What both publishers share: names, the same-id gate, readiness, the connect loop and the
+    one deadline of a publish. Subclasses open the connection (``_connect_once``), tell
+    readiness (``is_ready``) and send one message before its deadline (``_publish``)."""
+
+    def __init__(self, settings: PublisherSettings) -> None:
+        self.settings = settings
+        self.names = Names.from_settings(settings)
+        # Publishes sharing a message id: one on the channel at a time, identical ones coalesced.
+        self.same_id = SameIdGate()
+        self._up = asyncio.Event()  # the channel is open (set again when it comes back)
+        self._timeout = settings.amqp_publish_timeout_seconds
+        self._loop = asyncio.get_running_loop()
+        self._closing = False
+        self._backoff = reconnect_backoff(settings)
+
+    @property
+    def is_ready(self) -> bool:
+        raise NotImplementedError
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the channel to be open."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._up.wait()
+        except TimeoutError:
+            return False
+        return self.is_ready
+
+    async def connect(self) -> None:
+        """Connect, declare the topology and open the confirm channel; retry until all work."""
+        await connect_until_up(self._connect_once, self._backoff, lambda: self._closing)
+
+    async def _connect_once(self) -> None:
+        raise NotImplementedError
+
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str,
+        headers: Mapping[str, HeaderValue],
+    ) -> None:
+        """Publish persistent and mandatory, await the confirm; raise PublishError otherwise.
+
+        Never waits longer than AMQP_PUBLISH_TIMEOUT_SECONDS in all.
+        """
+        deadline = self._loop.time() + self._timeout
+
+        message = Outgoing(exchange, routing_key, body, message_id, headers)
+
+        async def send() -> None:
+            await self._publish(message, deadline)
+
+        await self.same_id.publish(
+            message_id, exchange, routing_key, body, deadline=deadline, send=send
+        )
+
+    async def _publish(self, message: Outgoing, deadline: float) -> None:
+        raise NotImplementedError
+
+    def _mark(self, up: bool) -> None:
+        metrics.BROKER_CONNECTED.set(1 if up else 0)
+        if up:
+            self._up.set()
+        else:
+            self._up.clear()
