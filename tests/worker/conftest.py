@@ -8,7 +8,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -19,11 +19,13 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
 from shared.config import Settings
 from shared.db.models import Order, OrderTransition, OutboxMessage
+from shared.db.session import create_engine, create_sessionmaker
 from shared.events import derive_event_id
 from shared.messaging import (
     HDR_EVENT_ID,
@@ -35,6 +37,7 @@ from shared.messaging import (
 )
 from shared.money import Money
 from shared.payrails.client import PayrailsClient
+from tests.conftest import ServiceUrls, admin_sql
 from tests.waiting import sample, wait_until
 from worker.consumer import EventsConsumer
 from worker.deps import Deps
@@ -393,3 +396,47 @@ def processed_since(before: float, count: int) -> Callable[[], Awaitable[bool]]:
         return total_processed() >= before + count
 
     return done
+
+
+@dataclass
+class ReadOnlyDatabase:
+    """The run's database answering every write with SQLSTATE 25006, as a standby does.
+
+    ``ALTER DATABASE ... SET default_transaction_read_only`` reaches new connections only, so
+    the deps ``read_only`` returns (with an engine of their own, made while the switch is on)
+    hold read-only connections, just as a pool holds connections to a primary that has since
+    become a standby, or to the node a managed service's writer endpoint named before its
+    failover. ``writable`` switches it off for new connections; pooled ones stay read-only.
+    """
+
+    base: Deps
+    name: str
+    service_urls: ServiceUrls
+    engines: list[AsyncEngine] = field(default_factory=list)
+
+    def read_only(self) -> Deps:
+        self._alter("SET default_transaction_read_only = on")
+        engine = create_engine(self.base.settings)
+        self.engines.append(engine)
+        return dataclasses.replace(self.base, sessions=create_sessionmaker(engine))
+
+    def writable(self) -> None:
+        self._alter("RESET default_transaction_read_only")
+
+    def _alter(self, change: str) -> None:
+        admin_sql(self.service_urls, f'ALTER DATABASE "{self.name}" {change}')
+
+
+@pytest.fixture
+async def read_only_database(
+    sandbox_deps: Deps, service_urls: ServiceUrls
+) -> AsyncIterator[ReadOnlyDatabase]:
+    name = make_url(sandbox_deps.settings.database_url).database
+    assert name is not None
+    database = ReadOnlyDatabase(sandbox_deps, name, service_urls)
+    try:
+        yield database
+    finally:
+        database.writable()
+        for engine in database.engines:
+            await engine.dispose()
