@@ -21,6 +21,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.errors import TransientError
+
 # read_only_sql_transaction, admin_shutdown, crash_shutdown, cannot_connect_now
 FAILOVER_SQLSTATES = frozenset({"25006", "57P01", "57P02", "57P03"})
 CONNECTION_EXCEPTION_CLASS = "08"  # connection_exception and its subclasses
@@ -57,3 +59,8 @@ def drop_connections_on_failover(engine: AsyncEngine) -> None:
     def _failover_is_a_disconnect(context: ExceptionContext) -> None:
         if context.original_exception is not None and is_failover_error(context.original_exception):
             context.is_disconnect = True
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A service error meant to be retried, or the database being unavailable (see above)."""
+    return isinstance(exc, TransientError) or is_database_unavailable(exc)

@@ -19,7 +19,6 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
@@ -37,7 +36,8 @@ from shared.messaging import (
 )
 from shared.money import Money
 from shared.payrails.client import PayrailsClient
-from tests.conftest import ServiceUrls, admin_sql
+from tests.conftest import ServiceUrls
+from tests.read_only import ReadOnlySwitch
 from tests.waiting import sample, wait_until
 from worker.consumer import EventsConsumer
 from worker.deps import Deps
@@ -400,40 +400,29 @@ def processed_since(before: float, count: int) -> Callable[[], Awaitable[bool]]:
 
 @dataclass
 class ReadOnlyDatabase:
-    """The run's database answering every write with SQLSTATE 25006, as a standby does.
-
-    ``ALTER DATABASE ... SET default_transaction_read_only`` reaches new connections only, so
-    the deps ``read_only`` returns (with an engine of their own, made while the switch is on)
-    hold read-only connections, just as a pool holds connections to a primary that has since
-    become a standby, or to the node a managed service's writer endpoint named before its
-    failover. ``writable`` switches it off for new connections; pooled ones stay read-only.
-    """
+    """The run's database refusing writes; ``read_only`` gives deps whose pool is made then."""
 
     base: Deps
-    name: str
-    service_urls: ServiceUrls
+    switch: ReadOnlySwitch
     engines: list[AsyncEngine] = field(default_factory=list)
 
     def read_only(self) -> Deps:
-        self._alter("SET default_transaction_read_only = on")
+        self.switch.on()
         engine = create_engine(self.base.settings)
         self.engines.append(engine)
         return dataclasses.replace(self.base, sessions=create_sessionmaker(engine))
 
     def writable(self) -> None:
-        self._alter("RESET default_transaction_read_only")
-
-    def _alter(self, change: str) -> None:
-        admin_sql(self.service_urls, f'ALTER DATABASE "{self.name}" {change}')
+        self.switch.off()
 
 
 @pytest.fixture
 async def read_only_database(
     sandbox_deps: Deps, service_urls: ServiceUrls
 ) -> AsyncIterator[ReadOnlyDatabase]:
-    name = make_url(sandbox_deps.settings.database_url).database
-    assert name is not None
-    database = ReadOnlyDatabase(sandbox_deps, name, service_urls)
+    database = ReadOnlyDatabase(
+        sandbox_deps, ReadOnlySwitch(sandbox_deps.settings.database_url, service_urls)
+    )
     try:
         yield database
     finally:
