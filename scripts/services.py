@@ -86,14 +86,40 @@ class Service:
         return f"{self.name} at {self.host}:{self.port} ({self.variable})"
 
 
+def database_hosts(database_url: str) -> list[tuple[str, int]]:
+    """Every host:port DATABASE_URL names, in order: one, or a primary and its standbys.
+
+    Both multi-host forms SQLAlchemy accepts are read: libpq's ``?host=h1,h2&port=p1,p2`` and
+    ``?host=h1:p1&host=h2:p2``.
+    """
+    url = make_url(database_url)
+    given = url.query.get("host")
+    if not given:
+        return [(url.host or "127.0.0.1", url.port or 5432)]
+    tokens = [given] if isinstance(given, str) else list(given)
+    hosts = [host for token in tokens for host in token.split(",")]
+    ports_given = url.query.get("port", "")
+    ports = ",".join([ports_given] if isinstance(ports_given, str) else ports_given).split(",")
+    found = []
+    for i, host in enumerate(hosts):
+        name, _, port = host.partition(":")
+        port = port or (ports[i] if i < len(ports) else ports[-1])
+        found.append((name or "127.0.0.1", int(port) if port else 5432))
+    return found
+
+
+def _database_service(database_url: str) -> Service:
+    """PostgreSQL at the first of DATABASE_URL's hosts that answers, else at the first one."""
+    hosts = database_hosts(database_url)
+    host, port = next((h for h in hosts if is_reachable(*h)), hosts[0])
+    return Service("PostgreSQL", "DATABASE_URL", "postgres", host, port)
+
+
 def services_of(settings: ServicesSettings) -> tuple[Service, Service]:
     """PostgreSQL and RabbitMQ as DATABASE_URL and AMQP_URL name them."""
-    db = urlsplit(settings.database_url)
     amqp = urlsplit(settings.amqp_url.reveal())
     return (
-        Service(
-            "PostgreSQL", "DATABASE_URL", "postgres", db.hostname or "127.0.0.1", db.port or 5432
-        ),
+        _database_service(settings.database_url),
         Service(
             "RabbitMQ", "AMQP_URL", "rabbitmq", amqp.hostname or "127.0.0.1", amqp.port or 5672
         ),

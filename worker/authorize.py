@@ -22,11 +22,12 @@ from enum import StrEnum
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy import select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import metrics
 from shared.commands import AuthorizeCommand
+from shared.db.failover import is_transient
 from shared.db.models import IdempotencyKey, Order
 from shared.errors import InvalidPayload, PublishError, TransientError
 from shared.orders import apply_observation, ensure_idempotency_key, lock_order, order_money, utcnow
@@ -214,7 +215,9 @@ async def _process(
             order_reference=command.order_reference, execution_id=command.execution_id
         ):
             return await authorize_order(deps, command, hook)
-    except (TransientError, OperationalError) as exc:
+    except (TransientError, DBAPIError) as exc:
+        if not is_transient(exc):
+            raise
         log.warning("authorize.transient_failure", error=type(exc).__name__)
         result = await retry_later(message, deps, source_queue=queue, reason="transient")
         return AuthorizeOutcome(result)

@@ -24,12 +24,12 @@ import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from structlog.contextvars import bound_contextvars
 
 from shared import metrics
 from shared.backoff import Backoff, pause
+from shared.db.failover import is_database_unavailable
 from shared.errors import InvalidPayload, PublishError
 from shared.event_registry import event_label
 from shared.events import WebhookEvent
@@ -56,13 +56,6 @@ _RETRIED = frozenset({Outcome.ORDER_NOT_FOUND, Outcome.PAYRAILS_UNAVAILABLE})
 _DB_BACKOFF = Backoff(start=0.2, cap=5.0)
 _DB_FAILURES_WHILE_UP = 3  # failures of one batch, with the database answering, before a split
 _HANDOFF_BACKOFF = Backoff(start=0.2, cap=10.0)
-
-
-def is_database_unavailable(exc: BaseException) -> bool:
-    """True for errors that say the database (not this message) is the problem."""
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
-        return True
-    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
 
 
 class _Stopping(Exception):
@@ -289,12 +282,14 @@ class EventsConsumer:
                 raise _Stopping
 
     async def _database_answers(self) -> bool:
+        """The database answers as a primary: a standby (or a read-only node a writer endpoint
+        still names during a failover) answers, but every write would fail."""
         try:
             async with self._deps.sessions() as session:
-                await session.execute(text("SELECT 1"))
+                read_only = await session.scalar(text("SHOW transaction_read_only"))
         except Exception:
             return False
-        return True
+        return bool(read_only == "off")
 
     async def _route(
         self, held: Held, result: Result | None, reason: str | None, *, retry: bool = False

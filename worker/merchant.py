@@ -15,12 +15,13 @@ from typing import Any
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import metrics
 from shared.checkout_sessions import is_payable, issue_session
 from shared.commands import CreateOrderCommand
+from shared.db.failover import is_transient
 from shared.db.models import MerchantCommand, Order
 from shared.errors import InvalidPayload, PublishError, TransientError
 from shared.merchant_orders import OrderTermsConflict, create_order
@@ -125,7 +126,9 @@ async def _process(message: AbstractIncomingMessage, deps: Deps) -> str:
     ):
         try:
             return await create_order_from_command(deps, command)
-        except (TransientError, OperationalError) as exc:
+        except (TransientError, DBAPIError) as exc:
+            if not is_transient(exc):
+                raise
             log.warning("merchant.transient_failure", error=type(exc).__name__)
             return await retry_later(message, deps, source_queue=queue, reason="transient")
 

@@ -10,11 +10,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from ingress.checkout.keys import OUTCOME
 from ingress.checkout.service import CheckoutError
 from shared import metrics
+from shared.db.failover import is_transient
 from shared.errors import TransientError
 
 log = structlog.get_logger("ingress.checkout")
@@ -75,7 +76,9 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             headers=exc.headers,
             **exc.details,
         )
-    except (TransientError, OperationalError) as exc:
+    except (TransientError, DBAPIError) as exc:
+        if not is_transient(exc):
+            raise
         log.warning("checkout.dependency_unavailable", error=type(exc).__name__)
         request[OUTCOME] = "unavailable"
         return error_response(503, "unavailable", "a dependency is unavailable; retry shortly")

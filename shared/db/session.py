@@ -10,13 +10,15 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from shared.config import DatabaseSettings
+from shared.db.failover import drop_connections_on_failover
 
 OUTBOX_CHANNEL = "recon_outbox"  # NOTIFY channel the outbox relay LISTENs on
 
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
-    """An async engine on psycopg 3 that checks connections before use."""
-    return create_async_engine(
+    """An async engine on psycopg 3 that checks connections before use and drops them all when
+    one learns the primary has failed over (see ``shared.db.failover``)."""
+    engine = create_async_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
@@ -25,6 +27,8 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
     )
+    drop_connections_on_failover(engine)
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -8,7 +8,7 @@ import dataclasses
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -37,8 +37,10 @@ from shared.db.models import (
 from shared.messaging import Names, open_channel
 from shared.orders import utcnow
 from shared.payrails.client import open_payrails_client
+from tests.conftest import ServiceUrls
 from tests.ports import free_port
 from tests.settings import Settings
+from tests.read_only import ReadOnlySwitch
 from worker.authorize import handle_authorize
 from worker.deps import Deps
 from worker.preauthorize import Decision, PreAuthorizeHook
@@ -313,3 +315,13 @@ async def idempotency_operations(
             .order_by(IdempotencyKey.id)
         )
         return list(rows)
+
+
+@pytest.fixture
+def read_only_switch(settings: Settings, service_urls: ServiceUrls) -> Iterator[ReadOnlySwitch]:
+    """The run's database made to refuse writes by the test; always writable again afterwards."""
+    switch = ReadOnlySwitch(settings.database_url, service_urls)
+    try:
+        yield switch
+    finally:
+        switch.off()

@@ -18,10 +18,12 @@ import pytest
 
 from shared.db.migrate import upgrade
 from shared.messaging import connect_robust
+from tests.cluster.pg_replica import PgReplicaPair, running_pg_replica, server_bindir
 from tests.conftest import ServiceUrls, delete_topology
 from tests.e2e.counting import CommerceBackend, Ledger
 from tests.e2e.harness import ARTIFACTS, SandboxControl, Stack, StackConfig
 from tests.settings import Settings
+from tests.e2e.pg_failover import DirectStack
 
 RUN = secrets.token_hex(4)
 
@@ -133,3 +135,66 @@ def scenario(
     needles: dict[str, set[str]],
 ) -> Scenario:
     return Scenario(stack, control, ledger, backend, tag, needles)
+
+
+# ---------------------------------------------------------------- scenario 13: PostgreSQL failover
+
+
+@pytest.fixture(scope="session")
+def pg_replica(run_dir: Path) -> Iterator[PgReplicaPair]:
+    """A PostgreSQL primary and streaming standby of the suite's own (never the shared server)."""
+    if server_bindir() is None:
+        pytest.skip("the PostgreSQL server tools (initdb, pg_ctl) are not installed")
+    with running_pg_replica(keep_logs=run_dir) as pair:
+        print(f"[e2e] postgresql primary + standby up in {pair.seconds_to_start:.1f}s", flush=True)
+        yield pair
+
+
+@pytest.fixture(scope="session")
+async def replica_stack(
+    service_urls: ServiceUrls, pg_replica: PgReplicaPair, run_dir: Path
+) -> AsyncIterator[Stack]:
+    """The stack on the pair's multi-host URL and the shared RabbitMQ, prefixed of its own.
+
+    Its database is created and migrated through the same URL, so on the primary.
+    """
+    name = f"recon_e2e_{RUN}"
+    with psycopg.connect(pg_replica.url("postgres", driver="postgresql"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    upgrade(pg_replica.url(name))
+    config = StackConfig(
+        run_dir=run_dir / "pg-replica",
+        database_url=pg_replica.url(name),
+        admin_database_url=pg_replica.url("postgres"),
+        amqp_url=service_urls.amqp_url,
+        prefix=f"e2e{RUN}pg.",
+    )
+    config.run_dir.mkdir()
+    the_stack = DirectStack(config)
+    try:
+        await the_stack.start(ingresses=2, workers=2)
+        yield the_stack
+    finally:
+        codes = await the_stack.stop()
+        print(f"[e2e] replica stack stopped: exit codes {codes}", flush=True)
+        connection = await connect_robust(service_urls.amqp_url)
+        try:
+            await delete_topology(connection, Settings.from_env(the_stack.env()))
+        finally:
+            await connection.close()
+
+
+@pytest.fixture
+async def replica_scenario(
+    replica_stack: Stack, tag: str, needles: dict[str, set[str]]
+) -> AsyncIterator[Scenario]:
+    """``scenario`` on the replica stack: its own sandbox control, ledger and commerce backend."""
+    backend = CommerceBackend(replica_stack.config.amqp_url, Settings.from_env(replica_stack.env()))
+    await backend.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            control = SandboxControl(replica_stack, session)
+            ledger = Ledger(replica_stack.config.database_url)
+            yield Scenario(replica_stack, control, ledger, backend, tag, needles)
+    finally:
+        await backend.close()

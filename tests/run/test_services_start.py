@@ -199,3 +199,36 @@ def test_a_local_start_that_hangs_names_the_command_and_the_variable_to_set(
         "or point DATABASE_URL at a server that is running.",
     ]
     assert stand_ins.recorded() == [("pg_ctlcluster", *LOCAL_START_ARGS)]
+
+
+def multi_host_settings(postgres: tuple[int, int], rabbitmq: int) -> Settings:
+    """DATABASE_URL naming a primary and a standby, libpq's multi-host form."""
+    hosts = "127.0.0.1,127.0.0.1"
+    query = f"host={hosts}&port={postgres[0]},{postgres[1]}&target_session_attrs=read-write"
+    return Settings.from_env(
+        {
+            "DATABASE_URL": f"postgresql+psycopg://postgres@/payrails?{query}",
+            "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{rabbitmq}/",
+        }
+    )
+
+
+def test_a_multi_host_database_url_is_reachable_through_any_of_its_hosts(
+    stand_ins: StandIns, clusters: Path, ports: tuple[int, int]
+) -> None:
+    install(stand_ins)
+    first_down, second_up = free_port(), ports[0]
+    with listening_on(second_up), listening_on(ports[1]):
+        settings = multi_host_settings((first_down, second_up), ports[1])
+        overrides = ensure_services(settings, {}, lambda _: None, clusters=clusters)
+    assert overrides == {}
+    assert stand_ins.recorded() == []
+
+
+def test_a_multi_host_database_url_with_every_host_down_names_its_first_host(
+    stand_ins: StandIns, clusters: Path, ports: tuple[int, int]
+) -> None:
+    first, second = ports[0], free_port()
+    with listening_on(ports[1]), pytest.raises(ServicesUnavailable) as raised:
+        ensure_services(multi_host_settings((first, second), ports[1]), {}, lambda _: None)
+    assert f"PostgreSQL at 127.0.0.1:{first} (DATABASE_URL) is not reachable." in str(raised.value)

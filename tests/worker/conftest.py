@@ -8,7 +8,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -19,10 +19,11 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
 from shared.db.models import Order, OrderTransition, OutboxMessage
+from shared.db.session import create_engine, create_sessionmaker
 from shared.events import derive_event_id
 from shared.messaging import (
     HDR_EVENT_ID,
@@ -35,6 +36,8 @@ from shared.messaging import (
 from shared.money import Money
 from shared.payrails.client import PayrailsClient
 from tests.settings import Settings
+from tests.conftest import ServiceUrls
+from tests.read_only import ReadOnlySwitch
 from tests.waiting import sample, wait_until
 from worker.consumer import EventsConsumer
 from worker.deps import Deps
@@ -393,3 +396,36 @@ def processed_since(before: float, count: int) -> Callable[[], Awaitable[bool]]:
         return total_processed() >= before + count
 
     return done
+
+
+@dataclass
+class ReadOnlyDatabase:
+    """The run's database refusing writes; ``read_only`` gives deps whose pool is made then."""
+
+    base: Deps
+    switch: ReadOnlySwitch
+    engines: list[AsyncEngine] = field(default_factory=list)
+
+    def read_only(self) -> Deps:
+        self.switch.on()
+        engine = create_engine(self.base.settings)
+        self.engines.append(engine)
+        return dataclasses.replace(self.base, sessions=create_sessionmaker(engine))
+
+    def writable(self) -> None:
+        self.switch.off()
+
+
+@pytest.fixture
+async def read_only_database(
+    sandbox_deps: Deps, service_urls: ServiceUrls
+) -> AsyncIterator[ReadOnlyDatabase]:
+    database = ReadOnlyDatabase(
+        sandbox_deps, ReadOnlySwitch(sandbox_deps.settings.database_url, service_urls)
+    )
+    try:
+        yield database
+    finally:
+        database.writable()
+        for engine in database.engines:
+            await engine.dispose()
