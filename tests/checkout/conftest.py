@@ -39,8 +39,8 @@ from shared.orders import utcnow
 from shared.payrails.client import open_payrails_client
 from tests.conftest import ServiceUrls
 from tests.ports import free_port
-from tests.settings import Settings
 from tests.read_only import ReadOnlySwitch
+from tests.settings import Settings
 from worker.authorize import handle_authorize
 from worker.deps import Deps
 from worker.preauthorize import Decision, PreAuthorizeHook

@@ -22,8 +22,8 @@ from tests.cluster.pg_replica import PgReplicaPair, running_pg_replica, server_b
 from tests.conftest import ServiceUrls, delete_topology
 from tests.e2e.counting import CommerceBackend, Ledger
 from tests.e2e.harness import ARTIFACTS, SandboxControl, Stack, StackConfig
-from tests.settings import Settings
 from tests.e2e.pg_failover import DirectStack
+from tests.settings import Settings
 
 RUN = secrets.token_hex(4)
 

@@ -35,9 +35,9 @@ from shared.messaging import (
 )
 from shared.money import Money
 from shared.payrails.client import PayrailsClient
-from tests.settings import Settings
 from tests.conftest import ServiceUrls
 from tests.read_only import ReadOnlySwitch
+from tests.settings import Settings
 from tests.waiting import sample, wait_until
 from worker.consumer import EventsConsumer
 from worker.deps import Deps
@@ -224,12 +224,22 @@ class Broker:
             out.append(message)
         return out
 
-    async def wait_for(self, queue: str, count: int, timeout: float = 15.0) -> list[Any]:
-        """Wait until ``count`` messages have arrived on ``queue``; return them (acked)."""
+    async def wait_for(
+        self,
+        queue: str,
+        count: int,
+        timeout: float = 15.0,
+        keep: Callable[[AbstractIncomingMessage], bool] = lambda _: True,
+    ) -> list[Any]:
+        """Wait until ``count`` messages ``keep`` accepts have arrived on ``queue``; return them.
+
+        Every message taken is acked; those ``keep`` refuses (say, outbox rows another test of
+        the session left for a relay) are dropped.
+        """
         out: list[AbstractIncomingMessage] = []
         async with asyncio.timeout(timeout):
             while len(out) < count:
-                out += await self.drain(queue)
+                out += [m for m in await self.drain(queue) if keep(m)]
                 if len(out) < count:
                     await asyncio.sleep(0.05)
         return out
