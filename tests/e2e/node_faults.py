@@ -73,13 +73,16 @@ class ReadinessWatch:
         return max(last) + WATCH_INTERVAL_SECONDS - since if last else 0.0
 
 
-async def _new_leader(cluster: RabbitCluster, queue: str, victim: Node, timeout: float) -> str:
-    """The queue's leader as the other nodes see it, once it is not ``victim``."""
-    others = [n for n in cluster.nodes if n is not victim]
+async def _leader(
+    cluster: RabbitCluster, queue: str, *, timeout: float, not_on: Node | None = None
+) -> str:
+    """The queue's leader, once a node names one (not ``not_on``, nor asked of it); "" when
+    none does within ``timeout``. A busy node may list a quorum queue without its leader."""
+    ask = [n for n in cluster.nodes if n is not not_on]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        leader = await asyncio.to_thread(cluster.leader, queue, ask=others)
-        if leader is not None and leader != victim.name:
+        leader = await asyncio.to_thread(cluster.leader, queue, ask=ask)
+        if leader is not None and (not_on is None or leader != not_on.name):
             return leader
         await asyncio.sleep(0.5)
     return ""
@@ -128,13 +131,13 @@ async def break_under_load(
     )
     await asyncio.sleep(seconds * 0.25)
     shoppers = asyncio.create_task(shop(stack, during, concurrency=4))
-    leader = await asyncio.to_thread(cluster.leader, queue)
-    assert leader is not None, f"{queue} has no leader"
+    leader = await _leader(cluster, queue, timeout=60)
+    assert leader, f"no node names a leader of {queue}"
     victim = cluster.node(leader)
     on_victim = await asyncio.to_thread(cluster.client_names, victim)
     broke_wall, broke_at = time.time(), time.monotonic()
     await breaks(cluster, victim)
-    new_leader = await _new_leader(cluster, queue, victim, timeout=120)
+    new_leader = await _leader(cluster, queue, timeout=120, not_on=victim)
     elected_s = time.monotonic() - broke_at
     await asyncio.sleep(max(0.0, hold - (time.monotonic() - broke_at)))
     healed_at = time.monotonic()
