@@ -48,8 +48,8 @@ HAPROXY_TIMEOUT_SECONDS = 6 * AMQP_HEARTBEAT_SECONDS
 # accepts for it.
 AMQP_PROTOCOL_HEADER_HEX = "414d515000000901"
 CONNECTION_START_HEX = "000a000a0009"
-# ``{"connection_name",longstr,<<"recon-ingress">>}`` (the binary's brackets may be absent).
-_CONNECTION_NAME = re.compile(r'connection_name"?,\s*"?longstr"?,\s*(?:<<)?"([^"]*)"')
+# A client's connection name as it shows among its client properties.
+_CONNECTION_NAME = re.compile(r'"((?:recon|e2e)-[\w.:-]+)"')
 
 
 @dataclass
@@ -244,14 +244,19 @@ class RabbitCluster:
     # ------------------------------------------------------------ commands
 
     def _run(self, script: Path, node: str, *args: str, timeout: float) -> str:
-        result = subprocess.run(
-            [str(script), "-n", node, *args],
-            env=_environment(self.home),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        try:
+            result = subprocess.run(
+                [str(script), "-n", node, *args],
+                env=_environment(self.home),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise CtlError(
+                f"{script.name} -n {node} {' '.join(args)}: no answer in {timeout} s"
+            ) from exc
         if result.returncode != 0:
             raise CtlError(
                 f"{script.name} -n {node} {' '.join(args)}: {result.stdout}{result.stderr}"
@@ -269,22 +274,24 @@ class RabbitCluster:
         return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
 
     def leader(self, queue: str, *, ask: Sequence[Node] | None = None) -> str | None:
-        """The node leading quorum queue ``queue`` (vhost ``/``), asked of the first node in
-        ``ask`` (default: the running ones) that answers; None while there is no leader."""
+        """The node leading quorum queue ``queue`` (vhost ``/``): the one of ``ask`` (default:
+        the running ones) that lists it among its local queues; None while none does.
+
+        ``list_queues --local`` asks only the node itself, so a suspended peer cannot make the
+        question hang, as a cluster-wide listing does.
+        """
         for node in ask if ask is not None else self.live_nodes():
             try:
-                out = self.ctl(node.name, "-q", "list_queues", "name", "leader", timeout=20)
+                out = self.ctl(node.name, "-q", "list_queues", "--local", "name", timeout=20)
             except (CtlError, subprocess.TimeoutExpired):
                 continue
-            for line in out.splitlines():
-                name, _, leader = line.partition("\t")
-                if name == queue and "@" in leader:
-                    return leader.strip()
+            if queue in (line.strip() for line in out.splitlines()):
+                return node.name
         return None
 
     def members(self, queue: str, node: Node) -> tuple[list[str], list[str]]:
         """(members, online members) of quorum queue ``queue``, as ``node`` sees them."""
-        out = self.ctl(node.name, "-q", "list_queues", "name", "members", "online", timeout=20)
+        out = self.ctl(node.name, "-q", "list_queues", "name", "members", "online")
         for line in out.splitlines():
             parts = line.split("\t")
             if parts[0] == queue and len(parts) == 3:
