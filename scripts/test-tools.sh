@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The system tools some tests drive, installed from Debian's packages when missing:
 # promtool (package prometheus) for the alert rules and dashboards, chromium and
-# chromium-driver for the checkout's browser tests. Needs root (or sudo) and apt-get;
+# chromium-driver for the checkout's browser tests, haproxy for the load balancer in front of
+# the e2e suite's RabbitMQ cluster. Needs root (or sudo) and apt-get;
 # without them it names what is missing and leaves the tests to fail with the same hint.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+command -v haproxy >/dev/null || missing+=(haproxy)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -34,4 +36,8 @@ fi
 # Debian's prometheus package starts a server; the tests only need promtool.
 if [[ " ${missing[*]} " == *" prometheus "* ]]; then
   ("${sudo[@]}" systemctl stop prometheus || "${sudo[@]}" pkill -x prometheus) >/dev/null 2>&1 || true
+fi
+# Likewise haproxy: the tests run their own, with a configuration of their own.
+if [[ " ${missing[*]} " == *" haproxy "* ]]; then
+  ("${sudo[@]}" systemctl stop haproxy && "${sudo[@]}" systemctl disable haproxy) >/dev/null 2>&1 || true
 fi

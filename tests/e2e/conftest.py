@@ -20,6 +20,13 @@ from shared.db.migrate import upgrade
 from shared.messaging import connect_robust
 from tests.cluster.pg_replica import PgReplicaPair, running_pg_replica, server_bindir
 from tests.conftest import ServiceUrls, delete_topology
+from tests.e2e.cluster import (  # noqa: F401 (fixtures of the scenarios on a RabbitMQ cluster)
+    cluster_backend,
+    cluster_database_url,
+    cluster_scenario,
+    cluster_stack,
+    rabbit_cluster,
+)
 from tests.e2e.counting import CommerceBackend, Ledger
 from tests.e2e.harness import ARTIFACTS, SandboxControl, Stack, StackConfig
 from tests.e2e.pg_failover import DirectStack

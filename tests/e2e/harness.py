@@ -81,6 +81,9 @@ class StackConfig:
     amqp_url: str  # direct
     prefix: str
     credentials: Credentials = field(default_factory=Credentials)
+    # None: E2E_OUTAGE decides (real or proxy). "direct": no proxies and no outage helpers;
+    # the scenario breaks servers of its own (a RabbitMQ cluster), never the shared ones.
+    outage_mode: str | None = None
 
 
 class Stack:
@@ -89,7 +92,7 @@ class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.names = Names(config.prefix)
-        self.mode = outage_mode(config.amqp_url, config.database_url)
+        self.mode = config.outage_mode or outage_mode(config.amqp_url, config.database_url)
         self.amqp_proxy: ThreadedProxy | None = None
         self.pg_proxy: ThreadedProxy | None = None
         self.token_watch = TokenWatch()
@@ -313,14 +316,20 @@ class Stack:
     # ------------------------------------------------------------ outages
 
     def broker_outage(self) -> Outage:
+        self._shared_outages_only()
         if self.amqp_proxy is not None:
             return ProxyCut(self.amqp_proxy, "rabbitmq-proxy")
         return RabbitStopApp()
 
     def database_outage(self) -> Outage:
+        self._shared_outages_only()
         if self.pg_proxy is not None:
             return ProxyCut(self.pg_proxy, "postgresql-proxy")
         return PostgresStop(self.config.admin_database_url.replace("+psycopg", ""))
+
+    def _shared_outages_only(self) -> None:
+        if self.mode == "direct":
+            raise RuntimeError("a direct stack's servers are broken by its scenario, not here")
 
 
 class SandboxControl:
