@@ -81,6 +81,8 @@ RECON_RUNS_BESIDE = WORKER
 SECRET_STAND_INS = {
     "DATABASE_URL": "postgresql+psycopg://recon:from-secret@postgres:5432/recon",
     "MERCHANT_API_KEYS": "from-secret-merchant-key-0123456789abcdef",
+    # The form secrets.md documents; amqps with the system's trust store.
+    "AMQP_URL": "amqps://recon:from-secret@rabbitmq:5671/recon",
 }
 
 
