@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import suppress
 from typing import Any
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aiohttp import web
 
+from ingress.amqp_wire import Outgoing
 from ingress.keys import BROKER, SETTINGS
-from ingress.publishing import CleanupContext, Outgoing, PublisherBase
+from ingress.publishing import CleanupContext, PublisherBase, run_publisher
 from shared.config import PublisherSettings
 from shared.messaging import (
     connect_robust,
@@ -113,13 +113,8 @@ def aio_pika_broker_ctx(connection_name: str) -> CleanupContext:
     """A cleanup_ctx: connect in the background (503 until ready), close at the end."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        broker = AioPikaBroker(app[SETTINGS], connection_name=connection_name)
-        app[BROKER] = broker
-        connecting = asyncio.create_task(broker.connect(), name="broker-connect")
-        yield
-        connecting.cancel()
-        with suppress(asyncio.CancelledError):
-            await connecting
-        await broker.close()
+        app[BROKER] = broker = AioPikaBroker(app[SETTINGS], connection_name=connection_name)
+        async for _ in run_publisher(broker):
+            yield
 
     return ctx

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from pamqp import frame as pamqp_frame
 from pamqp.base import Frame
@@ -38,6 +39,17 @@ _ROUTE_CACHE_SIZE = 1024  # method frames kept per (exchange, routing key); even
 
 InboundFrame = Frame | ContentHeader | ContentBody | Heartbeat | ProtocolHeader
 HeaderValue = str | int
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to publish: persistent, mandatory, with its message id and headers."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    message_id: str
+    headers: Mapping[str, HeaderValue]
 
 
 class FramingError(Exception):
@@ -117,15 +129,10 @@ class PublishEncoder:
             self._routes[route] = frame
         return frame
 
-    def encode(
-        self,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        message_id: str,
-        headers: Mapping[str, HeaderValue],
-    ) -> bytes:
+    def encode(self, message: Outgoing) -> bytes:
         """Basic.Publish, the content header and the body frames of one message."""
+        exchange, routing_key, body = message.exchange, message.routing_key, message.body
+        message_id, headers = message.message_id, message.headers
         properties = (
             _CONTENT_HEADER.pack(60, 0, len(body), _PROPERTY_FLAGS)
             + self._content_type

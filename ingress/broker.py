@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import suppress
 
 import structlog
 from aiohttp import web
 
-from ingress.amqp_wire import HeaderValue
+from ingress.amqp_wire import Outgoing
 from ingress.keys import BROKER, SETTINGS
 from ingress.publisher import ConfirmPublisher, Endpoint, PublishRefused, open_publisher
-from ingress.publishing import Outgoing, PublisherBase
+from ingress.publishing import PublisherBase, run_publisher
 from shared.config import PublisherSettings
 from shared.messaging import (
     confirmed_metrics,
@@ -96,34 +96,18 @@ class Broker(PublisherBase):
             self._expiry.cancel()
         log.info("broker.closed")
 
-    async def publish(
-        self,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        *,
-        message_id: str,
-        headers: Mapping[str, HeaderValue],
-    ) -> None:
-        """As ``PublisherBase.publish``; confirmed publishes are counted once per tick."""
-        started = self._loop.time()
-        await super().publish(exchange, routing_key, body, message_id=message_id, headers=headers)
+    def _on_confirmed(self, exchange: str, seconds: float) -> None:
+        """Counted once per tick, per exchange: one increment per publish costs more."""
         if not self._confirmed:
             self._loop.call_soon(self._count_confirmed)
-        self._confirmed.append((exchange, self._loop.time() - started))
+        self._confirmed.append((exchange, seconds))
 
     async def _publish(self, message: Outgoing, deadline: float) -> None:
         publisher = self._publisher  # read after the gate: it may have gone meanwhile
         if publisher is None:
             raise publish_failed(message.exchange, "disconnected")
         try:
-            confirmed = publisher.publish(
-                message.exchange,
-                message.routing_key,
-                message.body,
-                message.message_id,
-                message.headers,
-            )
+            confirmed = publisher.publish(message)
             self._expire_at(deadline, confirmed)
             await confirmed
         except PublishRefused as exc:
@@ -163,10 +147,6 @@ class Broker(PublisherBase):
 
 async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: connect in the background (503 until ready), close channel then connection."""
-    broker = app[BROKER] = Broker(app[SETTINGS])
-    connecting = asyncio.create_task(broker.connect(), name="broker-connect")
-    yield
-    connecting.cancel()
-    with suppress(asyncio.CancelledError):
-        await connecting
-    await broker.close()
+    app[BROKER] = broker = Broker(app[SETTINGS])
+    async for _ in run_publisher(broker):
+        yield

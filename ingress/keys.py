@@ -10,7 +10,7 @@ from shared.config import CheckoutSettings, IngressSettings, WebhookIngressSetti
 
 if TYPE_CHECKING:
     from ingress.ledger import RequestLedger
-    from ingress.publishing import Publisher
+    from ingress.publishing import PublisherBase
 
 # Every ingress app's settings, as what both apps read (the broker, the admin server, HTTP
 # deadlines) and as the app's own class.
@@ -18,5 +18,5 @@ SETTINGS = web.AppKey("settings", IngressSettings)
 WEBHOOK_SETTINGS = web.AppKey("webhook_settings", WebhookIngressSettings)
 CHECKOUT_SETTINGS = web.AppKey("checkout_settings", CheckoutSettings)
 # Typed by annotation: the publishers import this module for their cleanup contexts.
-BROKER: web.AppKey[Publisher] = web.AppKey("broker")
+BROKER: web.AppKey[PublisherBase] = web.AppKey("broker")
 LEDGER: web.AppKey[RequestLedger] = web.AppKey("ledger")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import cast
 
 import structlog
@@ -37,8 +37,8 @@ from ingress.amqp_wire import (
     PROTOCOL_HEADER,
     FrameReader,
     FramingError,
-    HeaderValue,
     InboundFrame,
+    Outgoing,
     PublishEncoder,
     marshal,
 )
@@ -109,14 +109,7 @@ class ConfirmPublisher(asyncio.Protocol):
 
     # --- publishing -------------------------------------------------------------------------
 
-    def publish(
-        self,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        message_id: str,
-        headers: Mapping[str, HeaderValue],
-    ) -> asyncio.Future[None]:
+    def publish(self, message: Outgoing) -> asyncio.Future[None]:
         """Queue one publish for this tick's write; the future resolves on the broker's ack."""
         if not self._channel_open or self._transport is None or self._encoder is None:
             raise PublishRefused("disconnected")
@@ -124,7 +117,8 @@ class ConfirmPublisher(asyncio.Protocol):
             raise PublishRefused("blocked")
         if self._paused or len(self._pending) >= MAX_UNCONFIRMED:
             raise PublishRefused("backpressure")
-        frames = self._encoder.encode(exchange, routing_key, body, message_id, headers)
+        frames = self._encoder.encode(message)
+        message_id = message.message_id
         self._tag += 1
         confirmed: asyncio.Future[None] = self._loop.create_future()
         self._pending[self._tag] = (confirmed, message_id)

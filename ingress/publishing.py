@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from contextlib import suppress
 
 import structlog
 from aiohttp import web
 
+from ingress.amqp_wire import HeaderValue, Outgoing
 from ingress.same_id import SameIdGate
 from shared import metrics
 from shared.backoff import Backoff
@@ -24,47 +24,8 @@ from shared.messaging import Names, reconnect_backoff
 
 log = structlog.get_logger("ingress.broker")
 
-HeaderValue = str | int
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One message to publish."""
-
-    exchange: str
-    routing_key: str
-    body: bytes
-    message_id: str
-    headers: Mapping[str, HeaderValue]
-
-
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 SETUP_TIMEOUT_SECONDS = 30.0  # connect, declare the topology, open the confirm channel
-
-
-class Publisher(Protocol):
-    """A confirmed publisher to RabbitMQ with a bounded wait."""
-
-    names: Names
-    same_id: SameIdGate  # every publish goes through it (a test holds one to show a storm)
-
-    @property
-    def is_ready(self) -> bool:
-        """True while publishes can be taken (the readiness check)."""
-
-    async def wait_ready(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for readiness."""
-
-    async def publish(
-        self,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        *,
-        message_id: str,
-        headers: Mapping[str, HeaderValue],
-    ) -> None:
-        """Return once the broker confirmed; raise PublishError otherwise."""
 
 
 async def connect_until_up(
@@ -121,6 +82,9 @@ class PublisherBase:
     async def _connect_once(self) -> None:
         raise NotImplementedError
 
+    async def close(self) -> None:
+        raise NotImplementedError
+
     async def publish(
         self,
         exchange: str,
@@ -141,12 +105,17 @@ class PublisherBase:
         async def send() -> None:
             await self._publish(message, deadline)
 
+        started = self._loop.time()
         await self.same_id.publish(
             message_id, exchange, routing_key, body, deadline=deadline, send=send
         )
+        self._on_confirmed(exchange, self._loop.time() - started)
 
     async def _publish(self, message: Outgoing, deadline: float) -> None:
         raise NotImplementedError
+
+    def _on_confirmed(self, exchange: str, seconds: float) -> None:
+        """A publish was confirmed after ``seconds`` (for the publishers that count here)."""
 
     def _mark(self, up: bool) -> None:
         metrics.BROKER_CONNECTED.set(1 if up else 0)
@@ -154,3 +123,14 @@ class PublisherBase:
             self._up.set()
         else:
             self._up.clear()
+
+
+async def run_publisher(publisher: PublisherBase) -> AsyncIterator[None]:
+    """The body of a publisher's cleanup_ctx: connect in the background (503 until ready),
+    close at the end."""
+    connecting = asyncio.create_task(publisher.connect(), name="broker-connect")
+    yield
+    connecting.cancel()
+    with suppress(asyncio.CancelledError):
+        await connecting
+    await publisher.close()

@@ -20,8 +20,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 
+from ingress.amqp_wire import HeaderValue
 from ingress.keys import BROKER, LEDGER, WEBHOOK_SETTINGS
-from ingress.publishing import HeaderValue
 from ingress.signature import SIGNATURE_HEADER, SignatureFault, SignatureRejected, verify_signature
 from shared import metrics
 from shared.clock import UtcIsoClock

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ingress.publishing import Publisher
+from ingress.publishing import PublisherBase
 from shared.config import CheckoutSettings
 from shared.errors import ReconError
 from shared.messaging import Names
@@ -25,7 +25,7 @@ class Checkout:
     names: Names
     sessions: async_sessionmaker[AsyncSession]
     payrails: PayrailsClient
-    broker: Publisher
+    broker: PublisherBase
     stopping: asyncio.Event
 
 

@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractRobustConnection
 from pamqp import commands as spec
 from pamqp import frame as pamqp_frame
 
+from ingress.amqp_wire import Outgoing
 from ingress.broker import Broker
 from ingress.publisher import ConfirmPublisher, Endpoint, PublishRefused
 from shared.config import Secret
@@ -233,7 +234,7 @@ async def test_a_multiple_ack_after_millions_of_single_acks_visits_only_what_is_
     publisher = await confirm_mode_publisher()
     publisher._tag = 2_000_000  # what 2,000,000 publishes, each acked singly, leave behind
     publisher._pending = pending = CountingPending()
-    sent = [publisher.publish("ex", "rk", b"{}", f"m-{n}", {}) for n in range(3)]
+    sent = [publisher.publish(Outgoing("ex", "rk", b"{}", f"m-{n}", {})) for n in range(3)]
 
     ack = spec.Basic.Ack(2_000_002, multiple=True)  # the first two of the three in flight
     publisher.data_received(pamqp_frame.marshal(ack, 1))

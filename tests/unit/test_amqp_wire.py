@@ -16,6 +16,7 @@ from ingress.amqp_wire import (
     FRAME_OVERHEAD,
     FrameReader,
     FramingError,
+    Outgoing,
     PublishEncoder,
     field_table,
 )
@@ -75,7 +76,7 @@ def test_publish_frames_are_byte_equal_to_pamqps(
     frame_max: int,
 ) -> None:
     encoder = PublishEncoder(channel, frame_max, "application/json")
-    ours = encoder.encode(exchange, routing_key, body, message_id, headers)
+    ours = encoder.encode(Outgoing(exchange, routing_key, body, message_id, headers))
     assert ours == pamqp_publish(
         channel, exchange, routing_key, body, message_id, headers, frame_max
     )
@@ -94,7 +95,7 @@ def test_a_non_string_non_integer_header_is_refused() -> None:
 def test_a_message_id_past_255_bytes_is_refused() -> None:
     encoder = PublishEncoder(1, 131_072, "application/json")
     with pytest.raises(ValueError, match="255 bytes"):
-        encoder.encode("ex", "rk", b"{}", "m" * 256, {})
+        encoder.encode(Outgoing("ex", "rk", b"{}", "m" * 256, {}))
 
 
 inbound = st.lists(
