@@ -26,20 +26,16 @@ JSON = "application/json"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class UnsupportedMediaType(CheckoutError):
+class UnsupportedMediaType(
+    CheckoutError, status=415, code="unsupported_media_type", title="JSON body required"
+):
     """The body is not declared ``application/json``."""
 
-    status = 415
-    code = "unsupported_media_type"
-    title = "JSON body required"
 
-
-class ForeignOrigin(CheckoutError):
+class ForeignOrigin(
+    CheckoutError, status=403, code="foreign_origin", title="Request from another site"
+):
     """The request comes from a page of another origin than the checkout's."""
-
-    status = 403
-    code = "foreign_origin"
-    title = "Request from another site"
 
 
 def origin_of(url: str) -> str | None:

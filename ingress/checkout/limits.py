@@ -32,7 +32,7 @@ def retry_after_seconds(wait: float) -> int:
     return max(1, math.ceil(wait))
 
 
-class Throttled(CheckoutError):
+class Throttled(CheckoutError, status=429, code="rate_limited", title="Too many requests"):
     """A refusal the client may retry after ``retry_after`` seconds, sent as ``headers``."""
 
     def __init__(self, message: str, *, scope: str, wait_seconds: float) -> None:
@@ -45,25 +45,15 @@ class Throttled(CheckoutError):
 class RateLimited(Throttled):
     """Too many requests for one session or one client address."""
 
-    status = 429
-    code = "rate_limited"
-    title = "Too many requests"
 
-
-class TooManyLongPolls(Throttled):
+class TooManyLongPolls(
+    Throttled, status=429, code="too_many_long_polls", title="Too many requests in progress"
+):
     """This session already has as many long-polls open as it may."""
 
-    status = 429
-    code = "too_many_long_polls"
-    title = "Too many requests in progress"
 
-
-class LongPollsExhausted(Throttled):
+class LongPollsExhausted(Throttled, status=503, code="overloaded", title="Service busy"):
     """The process holds as many long-polls as it may, across all sessions."""
-
-    status = 503
-    code = "overloaded"
-    title = "Service busy"
 
 
 def address_key(remote: str | None) -> str:

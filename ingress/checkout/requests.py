@@ -14,20 +14,12 @@ from shared.http_server import BodyTimeout, read_body
 from shared.validation import FieldError
 
 
-class BodyTooSlow(CheckoutError):
+class BodyTooSlow(CheckoutError, status=408, code="body_timeout", title="Request Timeout"):
     """The body did not arrive within HTTP_BODY_TIMEOUT_SECONDS."""
 
-    status = 408
-    code = "body_timeout"
-    title = "Request Timeout"
 
-
-class InvalidJson(CheckoutError):
+class InvalidJson(CheckoutError, status=400, code="invalid_json", title="Invalid JSON"):
     """The body is not JSON at all."""
-
-    status = 400
-    code = "invalid_json"
-    title = "Invalid JSON"
 
 
 async def json_body(request: web.Request) -> Any:

@@ -39,6 +39,15 @@ class CheckoutError(ReconError):
     code = "internal_error"
     title = "Internal error"
 
+    def __init_subclass__(
+        cls, *, status: int | None = None, code: str | None = None, title: str | None = None
+    ) -> None:
+        """``class Gone(CheckoutError, status=410, code="gone", title="Gone")``."""
+        super().__init_subclass__()
+        cls.status = status if status is not None else cls.status
+        cls.code = code if code is not None else cls.code
+        cls.title = title if title is not None else cls.title
+
     def __init__(
         self,
         message: str,
@@ -52,77 +61,57 @@ class CheckoutError(ReconError):
         self.headers = headers or {}
 
 
-class OrderConflict(CheckoutError):
+class OrderConflict(
+    CheckoutError, status=409, code="order_conflict", title="Order exists with other terms"
+):
     """The reference exists with another amount, currency or customer."""
 
-    status = 409
-    code = "order_conflict"
-    title = "Order exists with other terms"
 
-
-class MerchantUnauthorized(CheckoutError):
+class MerchantUnauthorized(
+    CheckoutError, status=401, code="unauthorized", title="Merchant API key required"
+):
     """No valid merchant API key."""
 
-    status = 401
-    code = "unauthorized"
-    title = "Merchant API key required"
 
-
-class SessionRequired(CheckoutError):
+class SessionRequired(
+    CheckoutError, status=401, code="checkout_session_required", title="Checkout session required"
+):
     """No valid checkout session: the shopper must come from the shop."""
 
-    status = 401
-    code = "checkout_session_required"
-    title = "Checkout session required"
 
-
-class OrderMismatch(CheckoutError):
+class OrderMismatch(
+    CheckoutError, status=403, code="order_mismatch", title="Not this session's order"
+):
     """The request names another order than the session is bound to."""
 
-    status = 403
-    code = "order_mismatch"
-    title = "Not this session's order"
 
-
-class TermsMismatch(CheckoutError):
+class TermsMismatch(
+    CheckoutError, status=409, code="amount_mismatch", title="The order's terms are set by the shop"
+):
     """The request's amount or customer differs from the session's order."""
 
-    status = 409
-    code = "amount_mismatch"
-    title = "The order's terms are set by the shop"
+
+class CustomerMismatch(TermsMismatch, code="customer_mismatch"):
+    """The request's customer differs from the session's order."""
 
 
-class CustomerMismatch(TermsMismatch):
-    code = "customer_mismatch"
-
-
-class PaymentsUnavailable(CheckoutError):
+class PaymentsUnavailable(
+    CheckoutError, status=503, code="payrails_unavailable", title="Payrails unavailable"
+):
     """Payrails could not be reached; the same request can be retried."""
 
-    status = 503
-    code = "payrails_unavailable"
-    title = "Payrails unavailable"
 
-
-class PaymentsRejected(CheckoutError):
+class PaymentsRejected(
+    CheckoutError, status=502, code="payrails_rejected", title="Payrails refused"
+):
     """Payrails refused the call for a reason a retry will not change."""
 
-    status = 502
-    code = "payrails_rejected"
-    title = "Payrails refused"
 
-
-class BrokerUnavailable(CheckoutError):
+class BrokerUnavailable(
+    CheckoutError, status=503, code="broker_unavailable", title="Broker unavailable"
+):
     """The authorize command could not be handed to the broker; retry the same request."""
 
-    status = 503
-    code = "broker_unavailable"
-    title = "Broker unavailable"
 
-
-class OrderNotFound(CheckoutError):
+class OrderNotFound(CheckoutError, status=404, code="not_found", title="Not found"):
     """No order with this reference or execution id."""
-
-    status = 404
-    code = "not_found"
-    title = "Not found"
