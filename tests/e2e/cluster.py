@@ -19,12 +19,12 @@ import aiohttp
 import psycopg
 import pytest
 
-from shared.config import Settings
 from shared.db.migrate import upgrade
 from tests.cluster.rabbit_cluster import RabbitCluster, running_cluster
 from tests.conftest import ServiceUrls
 from tests.e2e.counting import CommerceBackend, Ledger
 from tests.e2e.harness import SandboxControl, Stack, StackConfig
+from tests.settings import Settings
 
 INGRESSES = 2
 WORKERS = 2
