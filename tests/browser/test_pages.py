@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from ingress.keys import SETTINGS
+from ingress.keys import CHECKOUT_SETTINGS, SETTINGS
 from ingress.storefront import TEST_CARDS, setup_storefront_routes
 from sandbox.secure_fields import ASSETS, FIELD_PATH, SDK_PATH, setup_secure_fields_routes
 from tests.settings import Settings
@@ -60,7 +60,7 @@ async def storefront() -> AsyncIterator[StartStorefront]:
 
     async def start(settings: Settings) -> Client:
         app = web.Application()
-        app[SETTINGS] = settings
+        app[SETTINGS] = app[CHECKOUT_SETTINGS] = settings
         setup_storefront_routes(app)
         client = TestClient(TestServer(app))
         await client.start_server()
@@ -94,8 +94,15 @@ async def test_checkout_page_loads_the_sdk_from_the_payrails_origin(
 
 
 async def test_checkout_page_prefers_the_sdk_origin_setting(storefront: StartStorefront) -> None:
-    settings = Settings(
-        payrails_base_url="http://sandbox:8090", payrails_sdk_origin="http://127.0.0.1:8090"
+    real = "x" * 40  # a Payrails that is not the loopback sandbox wants real-looking secrets
+    settings = Settings.from_env(
+        {
+            "PAYRAILS_BASE_URL": "http://sandbox:8090",
+            "PAYRAILS_SDK_ORIGIN": "http://127.0.0.1:8090",
+            "PAYRAILS_CLIENT_SECRET": real,
+            "PAYRAILS_WEBHOOK_SECRETS": real,
+            "MERCHANT_API_KEYS": real,
+        }
     )
     page = await (await (await storefront(settings)).get("/")).text()
     assert f'<script src="http://127.0.0.1:8090{SDK_PATH}"></script>' in page
