@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import CheckoutSession, Order
-from shared.orders import utcnow
+from shared.order_store import utcnow
 from shared.state_machine import PAYABLE
 
 TOKEN_BYTES = 32

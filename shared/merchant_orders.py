@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Order
 from shared.errors import ReconError
-from shared.orders import lock_order
+from shared.order_store import lock_order
 from shared.state_machine import OrderStatus
 from shared.validation import OrderTerms
 

@@ -30,7 +30,13 @@ from shared.commands import AuthorizeCommand
 from shared.db.failover import is_transient
 from shared.db.models import IdempotencyKey, Order
 from shared.errors import InvalidPayload, PublishError, TransientError
-from shared.orders import apply_observation, ensure_idempotency_key, lock_order, order_money, utcnow
+from shared.order_store import (
+    apply_observation,
+    ensure_idempotency_key,
+    lock_order,
+    order_money,
+    utcnow,
+)
 from shared.payrails.errors import PayrailsError, PayrailsTransientError, is_definite_refusal
 from shared.state_machine import AUTHORIZABLE, Cause, Observation, OrderStatus
 from worker.deps import Deps

@@ -27,7 +27,7 @@ from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import ConfigError, PublishError, ReconError
 from shared.logging import configure_logging, redact_text
 from shared.messaging import Names, connect, open_channel
-from shared.orders import apply_observation, lock_order, order_money, record_transition
+from shared.order_store import apply_observation, lock_order, order_money, record_transition
 from shared.payrails.client import PayrailsClient, open_payrails_client
 from shared.state_machine import (
     REVIEW_VERDICTS,
@@ -254,7 +254,7 @@ async def _republish(
     settings: WorkerSettings,
     connection: AbstractConnection,
     names: Names,
-    chosen: Sequence[dlq.Held],
+    chosen: Sequence[dlq.HeldLetter],
 ) -> int:
     failures = 0
     channel = await open_channel(connection)

@@ -67,7 +67,7 @@ class _BatchFailing(Exception):
 
 
 @dataclass(slots=True)
-class Held:
+class HeldDelivery:
     """A delivery this worker owns until it is acked, retried, dead-lettered or requeued."""
 
     message: AbstractIncomingMessage
@@ -87,12 +87,12 @@ class EventsConsumer:
         self._channel = channel
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
-        self._buffer: list[Held] = []
+        self._buffer: list[HeldDelivery] = []
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._cancelled = asyncio.Event()  # set by stop() once the broker sends us nothing more
         self._unsettled: set[int] = set()
-        self._owned: dict[int, Held] = {}
+        self._owned: dict[int, HeldDelivery] = {}
         self._loops: list[asyncio.Task[None]] = []
 
     @property
@@ -140,19 +140,19 @@ class EventsConsumer:
         log.info("consumer.stopped", queue=self.source_queue, requeued=len(leftover))
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        held = Held(message)
+        held = HeldDelivery(message)
         self._own(held)
         if self._stopping.is_set():
             return  # requeued by stop() once the cancel is confirmed
         self._buffer.append(held)
         self._wakeup.set()
 
-    def _own(self, held: Held) -> None:
+    def _own(self, held: HeldDelivery) -> None:
         key = id(held)
         self._owned[key] = held
         self._unsettled.add(key)
 
-    def _release(self, held: Held) -> None:
+    def _release(self, held: HeldDelivery) -> None:
         self._unsettled.discard(id(held))
         self._owned.pop(id(held), None)
 
@@ -166,7 +166,7 @@ class EventsConsumer:
             if batch and not self._stopping.is_set():
                 await self.process(batch)
 
-    async def process(self, batch: list[Held]) -> None:
+    async def process(self, batch: list[HeldDelivery]) -> None:
         """Process a batch; on an unexpected error, retry its messages one by one."""
         try:
             await self.settle(await self.commit(batch))
@@ -190,13 +190,15 @@ class EventsConsumer:
                 if id(held) in self._unsettled:
                     await self.process([held])
 
-    async def commit(self, batch: list[Held]) -> list[tuple[Held, Result | None, str | None]]:
+    async def commit(
+        self, batch: list[HeldDelivery]
+    ) -> list[tuple[HeldDelivery, Result | None, str | None]]:
         """Parse, drop known duplicates, re-poll, reconcile and COMMIT; nothing is acked here.
 
         Returns each message with its Result, or with None and a dead-letter/retry reason.
         """
-        done: list[tuple[Held, Result | None, str | None]] = []
-        parsed: list[Held] = []
+        done: list[tuple[HeldDelivery, Result | None, str | None]] = []
+        parsed: list[HeldDelivery] = []
         for held in batch:
             try:
                 held.delivery = _parse(held.message)
@@ -204,7 +206,7 @@ class EventsConsumer:
             except InvalidPayload:
                 done.append((held, None, "invalid_payload"))
         known = await self._with_database(lambda: self._known([h.delivery for h in parsed]))
-        fresh: list[Held] = []
+        fresh: list[HeldDelivery] = []
         for held in parsed:
             assert held.delivery is not None
             if held.delivery.event.event_id in known:
@@ -216,7 +218,7 @@ class EventsConsumer:
         done += list(zip(ready, results, [None] * len(ready), strict=True))
         return done
 
-    async def settle(self, done: list[tuple[Held, Result | None, str | None]]) -> None:
+    async def settle(self, done: list[tuple[HeldDelivery, Result | None, str | None]]) -> None:
         """Ack, retry or dead-letter each processed message (after the commit)."""
         for held, result, reason in done:
             await self._route(held, result, reason)
@@ -229,13 +231,13 @@ class EventsConsumer:
             return await known_event_ids(session, ids)
 
     async def _repoll(
-        self, fresh: list[Held], done: list[tuple[Held, Result | None, str | None]]
-    ) -> list[Held]:
+        self, fresh: list[HeldDelivery], done: list[tuple[HeldDelivery, Result | None, str | None]]
+    ) -> list[HeldDelivery]:
         wanted = [h.delivery.event for h in fresh if h.delivery and h.delivery.event.is_reconciled]
         answers = await repoll(
             self._deps.payrails, [e.execution_id for e in wanted if e.execution_id]
         )
-        ready: list[Held] = []
+        ready: list[HeldDelivery] = []
         for held in fresh:
             assert held.delivery is not None
             event = held.delivery.event
@@ -250,7 +252,7 @@ class EventsConsumer:
             ready.append(held)
         return ready
 
-    async def _reconcile(self, ready: list[Held]) -> list[Result]:
+    async def _reconcile(self, ready: list[HeldDelivery]) -> list[Result]:
         if not ready:
             return []
         deliveries = [h.delivery for h in ready if h.delivery is not None]
@@ -292,7 +294,7 @@ class EventsConsumer:
         return bool(read_only == "off")
 
     async def _route(
-        self, held: Held, result: Result | None, reason: str | None, *, retry: bool = False
+        self, held: HeldDelivery, result: Result | None, reason: str | None, *, retry: bool = False
     ) -> None:
         """Turn one outcome into exactly one of: ack, retry copy + ack, dead letter + ack.
 
@@ -318,7 +320,7 @@ class EventsConsumer:
         self._log(held, result, action, None if outcome in _ACKED else reason)
 
     async def _hand_off(
-        self, held: Held, outcome: Outcome | None, reason: str | None, *, retry: bool
+        self, held: HeldDelivery, outcome: Outcome | None, reason: str | None, *, retry: bool
     ) -> str:
         """Publish the retry copy or the dead letter this outcome needs; the action taken."""
         if outcome in _ACKED:
@@ -331,7 +333,7 @@ class EventsConsumer:
         await dead_letter(held.message, self._deps, source_queue=self.source_queue, reason=reason)
         return "dead_lettered"
 
-    async def _ack(self, held: Held) -> None:
+    async def _ack(self, held: HeldDelivery) -> None:
         try:
             await held.message.ack()
         except (ChannelInvalidStateError, AMQPError, aiormq.exceptions.AMQPError, RuntimeError):
@@ -340,7 +342,7 @@ class EventsConsumer:
         finally:
             self._release(held)
 
-    async def _requeue(self, held: Held) -> None:
+    async def _requeue(self, held: HeldDelivery) -> None:
         try:
             await held.message.nack(requeue=True)
         except (ChannelInvalidStateError, AMQPError, aiormq.exceptions.AMQPError, RuntimeError):
@@ -348,7 +350,9 @@ class EventsConsumer:
         finally:
             self._release(held)
 
-    def _log(self, held: Held, result: Result | None, action: str, reason: str | None) -> None:
+    def _log(
+        self, held: HeldDelivery, result: Result | None, action: str, reason: str | None
+    ) -> None:
         """The one line per message, and its metrics."""
         event = held.delivery.event if held.delivery else None
         elapsed = time.perf_counter() - held.started

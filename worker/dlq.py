@@ -42,7 +42,7 @@ from shared.messaging import (
     Names,
     publish_confirmed,
 )
-from shared.orders import order_money
+from shared.order_store import order_money
 from shared.payrails.client import PayrailsClient
 from shared.payrails.models import parse_time
 from shared.state_machine import AUTHORIZABLE, Observation, OrderStatus, decide
@@ -143,7 +143,7 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
-class Held:
+class HeldLetter:
     """A dead letter taken from the queue, unacked: it goes back unless it is replayed."""
 
     message: AbstractIncomingMessage
@@ -162,18 +162,18 @@ async def hold_dead_letters(
     connection: AbstractConnection,
     names: Names,
     *,
-    on_message: Callable[[Held], None] | None = None,
-) -> AsyncIterator[list[Held]]:
+    on_message: Callable[[HeldLetter], None] | None = None,
+) -> AsyncIterator[list[HeldLetter]]:
     """Take every message in the DLQ unacked; on exit, all that were not acked go back."""
     channel = await connection.channel(publisher_confirms=False)
     try:
         queue = await channel.declare_queue(names.dead_letters_queue, passive=True)
-        held: list[Held] = []
+        held: list[HeldLetter] = []
         for _ in range(queue.declaration_result.message_count or 0):
             message = await queue.get(no_ack=False, fail=False)
             if message is None:
                 break
-            item = Held(message, DeadLetter.from_message(message))
+            item = HeldLetter(message, DeadLetter.from_message(message))
             held.append(item)
             if on_message is not None:
                 on_message(item)
@@ -183,7 +183,7 @@ async def hold_dead_letters(
         await channel.close()
 
 
-def select_letters(held: Sequence[Held], *, letter_id: str | None) -> list[Held]:
+def select_letters(held: Sequence[HeldLetter], *, letter_id: str | None) -> list[HeldLetter]:
     """All held letters, or those whose id is ``letter_id``."""
     if letter_id is None:
         return list(held)
@@ -293,7 +293,9 @@ def replay_copy(message: AbstractIncomingMessage, now: datetime) -> aio_pika.Mes
     return persistent_copy(message, headers)
 
 
-async def replay(held: Held, channel: AbstractChannel, names: Names, *, timeout: float) -> str:
+async def replay(
+    held: HeldLetter, channel: AbstractChannel, names: Names, *, timeout: float
+) -> str:
     """Republish to the source queue, confirmed, then ack the dead letter; return the queue."""
     target = replay_target(held.letter, names)
     copy = replay_copy(held.message, datetime.now(UTC))

@@ -20,11 +20,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import metrics
-from shared.db.models import Order, table_of
-from shared.db.models import WebhookEvent as InboxRow
+from shared.db.models import InboxEntry, Order, table_of
 from shared.errors import InvalidPayload
 from shared.events import WebhookEvent
-from shared.orders import Change, apply_observations, order_money
+from shared.order_store import Change, apply_observations, order_money
 from shared.payrails.client import PayrailsClient
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.payrails.models import Execution
@@ -83,7 +82,7 @@ async def known_event_ids(session: AsyncSession, event_ids: Iterable[str]) -> se
     ids = list(set(event_ids))
     if not ids:
         return set()
-    rows = await session.scalars(select(InboxRow.event_id).where(InboxRow.event_id.in_(ids)))
+    rows = await session.scalars(select(InboxEntry.event_id).where(InboxEntry.event_id.in_(ids)))
     return set(rows)
 
 
@@ -186,9 +185,9 @@ async def record_inbox(session: AsyncSession, deliveries: Sequence[Delivery]) ->
     if not rows:
         return set()
     stmt = (
-        insert(table_of(InboxRow))  # Core: one multi-row INSERT ... RETURNING
+        insert(table_of(InboxEntry))  # Core: one multi-row INSERT ... RETURNING
         .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(table_of(InboxRow).c.event_id)
+        .returning(table_of(InboxEntry).c.event_id)
     )
     return set(await session.scalars(stmt, list(rows.values())))
 
@@ -252,7 +251,7 @@ async def reconcile_batch(session: AsyncSession, deliveries: Sequence[Delivery])
     An event whose order does not exist yet, or whose execution belongs to another order, writes
     nothing (not even its inbox row), so its delayed retry or replay is processed afresh. An order
     matched by reference learns its execution id here. The state machine runs through
-    ``shared.orders.apply_observations``: the same rules as ``apply_observation``, in bulk.
+    ``shared.order_store.apply_observations``: the same rules as ``apply_observation``, in bulk.
     """
     reconciled = [d.event for d in deliveries if d.event.is_reconciled]
     locked = await lock_orders(session, reconciled)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared import metrics
 from shared.db.models import OutboxMessage
 from shared.messaging import Names
-from shared.orders import count_orders_by_status
+from shared.order_store import count_orders_by_status
 from shared.state_machine import OrderStatus
 from worker.deps import Deps
 

@@ -25,7 +25,7 @@ from shared.db.failover import is_transient
 from shared.db.models import MerchantCommand, Order
 from shared.errors import InvalidPayload, PublishError, TransientError
 from shared.merchant_orders import OrderTermsConflict, create_order
-from shared.orders import (
+from shared.order_store import (
     SCHEMA_VERSION,
     order_money,
     republish_outbox_message,

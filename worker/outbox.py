@@ -28,7 +28,7 @@ from shared.db.models import OutboxMessage
 from shared.db.session import OUTBOX_CHANNEL
 from shared.errors import PublishError
 from shared.messaging import persistent_properties, publish_frames
-from shared.orders import SCHEMA_VERSION
+from shared.order_store import SCHEMA_VERSION
 from worker.deps import Deps
 
 log = structlog.get_logger("worker.outbox")

@@ -42,7 +42,7 @@ from shared import metrics
 from shared.db.models import Order
 from shared.errors import ReconError
 from shared.money import Money
-from shared.orders import apply_observation, lock_order, order_money
+from shared.order_store import apply_observation, lock_order, order_money
 from shared.payrails.client import PayrailsClient
 from shared.payrails.models import Execution, ExecutionOutcome
 from shared.state_machine import STUCK, Cause, Observation, OrderStatus, Transition

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from ingress.checkout.keys import CHECKOUT, OUTCOME
-from ingress.checkout.orders import OrderView
+from ingress.checkout.order_views import OrderView
 from ingress.checkout.place_order import place_order
 from ingress.checkout.requests import invalid, json_body
 from ingress.checkout.service import CustomerMismatch, PaymentsRejected, PaymentsUnavailable

@@ -20,7 +20,7 @@ from shared import metrics
 from shared.checkout_sessions import IssuedSession, is_payable, issue_session
 from shared.db.models import Order
 from shared.merchant_orders import OrderTermsConflict, create_order
-from shared.orders import order_money
+from shared.order_store import order_money
 from shared.validation import REFERENCE, REFERENCE_MAX, parse_order_terms
 
 log = structlog.get_logger(__name__)

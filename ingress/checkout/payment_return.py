@@ -25,7 +25,7 @@ import structlog
 from aiohttp import web
 
 from ingress.checkout.keys import CHECKOUT, OUTCOME, RETURN_TEMPLATE
-from ingress.checkout.orders import OrderView, record_execution, view_by_execution
+from ingress.checkout.order_views import OrderView, record_execution, view_by_execution
 from ingress.checkout.service import Checkout, OrderNotFound
 from ingress.checkout.shopper import current_session
 from shared.checkout_sessions import BoundSession

@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 from sqlalchemy import select, update
 
-from ingress.checkout.orders import OrderView, record_execution, view_by_reference
+from ingress.checkout.order_views import OrderView, record_execution, view_by_reference
 from ingress.checkout.service import (
     BrokerUnavailable,
     Checkout,
@@ -43,7 +43,7 @@ from shared.commands import AuthorizeCommand
 from shared.db.models import Order
 from shared.errors import InvalidPayload, PublishError
 from shared.messaging import ROUTING_AUTHORIZE
-from shared.orders import apply_observation, ensure_idempotency_key, lock_order, order_money
+from shared.order_store import apply_observation, ensure_idempotency_key, lock_order, order_money
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.payrails.models import Execution, ExecutionOutcome
 from shared.state_machine import UNRESOLVED, Cause, Observation, OrderStatus

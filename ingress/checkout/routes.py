@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ingress.checkout.handlers import checkout_place_order, payments_init
 from ingress.checkout.merchant_api import create_merchant_order, get_merchant_order
-from ingress.checkout.orders_api import get_order
+from ingress.checkout.order_status import get_order
 from ingress.checkout.payment_return import payment_return
 from ingress.checkout.shopper import session_summary, start_checkout
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from ingress.checkout.keys import BOUND_SESSION, CHECKOUT, OUTCOME
-from ingress.checkout.orders import view_by_reference
+from ingress.checkout.order_views import view_by_reference
 from ingress.checkout.service import Checkout, SessionRequired
 from shared import metrics
 from shared.checkout_sessions import BoundSession, resolve_session
 from shared.config import is_loopback_http
-from shared.orders import utcnow
+from shared.order_store import utcnow
 
 COOKIE = "checkout_session"
 HEADER = "X-Checkout-Session"

@@ -111,7 +111,7 @@ class IdempotencyKey(Base):
     __table_args__ = (UniqueConstraint("order_id", "operation"),)
 
 
-class WebhookEvent(Base):
+class InboxEntry(Base):
     """The inbox: one row per delivered event id, so duplicates are recognised."""
 
     __tablename__ = "webhook_events"

@@ -35,7 +35,7 @@ from shared.db.models import (
     OutboxMessage,
 )
 from shared.messaging import Names, open_channel
-from shared.orders import utcnow
+from shared.order_store import utcnow
 from shared.payrails.client import open_payrails_client
 from tests.conftest import ServiceUrls
 from tests.ports import free_port

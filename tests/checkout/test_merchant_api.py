@@ -19,7 +19,7 @@ from sandbox.control_client import SandboxHandle
 from shared.config import SANDBOX_MERCHANT_API_KEY
 from shared.messaging import Names
 from shared.money import TOO_MANY_INTEGER_DIGITS
-from shared.orders import utcnow
+from shared.order_store import utcnow
 from shared.validation import SAFE_ALPHABET
 from tests.checkout.conftest import (
     FRICTIONLESS,

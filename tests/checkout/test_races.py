@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ingress.checkout.keys import CHECKOUT
-from ingress.checkout.orders import record_execution
+from ingress.checkout.order_views import record_execution
 from ingress.checkout.place_order import ensure_execution, start_authorize, take_order
 from ingress.checkout.validation import PlaceOrderRequest, parse_place_order
 from sandbox.control_client import SandboxHandle

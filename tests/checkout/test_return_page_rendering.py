@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from ingress.checkout.orders import OrderView
+from ingress.checkout.order_views import OrderView
 from ingress.checkout.payment_return import load_return_template, render_return_page
 from shared.money import Money
 from shared.state_machine import OrderStatus

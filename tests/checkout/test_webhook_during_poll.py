@@ -32,7 +32,7 @@ from shared.messaging import Names, open_channel
 from shared.payrails.client import PayrailsClient
 from tests.checkout.conftest import FRICTIONLESS, AuthorizeConsumer, order_body, transitions_of
 from tests.settings import Settings
-from tests.worker.conftest import Broker, open_broker, running_worker
+from tests.worker.conftest import QueueDriver, open_broker, running_worker
 from worker.deps import Deps
 
 Client = TestClient[web.Request, web.Application]
@@ -55,7 +55,7 @@ def checkout_settings(checkout_settings: Settings) -> Settings:
 @pytest.fixture
 async def orders(
     topology: Names, amqp_connection: AbstractRobustConnection
-) -> AsyncIterator[Broker]:
+) -> AsyncIterator[QueueDriver]:
     """A queue bound to ``orders`` with ``#``, deleted afterwards."""
     async with open_broker(topology, amqp_connection) as opened:
         yield opened
@@ -103,7 +103,7 @@ async def test_a_webhook_landing_during_the_long_poll_pays_the_order_and_answers
     sandbox: SandboxHandle,
     authorize_consumer: AuthorizeConsumer,
     worker_deps: Deps,
-    orders: Broker,
+    orders: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     body = await order_body(checkout, sandbox, FRICTIONLESS)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sandbox.control_client import SandboxHandle
 from shared.db.models import Order, OrderTransition
 from shared.money import Money
-from shared.orders import ensure_idempotency_key
+from shared.order_store import ensure_idempotency_key
 from shared.payrails.client import PayrailsClient
 
 APPROVE = "4242 4242 4242 4242"

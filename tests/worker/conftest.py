@@ -148,7 +148,7 @@ def webhook_body(
 
 
 @dataclass
-class Broker:
+class QueueDriver:
     """This test's view of the broker: publish webhook events, read order messages."""
 
     names: Names
@@ -266,12 +266,12 @@ class Broker:
 @contextlib.asynccontextmanager
 async def open_broker(
     topology: Names, amqp_connection: AbstractRobustConnection
-) -> AsyncIterator[Broker]:
+) -> AsyncIterator[QueueDriver]:
     """A confirm channel and a queue bound to ``orders`` with ``#``, deleted afterwards."""
     channel = await open_channel(amqp_connection)
     orders = await channel.declare_queue(f"{topology.prefix}test.orders", auto_delete=False)
     await orders.bind(topology.orders_exchange, routing_key="#")
-    yield Broker(topology, channel, orders)
+    yield QueueDriver(topology, channel, orders)
     await orders.delete(if_unused=False, if_empty=False)
     await channel.close()
 
@@ -279,7 +279,7 @@ async def open_broker(
 @pytest.fixture
 async def broker(
     settings: Settings, topology: Names, amqp_connection: AbstractRobustConnection
-) -> AsyncIterator[Broker]:
+) -> AsyncIterator[QueueDriver]:
     async with open_broker(topology, amqp_connection) as opened:
         yield opened
 

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.waiting import wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
-    Broker,
+    QueueDriver,
     Shop,
     order_status,
     processed,
@@ -23,7 +23,7 @@ UPDATED = "executionActionUpdated"
 async def test_action_updated_for_a_paid_execution_ends_paid_with_exactly_one_message(
     shop: Shop,
     sandbox_deps: Deps,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     reference, execution_id = await shop.pay(FRICTIONLESS)

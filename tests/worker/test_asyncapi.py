@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.models import Order, OutboxMessage
-from shared.orders import SCHEMA_VERSION, apply_observation, message_body, record_transition
+from shared.order_store import SCHEMA_VERSION, apply_observation, message_body, record_transition
 from shared.state_machine import (
     ROUTING_KEY,
     Cause,

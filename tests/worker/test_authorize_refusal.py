@@ -20,7 +20,7 @@ from shared.payrails.models import ExecutionOutcome
 from tests.waiting import wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
-    Broker,
+    QueueDriver,
     Shop,
     new_reference,
     order_status,
@@ -77,7 +77,7 @@ async def failure_reason(sessions: async_sessionmaker[AsyncSession], reference: 
 async def run_command(
     shop: Shop,
     deps: Deps,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
     reference: str,
     outcome: str,
@@ -102,7 +102,7 @@ async def run_command(
 
 
 async def test_an_instrument_payrails_never_issued_fails_the_payment_without_review(
-    shop: Shop, sandbox_deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    shop: Shop, sandbox_deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     reference = await authorizing_order(shop, "pi_made_up_by_a_shopper")
 
@@ -117,7 +117,7 @@ async def test_an_instrument_payrails_never_issued_fails_the_payment_without_rev
 
 
 async def test_another_holders_instrument_fails_the_payment_without_review(
-    shop: Shop, sandbox_deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    shop: Shop, sandbox_deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     foreign = await tokenized(shop, holder="someone-else")
     reference = await authorizing_order(shop, foreign)
@@ -131,7 +131,7 @@ async def test_another_holders_instrument_fails_the_payment_without_review(
 
 
 async def test_an_authorize_not_allowed_because_the_execution_is_authorized_goes_to_review(
-    shop: Shop, sandbox_deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    shop: Shop, sandbox_deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """A 400 ``workflow.action.not-allowed`` does not prove nothing moved: here money did."""
     instrument = await tokenized(shop, holder="cust_1")

@@ -13,7 +13,7 @@ from shared.db.models import Order
 from tests.waiting import wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
-    Broker,
+    QueueDriver,
     Shop,
     order_status,
     running_worker,
@@ -62,7 +62,7 @@ def small_prefetch(sandbox_deps: Deps) -> Deps:
 async def test_event_for_another_order_is_reconciled_while_an_earlier_event_waits_for_its_lock(
     shop: Shop,
     two_single_event_batches: Deps,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     (blocked, blocked_id), (free, free_id) = [await shop.pay(FRICTIONLESS) for _ in range(2)]
@@ -95,7 +95,7 @@ async def test_event_for_another_order_is_reconciled_while_an_earlier_event_wait
 async def test_worker_holds_only_the_configured_prefetch_and_the_rest_stay_in_the_queue(
     shop: Shop,
     small_prefetch: Deps,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     paid = [await shop.pay(FRICTIONLESS) for _ in range(PREFETCH + BEYOND_PREFETCH)]

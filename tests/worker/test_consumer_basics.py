@@ -7,15 +7,17 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db.models import WebhookEvent as InboxRow
+from shared.db.models import InboxEntry
 from shared.events import derive_event_id
 from shared.messaging import HDR_REASON
 from tests.waiting import wait_until
-from tests.worker.conftest import Broker, processed, running_worker, webhook_body
+from tests.worker.conftest import QueueDriver, processed, running_worker, webhook_body
 from worker.deps import Deps
 
 
-async def test_unparseable_message_goes_to_dead_letters_at_once(deps: Deps, broker: Broker) -> None:
+async def test_unparseable_message_goes_to_dead_letters_at_once(
+    deps: Deps, broker: QueueDriver
+) -> None:
     async with running_worker(deps, relay=False):
         await broker.publish_event(b"{not json")
         [dead] = await broker.wait_for(deps.names.dead_letters_queue, 1)
@@ -27,7 +29,7 @@ async def test_unparseable_message_goes_to_dead_letters_at_once(deps: Deps, brok
 
 async def test_other_events_are_recorded_and_acked_as_ignored(
     deps: Deps,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     body = webhook_body("executionCreated", str(uuid.uuid4()), "ord_ignored")
@@ -47,6 +49,6 @@ async def test_other_events_are_recorded_and_acked_as_ignored(
         await wait_until(recorded)
 
     async with sessions() as session:
-        row = await session.get(InboxRow, event_id)
+        row = await session.get(InboxEntry, event_id)
     assert row is not None
     assert row.outcome == "ignored"

@@ -16,7 +16,7 @@ from tests.worker.conftest import (
     DECLINE,
     FRICTIONLESS,
     UNKNOWN,
-    Broker,
+    QueueDriver,
     Shop,
     order_status,
     processed_since,
@@ -36,7 +36,7 @@ CASES = [
 ]
 
 
-async def publish_all(broker: Broker, bodies: list[dict[str, Any]], order: list[int]) -> None:
+async def publish_all(broker: QueueDriver, bodies: list[dict[str, Any]], order: list[int]) -> None:
     for index in order:
         await broker.publish_event(bodies[index])
 
@@ -51,7 +51,7 @@ async def test_any_order_and_duplication_of_events_ends_in_the_sandbox_state(
     data: st.DataObject,
     shop: Shop,
     sandbox_deps: Deps,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     """Events race the sandbox's progress and two consumers race each other on the row lock."""

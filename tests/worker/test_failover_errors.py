@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.waiting import wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
-    Broker,
+    QueueDriver,
     ReadOnlyDatabase,
     Shop,
     order_status,
@@ -21,7 +21,7 @@ from tests.worker.test_failures import database_failures
 async def test_event_meeting_a_read_only_database_is_held_then_reconciled_not_dead_lettered(
     shop: Shop,
     read_only_database: ReadOnlyDatabase,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     reference, execution_id = await shop.pay(FRICTIONLESS)

@@ -17,7 +17,7 @@ from shared.messaging import HDR_REASON
 from tests.waiting import sample, wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
-    Broker,
+    QueueDriver,
     Shop,
     order_status,
     processed,
@@ -27,7 +27,7 @@ from tests.worker.conftest import (
     transitions_of,
 )
 from tests.worker.proxy import TcpProxy
-from worker.consumer import EventsConsumer, Held
+from worker.consumer import EventsConsumer, HeldDelivery
 from worker.deps import Deps
 from worker.events import Outcome
 
@@ -49,7 +49,7 @@ async def reaches(sessions: async_sessionmaker[AsyncSession], reference: str, st
 async def test_worker_killed_between_commit_and_ack_has_no_second_effect(
     shop: Shop,
     sandbox_deps: Deps,
-    broker: Broker,
+    broker: QueueDriver,
     amqp_connection: AbstractRobustConnection,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -61,7 +61,7 @@ async def test_worker_killed_between_commit_and_ack_has_no_second_effect(
     async with asyncio.timeout(10):
         while (message := await queue.get(no_ack=False, fail=False)) is None:
             await asyncio.sleep(0.05)
-    [(_, result, _)] = await EventsConsumer(sandbox_deps, channel).commit([Held(message)])
+    [(_, result, _)] = await EventsConsumer(sandbox_deps, channel).commit([HeldDelivery(message)])
     assert result is not None
     assert result.outcome is Outcome.RECONCILED
     await channel.close()  # the crash: committed, never acked
@@ -82,7 +82,7 @@ async def test_worker_killed_between_commit_and_ack_has_no_second_effect(
 async def test_repoll_answered_5xx_is_retried_later_then_reconciled(
     shop: Shop,
     sandbox_deps: Deps,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     reference, execution_id = await shop.pay(FRICTIONLESS)
@@ -101,7 +101,7 @@ async def test_repoll_answered_5xx_is_retried_later_then_reconciled(
 async def test_event_for_an_order_that_never_appears_is_dead_lettered_after_the_last_tier(
     shop: Shop,
     sandbox_deps: Deps,
-    broker: Broker,
+    broker: QueueDriver,
 ) -> None:
     _, execution_id = await shop.pay(FRICTIONLESS, with_order=False)
     [completed] = await shop.bodies(execution_id, 1)
@@ -137,7 +137,7 @@ async def proxied_deps(sandbox_deps: Deps) -> AsyncIterator[tuple[Deps, TcpProxy
 async def test_database_outage_acks_nothing_loses_nothing_and_resumes(
     shop: Shop,
     proxied_deps: tuple[Deps, TcpProxy],
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     deps, proxy = proxied_deps
@@ -176,7 +176,7 @@ async def test_database_outage_acks_nothing_loses_nothing_and_resumes(
 async def test_stopping_during_a_database_outage_requeues_every_held_message(
     shop: Shop,
     proxied_deps: tuple[Deps, TcpProxy],
-    broker: Broker,
+    broker: QueueDriver,
 ) -> None:
     deps, proxy = proxied_deps
     _, execution_id = await shop.pay(FRICTIONLESS)

@@ -12,7 +12,7 @@ from tests.worker.conftest import (
     DECLINE,
     FRICTIONLESS,
     UNKNOWN,
-    Broker,
+    QueueDriver,
     Shop,
     order_status,
     processed_since,
@@ -46,7 +46,7 @@ async def test_flow_reaches_its_state_with_exactly_one_message(
     final: str,
     shop: Shop,
     sandbox_deps: Deps,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     async with running_worker(sandbox_deps):
@@ -65,7 +65,7 @@ async def test_flow_reaches_its_state_with_exactly_one_message(
 async def test_three_d_secure_announces_the_challenge_url_then_paid(
     shop: Shop,
     sandbox_deps: Deps,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     async with running_worker(sandbox_deps):
@@ -84,7 +84,7 @@ async def test_three_d_secure_announces_the_challenge_url_then_paid(
 async def test_every_event_delivered_three_times_yields_one_transition_and_one_message_each(
     shop: Shop,
     sandbox_deps: Deps,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     reference, execution_id = await shop.pay(CHALLENGE)
@@ -110,7 +110,7 @@ async def test_every_event_delivered_three_times_yields_one_transition_and_one_m
 async def test_completed_before_pending_still_ends_paid(
     shop: Shop,
     sandbox_deps: Deps,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     reference, execution_id = await shop.pay(CHALLENGE)

@@ -6,13 +6,13 @@ from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import REGISTRY
 
 from tests.waiting import sample, wait_until
-from tests.worker.conftest import Broker
+from tests.worker.conftest import QueueDriver
 from worker.deps import Deps
 from worker.gauges import refresh_all
 
 
 async def test_one_pass_sets_queue_outbox_and_order_gauges(
-    deps: Deps, broker: Broker, amqp_connection: AbstractRobustConnection
+    deps: Deps, broker: QueueDriver, amqp_connection: AbstractRobustConnection
 ) -> None:
     await broker.publish_event(b"waiting")
 

@@ -17,7 +17,7 @@ from shared.messaging import HDR_REASON, declare_topology
 from tests.waiting import sample, wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
-    Broker,
+    QueueDriver,
     Shop,
     insert_order,
     order_status,
@@ -30,7 +30,7 @@ COMPLETED = "executionActionCompleted"
 
 
 async def test_execution_payrails_refuses_to_return_is_dead_lettered_as_rejected(
-    sandbox_deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    sandbox_deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     order = await insert_order(sessions, execution_id=str(uuid.uuid4()))
     assert order.execution_id is not None
@@ -45,7 +45,7 @@ async def test_execution_payrails_refuses_to_return_is_dead_lettered_as_rejected
 
 
 async def test_reconciled_event_naming_no_execution_is_dead_lettered(
-    deps: Deps, broker: Broker
+    deps: Deps, broker: QueueDriver
 ) -> None:
     body = webhook_body(COMPLETED, "unused", "ord_no_execution")
     del body["details"]["execution"]["id"]
@@ -60,7 +60,7 @@ async def test_reconciled_event_naming_no_execution_is_dead_lettered(
 async def test_execution_of_another_order_is_dead_lettered_as_a_mismatch(
     shop: Shop,
     sandbox_deps: Deps,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     _, execution_id = await shop.pay(FRICTIONLESS, with_order=False)
@@ -76,7 +76,7 @@ async def test_execution_of_another_order_is_dead_lettered_as_a_mismatch(
 
 
 async def test_refused_dead_letter_hand_off_is_held_and_retried_until_it_succeeds(
-    deps: Deps, broker: Broker
+    deps: Deps, broker: QueueDriver
 ) -> None:
     returned = {"exchange": "(default)", "outcome": "returned"}
     await broker.channel.queue_delete(deps.names.dead_letters_queue)
@@ -98,7 +98,7 @@ async def test_refused_dead_letter_hand_off_is_held_and_retried_until_it_succeed
     assert await broker.ready(deps.names.events_queue) == 0
 
 
-async def test_refused_hand_off_is_requeued_on_shutdown(deps: Deps, broker: Broker) -> None:
+async def test_refused_hand_off_is_requeued_on_shutdown(deps: Deps, broker: QueueDriver) -> None:
     returned = {"exchange": "(default)", "outcome": "returned"}
     await broker.channel.queue_delete(deps.names.dead_letters_queue)
     before = sample("recon_broker_publishes_total", **returned)
@@ -136,7 +136,7 @@ async def impatient_deps(sandbox_deps: Deps) -> AsyncIterator[Deps]:
 async def test_message_that_keeps_failing_while_the_database_answers_goes_to_the_delay_tiers(
     shop: Shop,
     impatient_deps: Deps,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     (stuck, stuck_id), (free, free_id) = [await shop.pay(FRICTIONLESS) for _ in range(2)]

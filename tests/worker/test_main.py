@@ -10,13 +10,13 @@ import pytest
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db.models import WebhookEvent as InboxRow
+from shared.db.models import InboxEntry
 from shared.events import derive_event_id
 from shared.messaging import Names
 from tests.ports import free_port
 from tests.settings import Settings
 from tests.waiting import wait_until
-from tests.worker.conftest import Broker, webhook_body
+from tests.worker.conftest import QueueDriver, webhook_body
 from worker.__main__ import COMPONENTS, parse_components, run
 from worker.health import create_health_app
 
@@ -31,7 +31,7 @@ def test_only_flag_selects_a_subset_and_refuses_unknown_names() -> None:
 async def test_worker_runs_every_component_serves_healthz_and_stops_cleanly(
     settings: Settings,
     topology: Names,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     port = free_port()
@@ -56,7 +56,7 @@ async def test_worker_runs_every_component_serves_healthz_and_stops_cleanly(
 
         async def recorded() -> bool:
             async with sessions() as session:
-                return await session.get(InboxRow, derive_event_id(body)) is not None
+                return await session.get(InboxEntry, derive_event_id(body)) is not None
 
         await wait_until(recorded)
     finally:

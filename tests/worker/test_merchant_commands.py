@@ -21,7 +21,7 @@ from shared.messaging import (
     persistent_properties,
     publish_frames,
 )
-from tests.worker.conftest import Broker, new_reference
+from tests.worker.conftest import QueueDriver, new_reference
 from tests.worker.test_asyncapi import check
 from worker.consumer import HandlerConsumer
 from worker.deps import Deps
@@ -38,7 +38,7 @@ def command(reference: str, value: str = "129.90", command_id: str | None = None
     }
 
 
-async def send(broker: Broker, body: dict[str, Any] | bytes) -> None:
+async def send(broker: QueueDriver, body: dict[str, Any] | bytes) -> None:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     message_id = str(uuid.uuid4()) if isinstance(body, bytes) else body["commandId"]
     await publish_frames(
@@ -85,7 +85,7 @@ async def count(sessions: async_sessionmaker[AsyncSession], model: Any, **where:
 
 
 async def test_a_create_command_creates_the_order_and_answers_with_a_checkout_session(
-    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     reference = new_reference()
     body = command(reference)
@@ -106,7 +106,7 @@ async def test_a_create_command_creates_the_order_and_answers_with_a_checkout_se
 
 
 async def test_a_repeated_command_is_answered_again_and_never_executed_twice(
-    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     reference = new_reference()
     body = command(reference)
@@ -125,7 +125,7 @@ async def test_a_repeated_command_is_answered_again_and_never_executed_twice(
 
 
 async def test_a_command_with_other_terms_for_a_reference_is_rejected_and_changes_nothing(
-    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     reference = new_reference()
     async with merchant_worker(deps):
@@ -147,7 +147,7 @@ async def test_a_command_with_other_terms_for_a_reference_is_rejected_and_change
 
 
 async def test_an_invalid_command_goes_to_the_dead_letters_without_an_order(
-    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     reference = new_reference()
     body = command(reference, "-5")
@@ -159,7 +159,7 @@ async def test_an_invalid_command_goes_to_the_dead_letters_without_an_order(
 
 
 async def test_both_answers_validate_against_the_documented_schema(
-    deps: Deps, broker: Broker
+    deps: Deps, broker: QueueDriver
 ) -> None:
     reference = new_reference()
     async with merchant_worker(deps):

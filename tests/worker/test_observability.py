@@ -14,7 +14,7 @@ from shared.db.models import OutboxMessage
 from tests.waiting import sample, wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
-    Broker,
+    QueueDriver,
     Shop,
     insert_order,
     processed_since,
@@ -27,7 +27,7 @@ from worker.gauges import refresh_outbox_gauges
 
 
 async def test_reconciled_event_logs_one_line_with_event_execution_and_order(
-    shop: Shop, sandbox_deps: Deps, broker: Broker
+    shop: Shop, sandbox_deps: Deps, broker: QueueDriver
 ) -> None:
     reference, execution_id = await shop.pay(FRICTIONLESS)
     [completed] = await shop.bodies(execution_id, 1)
@@ -47,7 +47,7 @@ async def test_reconciled_event_logs_one_line_with_event_execution_and_order(
 
 
 async def test_event_without_order_logs_the_reference_it_carries(
-    shop: Shop, sandbox_deps: Deps, broker: Broker
+    shop: Shop, sandbox_deps: Deps, broker: QueueDriver
 ) -> None:
     reference, execution_id = await shop.pay(FRICTIONLESS, with_order=False)
     [completed] = await shop.bodies(execution_id, 1)
@@ -62,7 +62,7 @@ async def test_event_without_order_logs_the_reference_it_carries(
     assert (line["order_reference"], line["outcome"]) == (reference, "retried")
 
 
-async def test_processing_time_is_observed_per_outcome(deps: Deps, broker: Broker) -> None:
+async def test_processing_time_is_observed_per_outcome(deps: Deps, broker: QueueDriver) -> None:
     body = webhook_body("executionCreated", str(uuid.uuid4()), "ord_timed")
     count = "recon_event_processing_seconds_count"
     before = sample(count, outcome="ignored")
@@ -76,7 +76,7 @@ async def test_processing_time_is_observed_per_outcome(deps: Deps, broker: Broke
         await wait_until(observed)
 
 
-async def test_dead_letter_is_counted_by_queue_and_reason(deps: Deps, broker: Broker) -> None:
+async def test_dead_letter_is_counted_by_queue_and_reason(deps: Deps, broker: QueueDriver) -> None:
     labels = {"queue": "reconciler.webhook-events", "reason": "invalid_payload"}
     before = sample("recon_dead_letters_total", **labels)
 
@@ -88,7 +88,7 @@ async def test_dead_letter_is_counted_by_queue_and_reason(deps: Deps, broker: Br
 
 
 async def test_repolls_are_counted_by_outcome(
-    shop: Shop, sandbox_deps: Deps, broker: Broker
+    shop: Shop, sandbox_deps: Deps, broker: QueueDriver
 ) -> None:
     _, execution_id = await shop.pay(FRICTIONLESS)
     [completed] = await shop.bodies(execution_id, 1)

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.models import OutboxMessage
 from shared.db.session import OUTBOX_CHANNEL
-from shared.orders import apply_observation, lock_order
+from shared.order_store import apply_observation, lock_order
 from shared.state_machine import Cause, Observation, OrderStatus
 from tests.waiting import sample, wait_until
-from tests.worker.conftest import Broker, insert_order
+from tests.worker.conftest import QueueDriver, insert_order
 from worker.deps import Deps
 from worker.outbox import OutboxRelay
 
@@ -65,7 +65,7 @@ async def listening_backends(sessions: async_sessionmaker[AsyncSession]) -> set[
 
 
 async def test_relay_publishes_the_row_with_its_message_id_and_marks_it(
-    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     reference = await paid_order(sessions)
 
@@ -81,7 +81,7 @@ async def test_relay_publishes_the_row_with_its_message_id_and_marks_it(
 
 
 async def test_two_relays_at_once_publish_each_row_once(
-    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     references = {await paid_order(sessions) for _ in range(20)}
     small = dataclasses.replace(
@@ -99,7 +99,7 @@ async def test_two_relays_at_once_publish_each_row_once(
 
 
 async def test_notify_wakes_the_relay_long_before_its_poll(
-    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     slow_poll = deps.settings.model_copy(update={"outbox_poll_seconds": 3600.0})
     relay = OutboxRelay(dataclasses.replace(deps, settings=slow_poll))
@@ -121,7 +121,7 @@ async def test_notify_wakes_the_relay_long_before_its_poll(
 
 
 async def test_paid_message_observes_webhook_to_paid_latency(
-    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     before = sample("recon_webhook_to_paid_seconds_count")
     reference = await paid_order(sessions, received_at=datetime.now(UTC) - timedelta(seconds=1))
@@ -135,7 +135,7 @@ async def test_paid_message_observes_webhook_to_paid_latency(
 
 
 async def test_nacked_publish_leaves_the_row_unpublished_for_the_next_pass(
-    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     full = await broker.channel.declare_queue(
         f"{deps.names.prefix}test.full",
@@ -158,7 +158,7 @@ async def test_nacked_publish_leaves_the_row_unpublished_for_the_next_pass(
 
 
 async def test_relayed_message_is_persistent_json_with_the_schema_header(
-    deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     reference = await paid_order(sessions)
 

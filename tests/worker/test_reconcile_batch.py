@@ -11,8 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db.models import Order, OutboxMessage
-from shared.db.models import WebhookEvent as InboxRow
+from shared.db.models import InboxEntry, Order, OutboxMessage
 from shared.events import WebhookEvent
 from shared.payrails.models import Execution
 from tests.worker.conftest import (
@@ -91,7 +90,7 @@ async def test_event_without_order_writes_nothing_so_its_retry_is_not_a_duplicat
 
     assert await run(sessions, early) == [Outcome.ORDER_NOT_FOUND]
     async with sessions() as session:
-        assert await session.get(InboxRow, early.event.event_id) is None
+        assert await session.get(InboxEntry, early.event.event_id) is None
 
     await insert_order(sessions, execution_id=exec_id, reference=reference)
     assert await run(sessions, early) == [Outcome.RECONCILED]
@@ -139,7 +138,7 @@ async def test_unreconciled_event_is_recorded_and_ignored(
 
     assert await run(sessions, item) == [Outcome.IGNORED]
     async with sessions() as session:
-        row = await session.get(InboxRow, item.event.event_id)
+        row = await session.get(InboxEntry, item.event.event_id)
     assert row is not None
     assert row.outcome == "ignored"
 
@@ -212,7 +211,7 @@ async def test_execution_naming_another_reference_is_a_mismatch_and_writes_nothi
     assert await run(sessions, item) == [Outcome.EXECUTION_MISMATCH]
     assert await order_status(sessions, order.reference) == "authorizing"
     async with sessions() as session:
-        assert await session.get(InboxRow, item.event.event_id) is None
+        assert await session.get(InboxEntry, item.event.event_id) is None
         stored = await session.get(Order, order.id)
     assert stored is not None
     assert stored.execution_id is None

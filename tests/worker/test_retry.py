@@ -8,12 +8,12 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from shared.messaging import HDR_ATTEMPT, HDR_FAILED_AT, HDR_REASON, HDR_SOURCE_QUEUE
-from tests.worker.conftest import Broker
+from tests.worker.conftest import QueueDriver
 from worker.deps import Deps
 from worker.retry import dead_letter, retry_later
 
 
-async def take_one(broker: Broker, queue: str, body: bytes, headers: dict[str, object]) -> Any:
+async def take_one(broker: QueueDriver, queue: str, body: bytes, headers: dict[str, object]) -> Any:
     await broker.channel.default_exchange.publish(
         aio_pika.Message(body, headers=headers, message_id="m-1"), queue
     )
@@ -22,7 +22,7 @@ async def take_one(broker: Broker, queue: str, body: bytes, headers: dict[str, o
 
 
 async def test_retry_later_parks_a_copy_that_returns_with_attempt_one(
-    deps: Deps, broker: Broker
+    deps: Deps, broker: QueueDriver
 ) -> None:
     queue = deps.names.events_queue
     message = await take_one(broker, queue, b'{"event":"x"}', {"x-event-id": "e1"})
@@ -39,7 +39,7 @@ async def test_retry_later_parks_a_copy_that_returns_with_attempt_one(
 
 
 async def test_after_the_last_tier_the_message_is_dead_lettered_with_its_reason(
-    deps: Deps, broker: Broker
+    deps: Deps, broker: QueueDriver
 ) -> None:
     queue = deps.names.events_queue
     tiers = len(deps.settings.worker_retry_delays_seconds)
@@ -56,7 +56,9 @@ async def test_after_the_last_tier_the_message_is_dead_lettered_with_its_reason(
     assert HDR_FAILED_AT in dead.headers
 
 
-async def test_dead_letter_keeps_the_original_body_and_headers(deps: Deps, broker: Broker) -> None:
+async def test_dead_letter_keeps_the_original_body_and_headers(
+    deps: Deps, broker: QueueDriver
+) -> None:
     queue = deps.names.events_queue
     message: AbstractIncomingMessage = await take_one(broker, queue, b"not json", {"k": "v"})
 

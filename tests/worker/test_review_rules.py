@@ -17,7 +17,7 @@ from tests.waiting import wait_until
 from tests.worker.conftest import (
     DECLINE,
     FRICTIONLESS,
-    Broker,
+    QueueDriver,
     Shop,
     insert_order,
     new_reference,
@@ -82,7 +82,7 @@ MISMATCH = "authorized amount 0.01 EUR differs from the order's 129.90 EUR"
 
 
 async def test_a_webhook_for_another_amount_than_the_orders_goes_to_review(
-    shop: Shop, sandbox_deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    shop: Shop, sandbox_deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     reference, execution_id = await authorized(
         shop, FRICTIONLESS, order_amount="129.90", amount="0.01"
@@ -132,7 +132,7 @@ async def test_the_orders_own_amount_is_paid(
 
 
 async def test_a_webhook_saying_unknown_outranks_a_poll_saying_failed(
-    shop: Shop, sandbox_deps: Deps, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    shop: Shop, sandbox_deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """Two declined orders; only the one whose webhook reported ProviderTimeout goes to review."""
     unknown_ref, unknown_exec = await authorized(

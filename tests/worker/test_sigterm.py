@@ -21,7 +21,7 @@ from tests.settings import Settings
 from tests.waiting import wait_until
 from tests.worker.conftest import (
     FRICTIONLESS,
-    Broker,
+    QueueDriver,
     Shop,
     order_status,
     running_worker,
@@ -96,7 +96,7 @@ async def test_sigterm_finishes_or_requeues_every_message_and_exits_zero(
     settings: Settings,
     sandbox: SandboxHandle,
     shop: Shop,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
     tmp_path: Path,
 ) -> None:
@@ -130,7 +130,7 @@ async def test_sigterm_with_events_in_flight_nacks_them_and_a_new_worker_finishe
     settings: Settings,
     sandbox: SandboxHandle,
     shop: Shop,
-    broker: Broker,
+    broker: QueueDriver,
     sandbox_deps: Deps,
     sessions: async_sessionmaker[AsyncSession],
     tmp_path: Path,

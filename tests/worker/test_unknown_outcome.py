@@ -21,7 +21,7 @@ from shared.messaging import (
 from tests.waiting import sample, wait_until
 from tests.worker.conftest import (
     UNKNOWN,
-    Broker,
+    QueueDriver,
     Shop,
     new_reference,
     order_status,
@@ -79,7 +79,7 @@ async def authorizing_order(shop: Shop, card: str) -> AuthorizeCommand:
     return AuthorizeCommand(reference, execution.id)
 
 
-async def publish_command(broker: Broker, command: AuthorizeCommand) -> None:
+async def publish_command(broker: QueueDriver, command: AuthorizeCommand) -> None:
     """Publish to payments.commands as the checkout does: persistent, stable id, confirmed."""
     properties = persistent_properties(message_id=command.message_id, headers={})
     await publish_frames(
@@ -96,7 +96,7 @@ async def publish_command(broker: Broker, command: AuthorizeCommand) -> None:
 async def test_redelivered_authorize_after_unknown_outcome_never_authorizes_again(
     shop: Shop,
     sandbox_deps: Deps,
-    broker: Broker,
+    broker: QueueDriver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     command = await authorizing_order(shop, UNKNOWN)

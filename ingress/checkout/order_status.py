@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ingress.checkout.keys import CHECKOUT, OUTCOME
-from ingress.checkout.orders import view_by_reference
+from ingress.checkout.order_views import view_by_reference
 from ingress.checkout.service import OrderNotFound
 from ingress.checkout.shopper import owns_reference
 from ingress.checkout.validation import REFERENCE, REFERENCE_MAX

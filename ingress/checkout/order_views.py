@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.models import Order, OrderTransition
 from shared.money import Money
-from shared.orders import apply_observation, lock_order, order_money
+from shared.order_store import apply_observation, lock_order, order_money
 from shared.payrails.models import Execution
 from shared.state_machine import Cause, Observation, OrderStatus, Transition
 
