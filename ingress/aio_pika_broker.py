@@ -87,9 +87,13 @@ class AioPikaBroker(PublisherBase):
         self._mark(False)
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None:
+            # A task of its own: past the timeout the close goes on in the background instead of
+            # being cancelled half-way, which would leave aio-pika to schedule it again from
+            # ``__del__`` (a coroutine never awaited when no loop runs then).
+            closing = asyncio.ensure_future(connection.close())
             try:
                 async with asyncio.timeout(self._timeout):
-                    await connection.close()
+                    await asyncio.shield(closing)
             except TimeoutError:
                 log.warning("broker.close_timeout")
         log.info("broker.closed")

@@ -98,7 +98,7 @@ async def refused_while(port: int, pending: asyncio.Task[int]) -> bool:
     while not pending.done():
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, ConnectionResetError):  # reset: closed mid-handshake
             return not pending.done()
         writer.close()
         await writer.wait_closed()
