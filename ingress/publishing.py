@@ -9,6 +9,7 @@ ingress's; the checkout's authorize commands always go through aio-pika."""
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import suppress
 
@@ -46,7 +47,7 @@ async def connect_until_up(
         return
 
 
-class PublisherBase:
+class PublisherBase(ABC):
     """What both publishers share: names, the same-id gate, readiness, the connect loop and the
     one deadline of a publish. Subclasses open the connection (``_connect_once``), tell
     readiness (``is_ready``) and send one message before its deadline (``_publish``)."""
@@ -63,8 +64,9 @@ class PublisherBase:
         self._backoff = reconnect_backoff(settings)
 
     @property
+    @abstractmethod
     def is_ready(self) -> bool:
-        raise NotImplementedError
+        """True while publishes can be taken (the readiness check)."""
 
     async def wait_ready(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the channel to be open."""
@@ -79,11 +81,13 @@ class PublisherBase:
         """Connect, declare the topology and open the confirm channel; retry until all work."""
         await connect_until_up(self._connect_once, self._backoff, lambda: self._closing)
 
+    @abstractmethod
     async def _connect_once(self) -> None:
-        raise NotImplementedError
+        """Connect, declare the topology and open the confirm channel, once."""
 
+    @abstractmethod
     async def close(self) -> None:
-        raise NotImplementedError
+        """Close the channel and the connection; a silent broker cannot stall it."""
 
     async def publish(
         self,
@@ -111,10 +115,11 @@ class PublisherBase:
         )
         self._on_confirmed(exchange, self._loop.time() - started)
 
+    @abstractmethod
     async def _publish(self, message: Outgoing, deadline: float) -> None:
-        raise NotImplementedError
+        """Send ``message`` and await its confirm before ``deadline``; PublishError otherwise."""
 
-    def _on_confirmed(self, exchange: str, seconds: float) -> None:
+    def _on_confirmed(self, exchange: str, seconds: float) -> None:  # noqa: B027 (a hook)
         """A publish was confirmed after ``seconds`` (for the publishers that count here)."""
 
     def _mark(self, up: bool) -> None:

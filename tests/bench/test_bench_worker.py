@@ -211,7 +211,7 @@ import asyncio, sys, time
 import aio_pika, uvloop
 
 async def main(url, queue_name, count):
-    connection = await connect(url)
+    connection = await aio_pika.connect(url)
     channel = await connection.channel(publisher_confirms=False)
     await channel.set_qos(prefetch_count=400)
     queue = await channel.get_queue(queue_name)
