@@ -24,7 +24,7 @@ from ingress.aio_pika_broker import aio_pika_broker_ctx
 from ingress.checkout.guards import ShopperGuards, shopper_guard
 from ingress.checkout.keys import API_KEYS, CHECKOUT, GUARDS, PAYRAILS, RETURN_TEMPLATE, SESSIONS
 from ingress.checkout.merchant_auth import ApiKeys
-from ingress.checkout.middleware import checkout_middleware
+from ingress.checkout.middleware import REQUEST_LOGGING, translate_errors
 from ingress.checkout.payment_return import load_return_template
 from ingress.checkout.routes import setup_checkout_routes
 from ingress.checkout.service import Checkout
@@ -34,6 +34,7 @@ from shared.config import CheckoutSettings
 from shared.db.session import create_engine, create_sessionmaker
 from shared.messaging import Names
 from shared.payrails.client import open_payrails_client
+from shared.request_logging import setup_request_logging
 
 CHECKOUT_MAX_BODY_BYTES = 64 * 1024
 CONNECTION_NAME = "recon-checkout"
@@ -97,8 +98,9 @@ def setup_storefront(app: web.Application) -> None:
 def create_checkout_app(settings: CheckoutSettings) -> web.Application:
     """The app behind ``python -m ingress checkout``."""
     app = web.Application(
-        middlewares=[checkout_middleware, shopper_guard], client_max_size=CHECKOUT_MAX_BODY_BYTES
+        middlewares=[translate_errors, shopper_guard], client_max_size=CHECKOUT_MAX_BODY_BYTES
     )
+    setup_request_logging(app, REQUEST_LOGGING)
     app[SETTINGS] = app[CHECKOUT_SETTINGS] = settings
     app[API_KEYS] = ApiKeys(settings.merchant_api_keys)
     app[GUARDS] = ShopperGuards.from_settings(settings)

@@ -9,7 +9,6 @@ from aiohttp import web
 from shared.config import CheckoutSettings, IngressSettings, WebhookIngressSettings
 
 if TYPE_CHECKING:
-    from ingress.ledger import RequestLedger
     from ingress.publishing import PublisherBase
 
 # Every ingress app's settings, as what both apps read (the broker, the admin server, HTTP
@@ -19,4 +18,3 @@ WEBHOOK_SETTINGS = web.AppKey("webhook_settings", WebhookIngressSettings)
 CHECKOUT_SETTINGS = web.AppKey("checkout_settings", CheckoutSettings)
 # Typed by annotation: the publishers import this module for their cleanup contexts.
 BROKER: web.AppKey[PublisherBase] = web.AppKey("broker")
-LEDGER: web.AppKey[RequestLedger] = web.AppKey("ledger")

@@ -9,10 +9,10 @@ from ingress.aio_pika_broker import aio_pika_broker_ctx
 from ingress.broker import broker_ctx
 from ingress.health import add_health_routes, broker_ready
 from ingress.keys import SETTINGS, WEBHOOK_SETTINGS
-from ingress.ledger import ledger_ctx
 from ingress.publishing import CleanupContext
-from ingress.webhooks import receive_webhook
+from ingress.webhooks import REQUEST_LOGGING, receive_webhook
 from shared.config import WebhookIngressSettings
+from shared.request_logging import setup_request_logging
 
 WEBHOOK_PATH = "/webhooks/payrails"
 CONNECTION_NAME = "recon-ingress"
@@ -28,9 +28,9 @@ def publisher_ctx(settings: WebhookIngressSettings) -> CleanupContext:
 def create_webhook_app(settings: WebhookIngressSettings) -> web.Application:
     """The app behind ``python -m ingress webhooks``."""
     app = web.Application(client_max_size=settings.webhook_max_body_bytes)
+    setup_request_logging(app, REQUEST_LOGGING)  # settled after the publisher closes
     app[SETTINGS] = app[WEBHOOK_SETTINGS] = settings
-    app.cleanup_ctx.append(ledger_ctx)  # before the broker: settled after it closes
     app.cleanup_ctx.append(publisher_ctx(settings))
-    app.router.add_post(WEBHOOK_PATH, receive_webhook)
+    app.router.add_post(WEBHOOK_PATH, receive_webhook, name="webhook")
     add_health_routes(app, {"broker": broker_ready}, admin_port=settings.webhook_admin_port)
     return app

@@ -7,22 +7,18 @@ reach the output.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import functools
 import json as stdlib_json
 import logging
 import re
 import sys
-import threading
 from collections.abc import Mapping
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 
 import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from shared.clock import UtcIsoClock
 from shared.luhn import luhn_ok
 
 REDACTED = "[REDACTED]"
@@ -163,101 +159,9 @@ def redact(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDi
 _SCALARS = frozenset({int, float, bool})
 
 
-class TickBufferedStream:
-    """A text stream that hands ``file`` one write per event-loop tick instead of one per line.
-
-    With PYTHONUNBUFFERED (as containers run us) every line was its own write(2), which cost
-    more than rendering it. Lines written in one tick leave together at the end of it, in
-    order, structlog's and the standard library's alike. Outside a running loop (start-up,
-    shutdown, scripts) each write goes straight through; at exit, nothing is left behind.
-    """
-
-    def __init__(self, file: TextIO) -> None:
-        self._file = file
-        self._lines: list[str] = []
-        self._scheduled_on: asyncio.AbstractEventLoop | None = None
-        self._scheduler = 0  # the thread that runs _scheduled_on
-        self._lock = threading.Lock()  # a thread without a loop may log while the loop does
-        atexit.register(self.drain)
-
-    def write(self, text: str) -> int:
-        scheduled = self._scheduled_on
-        if (  # this thread's running loop drains at the end of this tick: just add the line
-            scheduled is not None
-            and self._scheduler == threading.get_ident()
-            and scheduled.is_running()
-        ):  # (asyncio.get_running_loop() costs a getpid(2) per line)
-            with self._lock:
-                self._lines.append(text)
-            return len(text)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            with self._lock:
-                self._lines.append(text)
-                self._write_out()
-            return len(text)
-        with self._lock:
-            self._lines.append(text)
-            schedule = self._scheduled_on is not loop  # not yet this tick, or a loop now gone
-            self._scheduled_on, self._scheduler = loop, threading.get_ident()
-        if schedule:
-            loop.call_soon(self.drain)
-        return len(text)
-
-    def flush(self) -> None:
-        """Nothing to do now: the end of the tick writes and flushes."""
-
-    def drain(self) -> None:
-        """Write and flush every buffered line."""
-        with self._lock:
-            self._scheduled_on = None
-            self._write_out()
-
-    def _write_out(self) -> None:
-        if self._lines:
-            text = "".join(self._lines)
-            self._lines.clear()
-            self._file.write(text)
-            self._file.flush()
-
-
-class _Stamp:
-    """structlog processor: the logger's name, the level and the time, in one step per line.
-
-    The time is ISO 8601 UTC with microseconds and a ``Z``. A standard-library record gives
-    its own logger name; ``warn`` and ``exception`` are logged as ``warning`` and ``error``.
-    """
-
-    def __init__(self) -> None:
-        self._clock = UtcIsoClock(6, "Z")
-
-    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-        record = event_dict.get("_record")
-        event_dict["logger"] = logger.name if record is None else record.name
-        event_dict["level"] = _LEVEL_ALIASES.get(method_name, method_name)
-        event_dict["timestamp"] = self._clock.now()
-        return event_dict
-
-
-_LEVEL_ALIASES = {"warn": "warning", "exception": "error"}
-
-
-def _format_exc_info(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
-    """structlog's format_exc_info, not even called for the usual line, which has no exception."""
-    if "exc_info" not in event_dict:
-        return event_dict
-    return structlog.processors.format_exc_info(logger, name, event_dict)
-
-
-@functools.cache
-def _tick_buffered(file: TextIO) -> TextIO:
-    """One buffer per file, however often logging is configured."""
-    return cast(TextIO, TickBufferedStream(file))
-
-
 class _NamedWriter(structlog.WriteLogger):
-    """A line writer that carries its logger name, for ``_Stamp``."""
+    """structlog's line writer, carrying the name ``get_logger(name)`` gave it, so that
+    the stock ``add_logger_name`` names structlog's lines as it names the standard library's."""
 
     def __init__(self, file: TextIO, name: str) -> None:
         super().__init__(file)
@@ -291,14 +195,16 @@ def configure_logging(
     the webhook handler itself); stdlib records (aiohttp, aio_pika, alembic) go through
     ``ProcessorFormatter`` with the same processors, so both come out alike.
     """
-    out = stream or _tick_buffered(sys.stdout)
+    out = stream or sys.stdout
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
     chain: list[Processor] = [
         structlog.contextvars.merge_contextvars,
-        _Stamp(),
-        _format_exc_info,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
         redact,
     ]
     renderer: Processor = (

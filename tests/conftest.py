@@ -7,7 +7,10 @@ and a Docker engine is, testcontainers starts them. Never a mock.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
+import json
+import logging
 import os
 import shutil
 import socket
@@ -20,6 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import psycopg
 import pytest
+import structlog
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -30,6 +34,7 @@ from sandbox.control_client import SandboxHandle
 from sandbox.server import running_sandbox
 from shared.db.migrate import upgrade
 from shared.db.session import create_engine, create_sessionmaker
+from shared.logging import configure_logging
 from shared.messaging import Names, connect_robust, declare_topology
 from shared.payrails.client import PayrailsClient, open_payrails_client
 from tests.ports import free_port
@@ -306,3 +311,19 @@ async def webhook_ingress(
     await sandbox.set_config(webhook_url=url)
     yield url
     await runner.cleanup()
+
+
+class Output(io.StringIO):
+    def lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.getvalue().splitlines()]
+
+
+@pytest.fixture
+def json_logs() -> Iterator[Output]:
+    """Logging configured as the processes do it, into a buffer read back as JSON lines."""
+    out = Output()
+    structlog.reset_defaults()
+    configure_logging("INFO", json=True, stream=out)
+    yield out
+    structlog.reset_defaults()
+    logging.basicConfig(force=True, handlers=[logging.NullHandler()])

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ingress.checkout.keys import CHECKOUT, OUTCOME
+from ingress.checkout.keys import CHECKOUT
 from ingress.checkout.order_views import OrderView
 from ingress.checkout.place_order import place_order
 from ingress.checkout.requests import invalid, json_body
@@ -18,6 +18,7 @@ from ingress.checkout.validation import parse_init, parse_place_order
 from shared import metrics
 from shared.errors import InvalidPayload
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
+from shared.request_logging import set_outcome
 from shared.state_machine import OrderStatus
 
 
@@ -45,7 +46,7 @@ async def payments_init(request: web.Request) -> web.Response:
         raise PaymentsUnavailable("Payrails is unreachable; try again shortly") from exc
     except (PayrailsError, InvalidPayload) as exc:
         raise PaymentsRejected("Payrails refused or garbled client/init") from exc
-    request[OUTCOME] = "ok"
+    set_outcome(request, "ok")
     return web.json_response(payload, dumps=json.dumps)
 
 
@@ -84,5 +85,5 @@ async def checkout_place_order(request: web.Request) -> web.Response:
         return invalid(request, parsed)
     view = await place_order(request.app[CHECKOUT], bound, parsed)
     status, body = place_order_answer(view)
-    request[OUTCOME] = "action_required" if "actionRequired" in body else body["status"]
+    set_outcome(request, "action_required" if "actionRequired" in body else body["status"])
     return web.json_response(body, status=status)

@@ -23,7 +23,5 @@ API_KEYS = web.AppKey("api_keys", ApiKeys)
 # Typed by annotation: ingress.checkout.guards imports this module.
 GUARDS: web.AppKey[ShopperGuards] = web.AppKey("guards")
 RETURN_TEMPLATE = web.AppKey("return_template", Template)
-# Set by handlers, read by the request middleware: the metric's ``outcome`` label.
-OUTCOME = web.RequestKey("outcome", str)
 # The request's checkout session, once looked up (None: it carries no valid one).
 BOUND_SESSION: web.RequestKey[BoundSession | None] = web.RequestKey("bound_session")

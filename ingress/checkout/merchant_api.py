@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 from sqlalchemy import select
 
-from ingress.checkout.keys import API_KEYS, CHECKOUT, OUTCOME
+from ingress.checkout.keys import API_KEYS, CHECKOUT
 from ingress.checkout.merchant_auth import require_merchant
 from ingress.checkout.requests import invalid, json_body
 from ingress.checkout.service import OrderConflict, OrderNotFound
@@ -21,6 +21,7 @@ from shared.checkout_sessions import IssuedSession, is_payable, issue_session
 from shared.db.models import Order
 from shared.merchant_orders import OrderTermsConflict, create_order
 from shared.order_store import order_money
+from shared.request_logging import set_outcome
 from shared.validation import REFERENCE, REFERENCE_MAX, parse_order_terms
 
 log = structlog.get_logger(__name__)
@@ -76,7 +77,7 @@ async def create_merchant_order(request: web.Request) -> web.Response:
     outcome = "created" if result.created else "repeated"
     metrics.MERCHANT_ORDERS.labels("http", outcome).inc()
     log.info("merchant.order", order_reference=terms.reference, outcome=outcome)
-    request[OUTCOME] = outcome
+    set_outcome(request, outcome)
     return _no_store(web.json_response(body, status=201 if result.created else 200))
 
 
@@ -91,5 +92,5 @@ async def get_merchant_order(request: web.Request) -> web.Response:
         if order is None:
             raise OrderNotFound("no order has this reference")
         body = {"order": merchant_order_json(order)}
-    request[OUTCOME] = order.status
+    set_outcome(request, order.status)
     return _no_store(web.json_response(body))

@@ -1,10 +1,8 @@
-"""One middleware per checkout request: error translation, metrics and one log line."""
+"""The checkout's request middlewares: error translation, and its request-logging settings."""
 
 from __future__ import annotations
 
-import re
-import time
-import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -12,11 +10,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import DBAPIError
 
-from ingress.checkout.keys import OUTCOME
 from ingress.checkout.service import CheckoutError
 from shared import metrics
 from shared.db.failover import is_transient
 from shared.errors import TransientError
+from shared.request_logging import RequestLogging, set_outcome
 
 log = structlog.get_logger("ingress.checkout")
 
@@ -33,7 +31,6 @@ ENDPOINTS = frozenset(
         "merchant_get_order",
     }
 )
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def error_response(
@@ -62,12 +59,13 @@ def error_response(
     return response
 
 
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+@web.middleware
+async def translate_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The handler's response, with the service's errors translated exactly once."""
     try:
         return await handler(request)
     except CheckoutError as exc:
-        request[OUTCOME] = exc.code
+        set_outcome(request, exc.code)
         return error_response(
             exc.status,
             exc.code,
@@ -80,47 +78,26 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not is_transient(exc):
             raise
         log.warning("checkout.dependency_unavailable", error=type(exc).__name__)
-        request[OUTCOME] = "unavailable"
+        set_outcome(request, "unavailable")
         return error_response(503, "unavailable", "a dependency is unavailable; retry shortly")
 
 
-def _request_id(request: web.Request) -> str:
-    given = request.headers.get("X-Request-Id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+def internal_error() -> web.Response:
+    """A bug of ours: a problem+json 500 that says nothing of it."""
+    return error_response(500, "internal_error", "the request failed unexpectedly")
 
 
-@web.middleware
-async def checkout_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind the request id, answer, then count, time and log the request once."""
-    endpoint = request.match_info.route.name
-    if endpoint not in ENDPOINTS:
-        return await handler(request)
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=_request_id(request), endpoint=endpoint)
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await _answer(request, handler)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except Exception:
-        log.exception("checkout.unhandled_error")
-        return error_response(500, "internal_error", "the request failed unexpectedly")
-    finally:
-        elapsed = time.perf_counter() - started
-        # A closed set, so safe as a label: handlers' fixed codes and order statuses, else the
-        # HTTP status. Never a value taken from the request.
-        outcome = request.get(OUTCOME) or f"http_{status}"
-        metrics.CHECKOUT_REQUESTS.labels(endpoint, outcome).inc()
-        metrics.CHECKOUT_REQUEST_SECONDS.labels(endpoint, outcome).observe(elapsed)
-        log.info(
-            "checkout.request",
-            method=request.method,
-            path=request.path,
-            status=status,
-            outcome=outcome,
-            duration_ms=round(elapsed * 1000, 1),
-        )
+def count(endpoint: str, outcome: str, seconds: float, _line: Mapping[str, Any]) -> None:
+    """The checkout metrics of one request. ``outcome`` is a closed set (handlers' fixed codes
+    and order statuses, else the HTTP status), never a value taken from the request."""
+    metrics.CHECKOUT_REQUESTS.labels(endpoint, outcome).inc()
+    metrics.CHECKOUT_REQUEST_SECONDS.labels(endpoint, outcome).observe(seconds)
+
+
+REQUEST_LOGGING = RequestLogging(
+    logger="ingress.checkout",
+    event="checkout.request",
+    endpoints=ENDPOINTS,
+    count=count,
+    internal_error=internal_error,
+)

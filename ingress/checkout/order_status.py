@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ingress.checkout.keys import CHECKOUT, OUTCOME
+from ingress.checkout.keys import CHECKOUT
 from ingress.checkout.order_views import view_by_reference
 from ingress.checkout.service import OrderNotFound
 from ingress.checkout.shopper import owns_reference
 from ingress.checkout.validation import REFERENCE, REFERENCE_MAX
+from shared.request_logging import set_outcome
 
 
 async def get_order(request: web.Request) -> web.Response:
@@ -25,7 +26,7 @@ async def get_order(request: web.Request) -> web.Response:
     view = await view_by_reference(request.app[CHECKOUT].sessions, reference)
     if view is None:
         raise OrderNotFound("no order has this reference")
-    request[OUTCOME] = view.status.value
+    set_outcome(request, view.status.value)
     response = web.json_response(view.to_json())
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -24,7 +24,7 @@ from string import Template
 import structlog
 from aiohttp import web
 
-from ingress.checkout.keys import CHECKOUT, OUTCOME, RETURN_TEMPLATE
+from ingress.checkout.keys import CHECKOUT, RETURN_TEMPLATE
 from ingress.checkout.order_views import OrderView, record_execution, view_by_execution
 from ingress.checkout.service import Checkout, OrderNotFound
 from ingress.checkout.shopper import current_session
@@ -32,6 +32,7 @@ from shared.checkout_sessions import BoundSession
 from shared.errors import InvalidPayload
 from shared.payrails.errors import PayrailsError
 from shared.payrails.models import Execution
+from shared.request_logging import set_outcome
 from shared.state_machine import TERMINAL, Cause
 
 log = structlog.get_logger(__name__)
@@ -175,9 +176,9 @@ async def payment_return(request: web.Request) -> web.Response:
     except OrderNotFound:
         if _wants_json(request):
             raise
-        request[OUTCOME] = "not_found"
+        set_outcome(request, "not_found")
         return _page(render_handoff_page(nonce), nonce, status=404)
-    request[OUTCOME] = view.shopper_status
+    set_outcome(request, view.shopper_status)
     if _wants_json(request):
         response = web.json_response(return_message(view))
         response.headers["Cache-Control"] = "no-store"

@@ -7,10 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ingress.checkout.keys import OUTCOME
 from ingress.checkout.service import CheckoutError
 from ingress.keys import SETTINGS
 from shared.http_server import BodyTimeout, read_body
+from shared.request_logging import set_outcome
 from shared.validation import FieldError
 
 
@@ -41,7 +41,7 @@ async def json_body(request: web.Request) -> Any:
 
 def invalid(request: web.Request, errors: list[FieldError]) -> web.Response:
     """422 problem+json with one entry per field problem."""
-    request[OUTCOME] = "invalid"
+    set_outcome(request, "invalid")
     body = {
         "type": "about:blank",
         "title": "Validation failed",

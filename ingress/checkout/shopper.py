@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ingress.checkout.keys import BOUND_SESSION, CHECKOUT, OUTCOME
+from ingress.checkout.keys import BOUND_SESSION, CHECKOUT
 from ingress.checkout.order_views import view_by_reference
 from ingress.checkout.service import Checkout, SessionRequired
 from shared import metrics
 from shared.checkout_sessions import BoundSession, resolve_session
 from shared.config import is_loopback_http
 from shared.order_store import utcnow
+from shared.request_logging import set_outcome
 
 COOKIE = "checkout_session"
 HEADER = "X-Checkout-Session"
@@ -74,7 +75,7 @@ async def session_summary(request: web.Request) -> web.Response:
     view = await view_by_reference(request.app[CHECKOUT].sessions, bound.order_reference)
     if view is None:  # the order was deleted under the session
         raise SessionRequired("the checkout session's order no longer exists")
-    request[OUTCOME] = view.status.value
+    set_outcome(request, view.status.value)
     body = {
         "orderReference": view.reference,
         "amount": view.amount.to_json(),

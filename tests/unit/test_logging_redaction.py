@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
-import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,27 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.logging import (
-    TickBufferedStream,
     configure_logging,
     redact,
     redact_text,
     redact_value,
 )
-
-
-class Output(io.StringIO):
-    def lines(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.getvalue().splitlines()]
-
-
-@pytest.fixture
-def json_logs() -> Iterator[Output]:
-    out = Output()
-    structlog.reset_defaults()
-    configure_logging("INFO", json=True, stream=out)
-    yield out
-    structlog.reset_defaults()
-    logging.basicConfig(force=True, handlers=[logging.NullHandler()])
+from tests.conftest import Output
 
 
 def test_secret_named_fields_are_redacted(json_logs: Output) -> None:
@@ -142,60 +124,3 @@ def test_one_scan_per_line_redacts_exactly_as_field_by_field_would(fields: dict[
 def test_a_card_number_in_non_ascii_text_is_still_masked() -> None:
     line = redact(None, "info", {"note": "carte n\u00b0 4111 1111 1111 1111 refus\u00e9e"})
     assert "4111 1111 1111 1111" not in line["note"]
-
-
-class Recorder(io.StringIO):
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes = 0
-
-    def write(self, text: str) -> int:
-        self.writes += 1
-        return super().write(text)
-
-
-async def test_lines_written_in_one_tick_leave_together_in_order_after_it() -> None:
-    sink = Recorder()
-    stream = TickBufferedStream(sink)
-    for n in range(5):
-        stream.write(f"line {n}\n")
-    assert sink.getvalue() == ""
-
-    await asyncio.sleep(0)
-
-    assert sink.getvalue() == "".join(f"line {n}\n" for n in range(5))
-    assert sink.writes == 1
-
-
-def test_outside_an_event_loop_each_line_is_written_at_once() -> None:
-    sink = Recorder()
-    TickBufferedStream(sink).write("starting\n")
-    assert sink.getvalue() == "starting\n"
-
-
-async def test_a_line_from_a_thread_without_a_loop_is_kept_in_order_with_the_loops() -> None:
-    sink = Recorder()
-    stream = TickBufferedStream(sink)
-    stream.write("from the loop\n")
-
-    await asyncio.to_thread(stream.write, "from a thread\n")
-    await asyncio.sleep(0)
-
-    assert sink.getvalue() == "from the loop\nfrom a thread\n"
-
-
-def test_a_line_after_its_loop_stopped_goes_out_at_once_with_what_the_loop_left() -> None:
-    sink = Recorder()
-    stream = TickBufferedStream(sink)
-    loop = asyncio.new_event_loop()
-    try:
-        # The loop stops in the tick that buffered the line: its drain never runs.
-        loop.call_soon(lambda: (stream.write("in the loop\n"), loop.stop()))
-        loop.run_forever()
-        assert sink.getvalue() == ""
-
-        stream.write("after it\n")
-    finally:
-        loop.close()
-
-    assert sink.getvalue() == "in the loop\nafter it\n"
