@@ -30,7 +30,9 @@ async def running_sandbox(
 ) -> AsyncIterator[RunningSandbox]:
     """Serve the sandbox until the block exits; port 0 picks a free port."""
     app = create_sandbox_app(config)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    # A test ends with long-polls of its own still open: waiting out their max_wait would only
+    # slow every test down, and nobody reads their answers any more.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.05)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
