@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Enum,
@@ -27,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.operation_states import CaptureMode, OperationKind, OperationState
 from shared.state_machine import OrderStatus
 
 NAMING_CONVENTION = {
@@ -57,6 +60,19 @@ def order_status(name: str) -> Enum:
     )
 
 
+def value_enum(enum: type[StrEnum], name: str, length: int = 16) -> Enum:
+    """A StrEnum column: VARCHAR holding the value, with a check constraint ``name`` listing
+    every member (a migration widens it when a member is added)."""
+    return Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
 def table_of(model: type[Base]) -> Table:
     """A model's Table, for Core statements (bulk inserts skip the ORM's per-row work)."""
     return cast(Table, model.__table__)
@@ -84,6 +100,20 @@ class Order(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     version: Mapped[int] = mapped_column(default=1, server_default=text("1"))
+    # The money picture's totals, kept with the operations that make them (shared/money_picture)
+    captured_value: Mapped[Decimal] = mapped_column(AMOUNT, default=0, server_default=text("0"))
+    refunded_value: Mapped[Decimal] = mapped_column(AMOUNT, default=0, server_default=text("0"))
+    capture_mode: Mapped[CaptureMode] = mapped_column(
+        value_enum(CaptureMode, "capture_mode"),
+        default=CaptureMode.INSTANT,
+        server_default=CaptureMode.INSTANT.value,
+    )
+    # What the books need, as Payrails reports it; never more of a card than its last four digits
+    payrails_payment_id: Mapped[str | None] = mapped_column(String(64))
+    psp_reference: Mapped[str | None] = mapped_column(String(128))
+    card_network: Mapped[str | None] = mapped_column(String(32))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    threeds_outcome: Mapped[str | None] = mapped_column(String(32))
 
     transitions: Mapped[list[OrderTransition]] = relationship(
         back_populates="order", order_by="OrderTransition.id", lazy="raise"
@@ -93,6 +123,43 @@ class Order(Base):
         Index("ix_orders_status_updated_at", "status", "updated_at"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso_4217"),
         CheckConstraint("amount_value > 0", name="amount_positive"),
+        CheckConstraint(
+            "captured_value >= 0 AND captured_value <= amount_value", name="captured_in_range"
+        ),
+        CheckConstraint(
+            "refunded_value >= 0 AND refunded_value <= captured_value", name="refunded_in_range"
+        ),
+        CheckConstraint("card_last4 ~ '^[0-9]{4}$'", name="card_last4_four_digits"),
+    )
+
+
+class PaymentOperation(Base):
+    """One Payrails write on an order's execution, stored with its key before the call."""
+
+    __tablename__ = "payment_operations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[OperationKind] = mapped_column(value_enum(OperationKind, "kind"))
+    state: Mapped[OperationState] = mapped_column(value_enum(OperationState, "state"))
+    amount_value: Mapped[Decimal] = mapped_column(AMOUNT)
+    currency: Mapped[str] = mapped_column(String(3))
+    final: Mapped[bool | None] = mapped_column(Boolean)  # a capture's: no capture may follow
+    idempotency_key: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    command_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    payrails_execution_id: Mapped[str | None] = mapped_column(String(64))
+    payrails_action_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    result_code: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    completed_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_payment_operations_state_updated_at", "state", "updated_at"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso_4217"),
+        CheckConstraint("amount_value > 0", name="amount_positive"),
+        CheckConstraint("(kind = 'capture') = (final IS NOT NULL)", name="final_only_on_capture"),
     )
 
 
