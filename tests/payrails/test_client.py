@@ -476,6 +476,41 @@ async def test_an_undocumented_capture_mode_is_refused_before_any_call(
     assert (await sandbox.stats())["executionsCreated"] == before
 
 
+async def test_a_failed_or_unknown_capture_leaves_the_authorization_succeeded(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    execution = await authorize_card(payrails, sandbox, APPROVE)
+    for ending in ("91", "93"):  # a failed capture, then one whose outcome is unknown
+        amount = Money(Decimal(f"1.{ending}"), "EUR")
+        await payrails.capture(
+            execution.id, idempotency_key=uuid.uuid4(), amount=amount, final=False
+        )
+        after = await payrails.get_execution(execution.id, wait_while=["captureRequested"])
+        assert after.latest_code == "captureFailed"
+
+    assert after.outcome is ExecutionOutcome.SUCCEEDED
+    assert after.operation_result == "Success"
+    failed = [entry for entry in after.raw["status"] if entry["code"] == "captureFailed"]
+    assert sorted(e["errors"][0]["detail"] for e in failed) == [
+        "GenericRejection",
+        "ProviderTimeout",
+    ]
+
+
+async def test_the_seed_shape_reads_captured_then_refunded_through_the_client(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    await sandbox.set_config(status_shape="seed")
+    execution = await authorize_card(payrails, sandbox, APPROVE)
+    await payrails.capture(execution.id, idempotency_key=uuid.uuid4())
+    captured = await payrails.get_execution(execution.id, wait_while=["captureRequested"])
+    await payrails.refund(execution.id, idempotency_key=uuid.uuid4())
+    refunded = await payrails.get_execution(execution.id, wait_while=["refundRequested"])
+
+    assert (captured.latest_code, refunded.latest_code) == ("captured", "refunded")
+    assert refunded.outcome is ExecutionOutcome.SUCCEEDED
+
+
 def test_an_action_answer_without_links_parses_with_no_next_actions() -> None:
     ack = ActionAck.from_api({"name": "refund", "actionId": "a-1"})
     assert (ack.name, ack.action_id, ack.next_actions) == ("refund", "a-1", frozenset())
