@@ -72,6 +72,7 @@ def _setup_routes(app: web.Application) -> None:
     r.add_get("/_sandbox/faults", control.get_faults)
     r.add_put("/_sandbox/faults", control.put_faults)
     r.add_get("/_sandbox/stats", control.get_stats)
+    r.add_get("/_sandbox/executions/{execution_id}", control.get_execution, allow_head=False)
     r.add_get("/_sandbox/config", control.get_config)
     r.add_put("/_sandbox/config", control.put_config)
     r.add_post("/_sandbox/tokens/expire", control.expire_tokens)

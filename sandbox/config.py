@@ -15,6 +15,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import NoDecode
 
+from sandbox.capture import CaptureMode
 from sandbox.faults import EndpointFaults, Faults, KnobError, WebhookFaults
 from shared.config import (
     LoggingSettings,
@@ -27,6 +28,10 @@ from shared.config import (
 
 StatusShape = Literal["documented", "seed"]
 STATUS_SHAPES: tuple[StatusShape, ...] = ("documented", "seed")
+# A repeated idempotency key with another body: Payrails was seen replaying the first answer;
+# whether it may refuse instead (409) is not documented, so both can be played.
+KeyReuse = Literal["replay", "refuse"]
+KEY_REUSES: tuple[KeyReuse, ...] = ("replay", "refuse")
 # About 10 tries over about 6 hours, as Payrails is said to do.
 DEFAULT_WEBHOOK_SCHEDULE = (30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 2400.0, 4800.0, 9600.0)
 
@@ -55,6 +60,10 @@ class SandboxConfig:
     challenge_expiry_seconds: float = 1800.0
     status_shape: StatusShape = "documented"
     trailing_pending_after_decline: bool = True
+    # Payrails' default: captured automatically right after the authorization.
+    capture_mode: CaptureMode = "instant"
+    capture_delay_seconds: float = 0.0  # the "delayed" mode's delay
+    idempotency_key_reuse: KeyReuse = "replay"
     random_seed: int | None = None
     faults: Faults = field(default_factory=Faults)
 
@@ -78,6 +87,9 @@ class SandboxConfig:
             "challengeExpirySeconds": self.challenge_expiry_seconds,
             "statusShape": self.status_shape,
             "trailingPendingAfterDecline": self.trailing_pending_after_decline,
+            "captureMode": self.capture_mode,
+            "captureDelaySeconds": self.capture_delay_seconds,
+            "idempotencyKeyReuse": self.idempotency_key_reuse,
         }
 
 
@@ -118,6 +130,9 @@ class SandboxEnv(LoggingSettings, PayrailsCredentials, WebhookSecrets):
     sandbox_challenge_expiry_seconds: Seconds = 1800.0
     sandbox_status_shape: StatusShape = "documented"
     sandbox_trailing_pending_after_decline: bool = True
+    sandbox_capture_mode: CaptureMode = "instant"
+    sandbox_capture_delay_seconds: Seconds = 0.0
+    sandbox_idempotency_key_reuse: KeyReuse = "replay"
     sandbox_random_seed: Annotated[int, Field(ge=0)] | None = None
     # Faults of every endpoint ("*"), then per endpoint (which win), then of webhook deliveries.
     sandbox_error_rate: Rate = 0.0
@@ -137,7 +152,12 @@ class SandboxEnv(LoggingSettings, PayrailsCredentials, WebhookSecrets):
     sandbox_webhook_drop_rate: Rate = 0.0
     sandbox_webhook_hold_rate: Rate = 0.0
 
-    @field_validator("sandbox_status_shape", mode="before")
+    @field_validator(
+        "sandbox_status_shape",
+        "sandbox_capture_mode",
+        "sandbox_idempotency_key_reuse",
+        mode="before",
+    )
     @classmethod
     def lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
@@ -163,6 +183,9 @@ class SandboxEnv(LoggingSettings, PayrailsCredentials, WebhookSecrets):
             challenge_expiry_seconds=self.sandbox_challenge_expiry_seconds,
             status_shape=self.sandbox_status_shape,
             trailing_pending_after_decline=self.sandbox_trailing_pending_after_decline,
+            capture_mode=self.sandbox_capture_mode,
+            capture_delay_seconds=self.sandbox_capture_delay_seconds,
+            idempotency_key_reuse=self.sandbox_idempotency_key_reuse,
             random_seed=self.sandbox_random_seed,
             faults=self._faults(),
         )

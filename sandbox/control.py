@@ -9,8 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.config import STATUS_SHAPES
-from sandbox.errors import invalid
+from sandbox import ledger
+from sandbox.capture import parse_mode
+from sandbox.config import KEY_REUSES, STATUS_SHAPES
+from sandbox.errors import invalid, not_found
 from sandbox.faults import Faults, KnobError
 from sandbox.keys import STATE, WEBHOOKS
 from sandbox.requests import read_object
@@ -92,6 +94,14 @@ async def put_config(request: web.Request) -> web.Response:
     return web.json_response(state.config.to_json())
 
 
+async def get_execution(request: web.Request) -> web.Response:
+    """One execution's money picture: authorized, captured, refunded, voided, each operation."""
+    execution = request.app[STATE].executions.get(request.match_info["execution_id"])
+    if execution is None:
+        raise not_found("execution")
+    return web.json_response(ledger.picture(execution))
+
+
 async def health(request: web.Request) -> web.Response:
     """Liveness for compose and Kubernetes probes."""
     return web.json_response({"status": "ok"})
@@ -140,6 +150,16 @@ def _shape(value: object) -> str:
     return str(value)
 
 
+def _capture_mode(value: object) -> str:
+    return parse_mode(value)
+
+
+def _key_reuse(value: object) -> str:
+    if value not in KEY_REUSES:
+        raise KnobError(f"must be one of {', '.join(KEY_REUSES)}")
+    return str(value)
+
+
 def _schedule(value: object) -> tuple[float, ...]:
     if not isinstance(value, list):
         raise KnobError("must be a list of seconds")
@@ -164,6 +184,9 @@ _PARSERS: Mapping[str, Callable[[object], Any]] = {
     "challenge_expiry_seconds": _non_negative,
     "webhook_timeout_seconds": _non_negative,
     "webhook_retry_schedule_seconds": _schedule,
+    "capture_mode": _capture_mode,
+    "capture_delay_seconds": _non_negative,
+    "idempotency_key_reuse": _key_reuse,
 }
 _ALIASES = {
     "".join([p if i == 0 else p.title() for i, p in enumerate(name.split("_"))]): name

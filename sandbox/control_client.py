@@ -66,6 +66,10 @@ class SandboxControl:
     async def stats(self) -> Json:
         return await self._json("GET", "/_sandbox/stats")
 
+    async def money_picture(self, execution_id: str) -> Json:
+        """An execution's amounts (authorized, captured, refunded, voided) and operations."""
+        return await self._json("GET", f"/_sandbox/executions/{execution_id}")
+
     async def expire_tokens(self) -> int:
         body = await self._json("POST", "/_sandbox/tokens/expire")
         return int(body["expired"])

@@ -10,16 +10,31 @@ import asyncio
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import structlog
 
-from sandbox import notifications
+from sandbox import ledger, notifications
+from sandbox.amounts import FAILED_RESULT, UNKNOWN_RESULT, OperationOutcome, outcome_of
+from sandbox.capture import CapturePolicy, policy_override
 from sandbox.cards import Behaviour
-from sandbox.errors import invalid, not_allowed, not_found
-from sandbox.executions import Authorization, Payment, Phase, SandboxExecution, iso
-from sandbox.render import allowed_actions, challenge_url, consumer_wait_url, execution_url
+from sandbox.errors import ApiError, invalid, not_allowed, not_found
+from sandbox.executions import (
+    Authorization,
+    Payment,
+    Phase,
+    SandboxExecution,
+    iso,
+    payment_error,
+)
+from sandbox.operations import Operation, OperationState
+from sandbox.render import (
+    action_links,
+    allowed_actions,
+    challenge_url,
+    consumer_wait_url,
+    execution_url,
+)
 from sandbox.state import SandboxState
 from sandbox.webhooks import WebhookDispatcher
 from shared.errors import InvalidPayload
@@ -62,6 +77,7 @@ class PaymentEngine:
             else self._state.config.workspace_id,
             meta=dict(meta),
             created_at=datetime.now(UTC),
+            capture_policy=policy_override(body),
         )
         execution.add_status("created")
         self._state.executions[execution.id] = execution
@@ -198,6 +214,15 @@ class PaymentEngine:
         execution.phase = Phase.AUTHORIZED
         execution.add_status("authorizeSuccessful")
         self._completed(execution, "authorize", auth.action_id, True, auth.amount, payments)
+        config = self._state.config
+        policy = execution.capture_policy or CapturePolicy(
+            config.capture_mode, config.capture_delay_seconds
+        )
+        execution.capture_policy = policy
+        if policy.mode == "delayed":
+            self._later(lambda: self._auto_capture(execution), delay=policy.delay_seconds)
+        elif policy.automatic:
+            self._auto_capture(execution)
 
     def _fail(
         self,
@@ -224,61 +249,70 @@ class PaymentEngine:
     def act(
         self, execution: SandboxExecution, action: str, body: Mapping[str, Any], base: str
     ) -> dict[str, Any]:
-        """Accept a capture, cancel or refund; its completion follows on a background task."""
-        if action not in allowed_actions(execution) or execution.authorization is None:
-            raise not_allowed(f"{action} is not allowed while the execution is {execution.phase}")
-        amount = self._action_amount(execution, action, body)
-        action_id = str(uuid.uuid4())
+        """Accept a capture, cancel or refund under the money rules; it completes later."""
+        plan = _PLANS[action](execution, body)
+        operation = self._start(execution, action, plan, automatic=False)
+        return self._ack(action, operation.action_id, execution, base)
+
+    def _auto_capture(self, execution: SandboxExecution) -> None:
+        """Payrails' own capture of an instant- or delayed-capture execution (the whole amount)."""
+        try:
+            plan = ledger.plan_capture(execution, {})
+        except ApiError as exc:  # the merchant captured or canceled it first
+            log.info(
+                "sandbox.capture.automatic_skipped", execution_id=execution.id, reason=exc.detail
+            )
+            return
+        self._start(execution, "capture", plan, automatic=True)
+
+    def _start(
+        self, execution: SandboxExecution, action: str, plan: ledger.Plan, *, automatic: bool
+    ) -> Operation:
+        operation = Operation(
+            action=action,
+            action_id=str(uuid.uuid4()),
+            amount=plan.amount,
+            outcome=outcome_of(plan.amount),
+            requested_at=datetime.now(UTC),
+            final=plan.final,
+            automatic=automatic,
+            voids=plan.voids,
+            refunds=plan.refunds,
+        )
+        execution.operations.append(operation)
         execution.add_status(f"{action}Requested")
         self._state.stats.actions[action] += 1
-        self._later(lambda: self._finish_action(execution, action, action_id, amount))
-        log.info("sandbox.action.requested", execution_id=execution.id, action=action)
-        return self._ack(action, action_id, execution, base)
+        if operation.outcome is not OperationOutcome.TIME_OUT:
+            self._later(lambda: self._finish_operation(execution, operation))
+        log.info(
+            "sandbox.action.requested",
+            execution_id=execution.id,
+            action=action,
+            automatic=automatic,
+            outcome=operation.outcome.value,
+        )
+        return operation
 
-    def _action_amount(
-        self, execution: SandboxExecution, action: str, body: Mapping[str, Any]
-    ) -> Money:
-        assert execution.authorization is not None
-        authorized = execution.authorization.amount
-        if "amount" not in body:
-            if action == "refund":
-                return Money(execution.captured - execution.refunded, authorized.currency)
-            return authorized
-        amount = _money(body.get("amount"))
-        if amount.currency != authorized.currency:
-            raise invalid("amount.currency differs from the authorized currency")
-        limit = {
-            "capture": authorized.value,
-            "cancel": authorized.value,
-            "refund": execution.captured - execution.refunded,
-        }[action]
-        if amount.value > limit:
-            raise not_allowed(f"{action} amount exceeds {limit}")
-        if action == "cancel" and amount.value != authorized.value:
-            raise not_allowed("cancel cannot be executed on partial amounts")
-        return amount
-
-    def _finish_action(
-        self, execution: SandboxExecution, action: str, action_id: str, amount: Money
-    ) -> None:
-        approved = [p for p in execution.payments if p.success]
-        if action == "capture":
-            execution.captured = amount.value
-            execution.phase = Phase.CAPTURED
-            status = "Captured"
-        elif action == "refund":
-            execution.refunded += amount.value
-            fully = execution.refunded >= execution.captured
-            execution.phase = Phase.REFUNDED if fully else Phase.CAPTURED
-            status = "Refunded" if fully else "Captured"
+    def _finish_operation(self, execution: SandboxExecution, operation: Operation) -> None:
+        operation.completed_at = datetime.now(UTC)
+        action = operation.action
+        if operation.outcome is OperationOutcome.SUCCEED:
+            operation.state = OperationState.SUCCEEDED
+            operation.result = "Success"
+            ledger.apply(execution, operation)
+            execution.add_status(f"{action}Successful")
         else:
-            was_captured = execution.captured > Decimal(0)
-            execution.phase = Phase.CANCELED
-            status = "Refunded" if was_captured else "Canceled"
-        for payment in approved:
-            payment.status = status
-        execution.add_status(f"{action}Successful")
-        self._completed(execution, action, action_id, True, amount, approved)
+            unknown = operation.outcome is OperationOutcome.UNKNOWN
+            operation.state = OperationState.UNKNOWN if unknown else OperationState.FAILED
+            operation.result = UNKNOWN_RESULT if unknown else FAILED_RESULT
+            execution.add_status(f"{action}Failed", (payment_error(operation.result),))
+        success = operation.state is OperationState.SUCCEEDED
+        log.info(
+            "sandbox.action.completed", execution_id=execution.id, action=action, success=success
+        )
+        approved = [p for p in execution.payments if p.success]
+        body = notifications.operation_completed(execution, operation, approved)
+        self._webhooks.emit(body["event"], execution.id, body)
 
     # --- plumbing -----------------------------------------------------------------------------
     def _completed(
@@ -313,6 +347,7 @@ class PaymentEngine:
             "links": {
                 "execution": execution_url(base, execution),
                 "consumerWait": consumer_wait_url(base, execution.id),
+                **action_links(base, execution),
             },
         }
 
@@ -335,6 +370,13 @@ class PaymentEngine:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+_PLANS: dict[str, Callable[[SandboxExecution, Mapping[str, Any]], ledger.Plan]] = {
+    "capture": ledger.plan_capture,
+    "cancel": ledger.plan_cancel,
+    "refund": ledger.plan_refund,
+}
 
 
 def _payment(

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
+from sandbox.capture import CapturePolicy
 from sandbox.cards import Behaviour
+from sandbox.operations import Operation
 from shared.money import Money
 
 
@@ -31,6 +33,14 @@ class Phase(StrEnum):
 def iso(moment: datetime) -> str:
     """Payrails' timestamp form: UTC, milliseconds, ``Z``."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class StatusMark(NamedTuple):
+    """One ``status[]`` entry: a code, its time, and the errors of a failed action."""
+
+    code: str
+    time: datetime
+    errors: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(slots=True)
@@ -112,22 +122,26 @@ class SandboxExecution:
     workspace_id: str
     meta: Mapping[str, Any]
     created_at: datetime
-    statuses: list[tuple[str, datetime]] = field(default_factory=list)
+    statuses: list[StatusMark] = field(default_factory=list)
     phase: Phase = Phase.CREATED
     payments: list[Payment] = field(default_factory=list)
     authorization: Authorization | None = None
     challenge_pending: bool = False
-    captured: Decimal = Decimal(0)
-    refunded: Decimal = Decimal(0)
+    # None: the sandbox run's capture mode when the authorize succeeds.
+    capture_policy: CapturePolicy | None = None
+    operations: list[Operation] = field(default_factory=list)
+    captured: Decimal = Decimal(0)  # completed captures
+    refunded: Decimal = Decimal(0)  # completed refunds (a cancel's refunded part included)
+    voided: Decimal = Decimal(0)  # uncaptured amount a cancel released
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
-    def add_status(self, code: str) -> None:
+    def add_status(self, code: str, errors: tuple[dict[str, Any], ...] = ()) -> None:
         """Append a status at a time strictly after the previous one, and wake long-polls."""
         now = datetime.now(UTC)
         moment = now.replace(microsecond=now.microsecond // 1000 * 1000)
-        if self.statuses and moment <= self.statuses[-1][1]:
-            moment = self.statuses[-1][1] + timedelta(milliseconds=1)
-        self.statuses.append((code, moment))
+        if self.statuses and moment <= self.statuses[-1].time:
+            moment = self.statuses[-1].time + timedelta(milliseconds=1)
+        self.statuses.append(StatusMark(code, moment, errors))
         self.touch()
 
     def touch(self) -> None:
@@ -136,7 +150,7 @@ class SandboxExecution:
 
     @property
     def latest_code(self) -> str:
-        return max(self.statuses, key=lambda s: s[1])[0] if self.statuses else "created"
+        return max(self.statuses, key=lambda s: s.time).code if self.statuses else "created"
 
     def is_waiting(self, codes: Collection[str]) -> bool:
         return self.latest_code in codes or self.phase.value in codes

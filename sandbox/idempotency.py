@@ -1,20 +1,24 @@
 """``x-idempotency-key`` on writes: required, a UUIDv4; a repeat replays the first answer.
 
 A key is remembered per endpoint and resource (method and path): the same key on the same
-endpoint replays, even with another body, as Payrails was seen to do; the same key on another
-endpoint or execution is a separate write and never replays a different resource.
+endpoint replays, even with another body, as Payrails was seen to do (or, with
+``idempotency_key_reuse = "refuse"``, another body is refused with 409 ``request.conflict`` and
+nothing is done); the same key on another endpoint or execution is a separate write and never
+replays a different resource.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from sandbox.errors import ApiError
+from sandbox.errors import ApiError, conflict
 
 HEADER = "x-idempotency-key"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -27,6 +31,7 @@ class StoredResponse:
     status: int
     body: bytes
     content_type: str
+    request_digest: bytes = b""
 
     def replay(self) -> web.Response:
         response = web.Response(status=self.status, body=self.body, content_type=self.content_type)
@@ -47,10 +52,10 @@ class IdempotencyStore:
     def get(self, scope: Scope) -> StoredResponse | None:
         return self._responses.get(scope)
 
-    def put(self, scope: Scope, response: web.Response) -> None:
+    def put(self, scope: Scope, response: web.Response, request_digest: bytes = b"") -> None:
         body = response.body if isinstance(response.body, bytes) else b""
         self._responses[scope] = StoredResponse(
-            response.status, body, response.content_type or "application/json"
+            response.status, body, response.content_type or "application/json", request_digest
         )
 
 
@@ -67,18 +72,35 @@ def parse_key(raw: str | None) -> str:
     return str(key)
 
 
+def body_digest(raw: bytes) -> bytes:
+    """A digest of the body's meaning: the same JSON in another spacing or key order matches."""
+    try:
+        canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
+    except (UnicodeDecodeError, ValueError):
+        canonical = raw
+    return hashlib.sha256(canonical).digest()
+
+
 async def run_idempotent(
     request: web.Request,
     store: IdempotencyStore,
     handler: Handler,
     *,
     on_replay: Callable[[], None],
+    refuse_other_body: bool = False,
 ) -> web.StreamResponse:
-    """Run ``handler`` once per key and route; store any answer below 500, replay it on repeats."""
+    """Run ``handler`` once per key and route; store any answer below 500, replay it on repeats.
+
+    With ``refuse_other_body`` a repeat whose body differs from the first is answered 409 and
+    neither replayed nor done.
+    """
     scope = (request.method, request.path, parse_key(request.headers.get(HEADER)))
+    digest = body_digest(await request.read())
     async with store.lock(scope):
         stored = store.get(scope)
         if stored is not None:
+            if refuse_other_body and stored.request_digest != digest:
+                raise conflict(f"{HEADER} was already used with another request body")
             on_replay()
             return stored.replay()
         try:
@@ -86,5 +108,5 @@ async def run_idempotent(
         except ApiError as exc:
             response = exc.response()
         if isinstance(response, web.Response) and response.status < 500:
-            store.put(scope, response)
+            store.put(scope, response, digest)
         return response

@@ -125,4 +125,7 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     def replayed() -> None:
         stats.idempotent_replays += 1
 
-    return await run_idempotent(request, request.app[IDEMPOTENCY], handler, on_replay=replayed)
+    refuse = request.app[STATE].config.idempotency_key_reuse == "refuse"
+    return await run_idempotent(
+        request, request.app[IDEMPOTENCY], handler, on_replay=replayed, refuse_other_body=refuse
+    )

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.executions import Payment, SandboxExecution, iso, payment_error
+from sandbox.operations import Operation
 from shared.event_registry import ACTION_COMPLETED, ACTION_PENDING
 from shared.money import Money
 
@@ -35,6 +36,33 @@ def action_completed(
         details["errors"] = [payment_error(p.operation_result) for p in failed[-1:]] or [
             payment_error("GenericRejection")
         ]
+    return _envelope(ACTION_COMPLETED, execution, details)
+
+
+def operation_completed(
+    execution: SandboxExecution, operation: Operation, payments: Sequence[Payment]
+) -> dict[str, Any]:
+    """``executionActionCompleted`` for a capture, cancel or refund, with ``details.action``."""
+    result = operation.result or "Success"
+    success = result == "Success"
+    composition = []
+    for payment in payments:
+        item = payment.composition(operation.action.title())
+        item.update(operationResult=result, success=success, amount=operation.amount.to_json())
+        item.pop("errors", None)
+        if not success:
+            item["errors"] = [payment_error(result)]
+        composition.append(item)
+    details: dict[str, Any] = {
+        "action": operation.action,
+        "actionId": operation.action_id,
+        "success": success,
+        "execution": execution.reference(),
+        "amount": operation.amount.to_json(),
+        "paymentComposition": composition,
+    }
+    if not success:
+        details["errors"] = [payment_error(result)]
     return _envelope(ACTION_COMPLETED, execution, details)
 
 

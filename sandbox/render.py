@@ -6,7 +6,8 @@ import random
 from typing import Any
 
 from sandbox.config import StatusShape
-from sandbox.executions import Phase, SandboxExecution, iso
+from sandbox.executions import Phase, SandboxExecution, StatusMark, iso
+from sandbox.ledger import next_actions
 
 
 def challenge_url(base: str, execution_id: str) -> str:
@@ -49,9 +50,16 @@ def render_execution(
 def _status(execution: SandboxExecution, shape: StatusShape, rng: random.Random) -> Any:
     if shape == "seed":
         return execution.phase.value
-    entries = [{"code": code, "time": iso(moment)} for code, moment in execution.statuses]
+    entries = [_status_entry(mark) for mark in execution.statuses]
     rng.shuffle(entries)
     return entries
+
+
+def _status_entry(mark: StatusMark) -> dict[str, Any]:
+    entry: dict[str, Any] = {"code": mark.code, "time": iso(mark.time)}
+    if mark.errors:
+        entry["errors"] = [dict(error) for error in mark.errors]
+    return entry
 
 
 def _links(execution: SandboxExecution, base: str) -> dict[str, Any]:
@@ -60,8 +68,7 @@ def _links(execution: SandboxExecution, base: str) -> dict[str, Any]:
         "self": own,
         "consumerWait": consumer_wait_url(base, execution.id),
     }
-    for action in allowed_actions(execution):
-        links[action] = {"method": "POST", "href": f"{own}/{action}"}
+    links.update(action_links(base, execution))
     if execution.challenge_pending:
         href = challenge_url(base, execution.id)
         links["redirect"] = href
@@ -69,16 +76,18 @@ def _links(execution: SandboxExecution, base: str) -> dict[str, Any]:
     return links
 
 
+def action_links(base: str, execution: SandboxExecution) -> dict[str, Any]:
+    """``{action: {method, href}}`` for each action allowed now."""
+    own = execution_url(base, execution)
+    return {
+        action: {"method": "POST", "href": f"{own}/{action}"}
+        for action in allowed_actions(execution)
+    }
+
+
 def allowed_actions(execution: SandboxExecution) -> list[str]:
-    """Links exist only for the actions allowed now."""
-    phase = execution.phase
-    if execution.latest_code.endswith("Requested"):
-        return []  # one action at a time
-    if phase in (Phase.CREATED, Phase.FAILED):
-        return ["authorize"]
-    if phase is Phase.AUTHORIZED:
-        return ["capture", "cancel"]
-    if phase is Phase.CAPTURED:
-        refundable = execution.captured > execution.refunded
-        return ["cancel", "refund"] if refundable else ["cancel"]
-    return []
+    """Links exist only for the actions allowed now (the money rules decide capture and after)."""
+    if execution.phase in (Phase.CREATED, Phase.FAILED):
+        # One authorize at a time; a decline leaves the execution open for another.
+        return [] if execution.latest_code == "authorizeRequested" else ["authorize"]
+    return next_actions(execution)

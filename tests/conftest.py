@@ -259,7 +259,11 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 def sandbox_config_for(settings: Settings) -> SandboxConfig:
-    """A fast sandbox sharing the settings' credentials; webhooks off until a test sets a URL."""
+    """A fast sandbox sharing the settings' credentials; webhooks off until a test sets a URL.
+
+    Capture is manual here, so an authorize is the execution's only action unless a test
+    captures; tests of Payrails' default instant capture turn it on (``capture_mode``).
+    """
     return SandboxConfig(
         client_id=settings.payrails_client_id,
         client_secret=settings.payrails_client_secret,
@@ -270,6 +274,7 @@ def sandbox_config_for(settings: Settings) -> SandboxConfig:
         webhook_timeout_seconds=2.0,
         max_wait_seconds=5.0,
         action_delay_seconds=0.05,
+        capture_mode="manual",
     )
 
 

@@ -39,19 +39,29 @@ log = structlog.get_logger(__name__)
 # The long-poll request may take as long as the wait itself; this covers the round trip on top.
 LONG_POLL_MARGIN_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 10.0
+# The follow-up actions an execution or an action answer may link to.
+ACTION_LINKS = ("authorize", "capture", "cancel", "refund")
+# workflowConfigOverride.captureMode values (payrails-api-facts 2.2).
+CAPTURE_MODES = frozenset({"Instant", "Delayed", "manual"})
 
 Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class ActionAck:
-    """Payrails' acknowledgement of an action (authorize, capture, ...): not its outcome."""
+    """Payrails' acknowledgement (202) of an action (authorize, capture, ...): not its outcome.
+
+    The outcome comes later, by ``executionActionCompleted`` (``details.actionId`` is this
+    ``action_id``) or on the execution. ``next_actions`` are the actions the answer links to
+    (``capture``, ``cancel``, ``refund`` as ``{method, href}``), allowed when it was sent.
+    """
 
     name: str
     action_id: str
     executed_at: str | None
     execution_url: str | None
     consumer_wait_url: str | None
+    next_actions: frozenset[str] = frozenset()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -67,6 +77,9 @@ class ActionAck:
             executed_at=body.get("executedAt") if isinstance(body.get("executedAt"), str) else None,
             execution_url=_href(links.get("execution")),
             consumer_wait_url=_href(links.get("consumerWait")),
+            next_actions=frozenset(
+                name for name in ACTION_LINKS if _href(links.get(name)) is not None
+            ),
             raw=body,
         )
 
@@ -161,14 +174,28 @@ class PayrailsClient:
         holder_reference: str,
         meta: Mapping[str, Any],
         idempotency_key: uuid.UUID,
+        capture_mode: str | None = None,
+        capture_delay: str | None = None,
     ) -> Execution:
-        """Create an execution with metadata only (amount and instrument go on authorize)."""
-        body = {
+        """Create an execution with metadata only (amount and instrument go on authorize).
+
+        ``capture_mode`` (``Instant``, ``Delayed`` with an ISO-8601 ``capture_delay``, or
+        ``manual``) overrides the workflow's capture for this execution; None keeps the
+        workflow's own (Payrails' default is instant).
+        """
+        body: dict[str, Any] = {
             "merchantReference": merchant_reference,
             "holderReference": holder_reference,
             "workspaceId": self._settings.payrails_workspace_id,
             "meta": dict(meta),
         }
+        if capture_mode is not None:
+            if capture_mode not in CAPTURE_MODES:
+                raise ValueError(f"capture_mode must be one of {sorted(CAPTURE_MODES)}")
+            override = {"captureMode": capture_mode}
+            if capture_delay is not None:
+                override["captureDelay"] = capture_delay
+            body["workflowConfigOverride"] = override
         call = _Call("create_execution", "POST", self._workflow, body, None, idempotency_key)
         return Execution.from_api(await self._send(call))
 
@@ -206,7 +233,11 @@ class PayrailsClient:
         amount: Money | None = None,
         final: bool = True,
     ) -> ActionAck:
-        """Capture the authorized amount, or part of it when ``amount`` is given."""
+        """Capture the rest of the authorized amount, or part of it when ``amount`` is given.
+
+        ``final=False`` leaves the rest capturable by later partial captures; a final capture
+        (Payrails' default) releases whatever it leaves uncaptured.
+        """
         body: dict[str, Any] = {"final": final}
         if amount is not None:
             body["amount"] = amount.to_json()
@@ -217,13 +248,16 @@ class PayrailsClient:
         execution_id: str,
         *,
         idempotency_key: uuid.UUID,
-        amount: Money | None = None,
         reason: str = "NoReason",
+        reason_description: str | None = None,
     ) -> ActionAck:
-        """Void an uncaptured payment, refund a captured one (never a partial amount)."""
+        """Void what is not captured and refund what is: the whole rest, never a partial amount.
+
+        Payrails' cancel takes no amount, so none is sent.
+        """
         body: dict[str, Any] = {"reason": reason}
-        if amount is not None:
-            body["amount"] = amount.to_json()
+        if reason_description is not None:
+            body["reasonDescription"] = reason_description
         return await self._action("cancel", execution_id, body, idempotency_key)
 
     async def refund(
@@ -234,7 +268,10 @@ class PayrailsClient:
         amount: Money | None = None,
         reason: str | None = None,
     ) -> ActionAck:
-        """Refund the captured amount, or part of it when ``amount`` is given."""
+        """Refund the rest of the captured amount, or part of it when ``amount`` is given.
+
+        Several refunds are allowed, up to the captured amount in all.
+        """
         body: dict[str, Any] = {}
         if amount is not None:
             body["amount"] = amount.to_json()

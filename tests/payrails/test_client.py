@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import aiohttp
 import pytest
@@ -13,12 +14,14 @@ from structlog.testing import capture_logs
 from sandbox.control_client import SandboxHandle
 from shared.config import Secret
 from shared.errors import InvalidPayload
-from shared.payrails.client import PayrailsClient, open_payrails_client
+from shared.money import Money
+from shared.payrails.client import ActionAck, PayrailsClient, open_payrails_client
 from shared.payrails.errors import PayrailsAuthError, PayrailsError, PayrailsTransientError
 from shared.payrails.models import ExecutionOutcome
 from tests.payrails.flows import (
     AMOUNT,
     APPROVE,
+    PRE_AUTHORIZE,
     authorize_card,
     instrument_for,
     new_execution,
@@ -26,6 +29,8 @@ from tests.payrails.flows import (
 )
 from tests.settings import Settings
 from tests.waiting import sample
+
+PART = Money(Decimal("5.00"), "EUR")
 
 
 class RecordingSleep:
@@ -345,6 +350,7 @@ async def test_success_reply_without_a_json_body_is_an_invalid_payload(
 async def test_capture_then_refund_change_the_execution_statuses(
     payrails: PayrailsClient, sandbox: SandboxHandle
 ) -> None:
+    await sandbox.set_config(capture_mode="manual")
     execution = await authorize_card(payrails, sandbox, APPROVE)
     capture = await payrails.capture(execution.id, idempotency_key=uuid.uuid4())
     captured = await payrails.get_execution(execution.id, wait_while=["captureRequested"])
@@ -361,11 +367,162 @@ async def test_capture_then_refund_change_the_execution_statuses(
 async def test_cancel_voids_an_authorized_payment(
     payrails: PayrailsClient, sandbox: SandboxHandle
 ) -> None:
+    await sandbox.set_config(capture_mode="manual")
     execution = await authorize_card(payrails, sandbox, APPROVE)
     await payrails.cancel(execution.id, idempotency_key=uuid.uuid4())
     canceled = await payrails.get_execution(execution.id, wait_while=["cancelRequested"])
     assert canceled.latest_code == "cancelSuccessful"
     assert canceled.raw["payments"][-1]["status"] == "Canceled"
+
+
+async def test_instant_capture_keeps_the_authorize_outcome_succeeded(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    await sandbox.set_config(capture_mode="instant")
+    execution = await authorize_card(payrails, sandbox, APPROVE)
+    captured = await payrails.get_execution(execution.id, wait_while=["captureRequested"])
+    assert captured.latest_code == "captureSuccessful"
+    assert captured.outcome is ExecutionOutcome.SUCCEEDED
+
+
+async def test_partial_captures_then_a_final_one_through_the_client(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    await sandbox.set_config(capture_mode="manual")
+    execution = await authorize_card(payrails, sandbox, APPROVE)
+    first = await payrails.capture(
+        execution.id, idempotency_key=uuid.uuid4(), amount=PART, final=False
+    )
+    await payrails.get_execution(execution.id, wait_while=["captureRequested"])
+    await payrails.capture(execution.id, idempotency_key=uuid.uuid4())
+    await payrails.get_execution(execution.id, wait_while=["captureRequested"])
+
+    assert first.next_actions == {"capture"}  # the first capture is still in flight
+    picture = await sandbox.money_picture(execution.id)
+    assert [o["amount"]["value"] for o in picture["operations"]] == ["5.00", "7.50"]
+    assert (picture["captured"], picture["captureClosed"]) == ("12.50", True)
+
+
+async def test_several_partial_refunds_through_the_client(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    await sandbox.set_config(capture_mode="manual")
+    execution = await authorize_card(payrails, sandbox, APPROVE)
+    await payrails.capture(execution.id, idempotency_key=uuid.uuid4())
+    await payrails.get_execution(execution.id, wait_while=["captureRequested"])
+    for _ in range(2):
+        await payrails.refund(execution.id, idempotency_key=uuid.uuid4(), amount=PART)
+        await payrails.get_execution(execution.id, wait_while=["refundRequested"])
+
+    assert (await sandbox.money_picture(execution.id))["refunded"] == "10.00"
+    with pytest.raises(PayrailsError) as caught:
+        await payrails.refund(execution.id, idempotency_key=uuid.uuid4(), amount=PART)
+    assert (caught.value.status, caught.value.code) == (400, "workflow.action.not-allowed")
+
+
+async def test_cancel_after_a_partial_capture_refunds_it_and_voids_the_rest(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    await sandbox.set_config(capture_mode="manual")
+    execution = await authorize_card(payrails, sandbox, APPROVE)
+    await payrails.capture(execution.id, idempotency_key=uuid.uuid4(), amount=PART, final=False)
+    await payrails.get_execution(execution.id, wait_while=["captureRequested"])
+    await payrails.cancel(execution.id, idempotency_key=uuid.uuid4(), reason="Duplicate")
+    canceled = await payrails.get_execution(execution.id, wait_while=["cancelRequested"])
+
+    picture = await sandbox.money_picture(execution.id)
+    assert (picture["refunded"], picture["voided"]) == ("5.00", "7.50")
+    assert canceled.raw["payments"][-1]["status"] == "Refunded"
+
+
+async def test_a_capture_mode_override_goes_to_payrails_on_create(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    await sandbox.set_config(capture_mode="instant")
+    instrument = await instrument_for(payrails, sandbox, APPROVE)
+    execution = await payrails.create_execution(
+        merchant_reference=f"order-{uuid.uuid4().hex[:10]}",
+        holder_reference="customer-1",
+        meta={},
+        idempotency_key=uuid.uuid4(),
+        capture_mode="manual",
+    )
+    await payrails.authorize(
+        execution.id,
+        amount=AMOUNT,
+        payment_instrument_id=instrument,
+        payment_method_code="card",
+        return_url=return_url(execution.id),
+        idempotency_key=uuid.uuid4(),
+    )
+    authorized = await payrails.get_execution(execution.id, wait_while=PRE_AUTHORIZE)
+
+    assert authorized.latest_code == "authorizeSuccessful"
+    assert (await sandbox.money_picture(execution.id))["captureMode"]["mode"] == "manual"
+
+
+async def test_an_undocumented_capture_mode_is_refused_before_any_call(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    before = (await sandbox.stats())["executionsCreated"]
+    with pytest.raises(ValueError, match="capture_mode"):
+        await payrails.create_execution(
+            merchant_reference="order-x",
+            holder_reference="customer-1",
+            meta={},
+            idempotency_key=uuid.uuid4(),
+            capture_mode="later",
+        )
+    assert (await sandbox.stats())["executionsCreated"] == before
+
+
+async def test_a_failed_or_unknown_capture_leaves_the_authorization_succeeded(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    execution = await authorize_card(payrails, sandbox, APPROVE)
+    for ending in ("91", "93"):  # a failed capture, then one whose outcome is unknown
+        amount = Money(Decimal(f"1.{ending}"), "EUR")
+        await payrails.capture(
+            execution.id, idempotency_key=uuid.uuid4(), amount=amount, final=False
+        )
+        after = await payrails.get_execution(execution.id, wait_while=["captureRequested"])
+        assert after.latest_code == "captureFailed"
+
+    assert after.outcome is ExecutionOutcome.SUCCEEDED
+    assert after.operation_result == "Success"
+    failed = [entry for entry in after.raw["status"] if entry["code"] == "captureFailed"]
+    assert sorted(e["errors"][0]["detail"] for e in failed) == [
+        "GenericRejection",
+        "ProviderTimeout",
+    ]
+
+
+async def test_the_seed_shape_reads_captured_then_refunded_through_the_client(
+    payrails: PayrailsClient, sandbox: SandboxHandle
+) -> None:
+    await sandbox.set_config(status_shape="seed")
+    execution = await authorize_card(payrails, sandbox, APPROVE)
+    await payrails.capture(execution.id, idempotency_key=uuid.uuid4())
+    captured = await payrails.get_execution(execution.id, wait_while=["captureRequested"])
+    await payrails.refund(execution.id, idempotency_key=uuid.uuid4())
+    refunded = await payrails.get_execution(execution.id, wait_while=["refundRequested"])
+
+    assert (captured.latest_code, refunded.latest_code) == ("captured", "refunded")
+    assert refunded.outcome is ExecutionOutcome.SUCCEEDED
+
+
+def test_an_action_answer_without_links_parses_with_no_next_actions() -> None:
+    ack = ActionAck.from_api({"name": "refund", "actionId": "a-1"})
+    assert (ack.name, ack.action_id, ack.next_actions) == ("refund", "a-1", frozenset())
+    assert ack.execution_url is None
+
+
+def test_an_action_answer_lists_the_actions_it_links_to() -> None:
+    href = {"method": "POST", "href": "https://payrails.example/x/refund"}
+    ack = ActionAck.from_api(
+        {"name": "capture", "actionId": "a-2", "links": {"refund": href, "cancel": href}}
+    )
+    assert ack.next_actions == {"refund", "cancel"}
 
 
 async def test_action_not_allowed_is_a_typed_error(payrails: PayrailsClient) -> None:

@@ -53,6 +53,24 @@ def test_environment_sets_credentials_and_knobs() -> None:
     assert config.webhook_url == ""
 
 
+def test_capture_is_instant_by_default_as_payrails_does() -> None:
+    config = SandboxConfig.from_env({})
+    assert (config.capture_mode, config.capture_delay_seconds) == ("instant", 0.0)
+    assert config.idempotency_key_reuse == "replay"
+
+
+def test_capture_mode_and_key_reuse_are_read_from_the_environment() -> None:
+    config = SandboxConfig.from_env(
+        {
+            "SANDBOX_CAPTURE_MODE": "Delayed",
+            "SANDBOX_CAPTURE_DELAY_SECONDS": "3.5",
+            "SANDBOX_IDEMPOTENCY_KEY_REUSE": "refuse",
+        }
+    )
+    assert (config.capture_mode, config.capture_delay_seconds) == ("delayed", 3.5)
+    assert config.idempotency_key_reuse == "refuse"
+
+
 def test_webhook_hold_rate_is_read_from_the_environment() -> None:
     config = SandboxConfig.from_env({"SANDBOX_WEBHOOK_HOLD_RATE": "0.25"})
     assert config.faults.webhooks.hold_rate == 0.25
@@ -69,6 +87,9 @@ def test_webhook_hold_rate_is_read_from_the_environment() -> None:
         ("SANDBOX_WEBHOOK_HOLD_RATE", "often"),
         ("SANDBOX_PORT", "eighty"),
         ("SANDBOX_ENDPOINT_FAULTS", '{"authorize": {"bogus": 1}}'),
+        ("SANDBOX_CAPTURE_MODE", "sometimes"),
+        ("SANDBOX_CAPTURE_DELAY_SECONDS", "-1"),
+        ("SANDBOX_IDEMPOTENCY_KEY_REUSE", "conflict"),
     ],
 )
 def test_invalid_values_name_the_variable(name: str, value: str) -> None:

@@ -11,7 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sandbox import notifications
+from sandbox.amounts import OperationOutcome
 from sandbox.executions import Payment, SandboxExecution
+from sandbox.operations import Operation
 from shared.event_registry import (
     EVENT_NAMES,
     REGISTRY,
@@ -82,6 +84,16 @@ def _sandbox_bodies() -> list[dict[str, object]]:
                     payments=payments,
                 )
             )
+        for result in ("Success", "GenericRejection", "ProviderTimeout"):
+            operation = Operation(
+                action=action,
+                action_id="a-2",
+                amount=Money(Decimal("10.00"), "EUR"),
+                outcome=OperationOutcome.SUCCEED,
+                requested_at=datetime.now(UTC),
+                result=result,
+            )
+            bodies.append(notifications.operation_completed(execution, operation, payments))
     return bodies
 
 
