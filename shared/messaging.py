@@ -56,6 +56,18 @@ BROKER_DEATH_HEADERS = frozenset(
 
 ROUTING_AUTHORIZE = "authorize"
 ROUTING_CREATE_ORDER = "order.create"
+# Commerce backends' operations on an order after authorization (the merchant commands queue).
+ROUTING_CAPTURE_ORDER = "order.capture"
+ROUTING_CANCEL_ORDER = "order.cancel"
+ROUTING_REFUND_ORDER = "order.refund"
+MERCHANT_ROUTING_KEYS = (
+    ROUTING_CREATE_ORDER,
+    ROUTING_CAPTURE_ORDER,
+    ROUTING_CANCEL_ORDER,
+    ROUTING_REFUND_ORDER,
+)
+# Internal: execute one stored payment operation (its id) against Payrails.
+ROUTING_EXECUTE_OPERATION = "operation.execute"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +104,10 @@ class Names:
         return self._n("reconciler.merchant-commands")
 
     @property
+    def operations_queue(self) -> str:
+        return self._n("reconciler.operation-commands")
+
+    @property
     def orders_exchange(self) -> str:
         return self._n("orders")
 
@@ -110,7 +126,12 @@ class Names:
 
     @property
     def work_queues(self) -> tuple[str, ...]:
-        return (self.events_queue, self.authorize_queue, self.merchant_commands_queue)
+        return (
+            self.events_queue,
+            self.authorize_queue,
+            self.merchant_commands_queue,
+            self.operations_queue,
+        )
 
     @classmethod
     def from_settings(cls, settings: TopologySettings) -> Names:
@@ -157,7 +178,12 @@ async def declare_topology(channel: AbstractChannel, settings: TopologySettings)
     merchant = await channel.declare_queue(
         names.merchant_commands_queue, durable=True, arguments=work_args
     )
-    await merchant.bind(commands, routing_key=ROUTING_CREATE_ORDER)
+    for routing_key in MERCHANT_ROUTING_KEYS:
+        await merchant.bind(commands, routing_key=routing_key)
+    operations = await channel.declare_queue(
+        names.operations_queue, durable=True, arguments=work_args
+    )
+    await operations.bind(commands, routing_key=ROUTING_EXECUTE_OPERATION)
 
     for source in names.work_queues:
         for delay in settings.worker_retry_delays_seconds:
