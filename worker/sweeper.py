@@ -6,10 +6,8 @@ the way. Every ``SWEEPER_INTERVAL_SECONDS`` the sweeper takes orders stuck in ``
 plain GET, never a long-poll) and reconciles it through ``apply_observation`` with cause
 ``sweep``. A 3-D Secure challenge left past its expiry ends wherever Payrails says it ended.
 
-Two kinds of order Payrails cannot settle. An order still ``created`` whose place-order began but
-never queued its authorize is past the threshold, or one the merchant created that nobody paid
-within its checkout session's lifetime (CHECKOUT_SESSION_TTL_SECONDS): it moves to
-``payment_failed``.
+Orders left ``created`` are ``worker.abandon``'s: an unpaid one expires, and one whose
+place-order began is abandoned only once Payrails shows its execution without an authorize.
 The authorize consumer authorizes only ``created``/``authorizing`` orders under the row lock, so a
 late command for such an order is skipped. An order in ``authorizing`` whose execution never saw
 an authorize (its command was dead-lettered, say) is re-polled like any other until it has been
@@ -35,7 +33,7 @@ from datetime import timedelta
 from typing import Literal
 
 import structlog
-from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
@@ -44,15 +42,13 @@ from shared.errors import ReconError
 from shared.money import Money
 from shared.order_store import apply_observation, lock_order, order_money
 from shared.payrails.client import PayrailsClient
-from shared.payrails.models import Execution, ExecutionOutcome
+from shared.payrails.models import Execution
 from shared.state_machine import STUCK, Cause, Observation, OrderStatus, Transition
+from worker.abandon import UNCONFIRMED, authorize_never_reached, sweep_created_orders
 from worker.deps import Deps
 
 log = structlog.get_logger(__name__)
 
-ABANDONED = "abandoned: authorization never started"
-EXPIRED = "expired: never paid"
-UNCONFIRMED = "authorize not confirmed by Payrails"
 # An authorizing order whose authorize never reached Payrails goes to review after this many
 # thresholds since it was created.
 REVIEW_AFTER_THRESHOLDS = 3
@@ -78,6 +74,7 @@ class SweepResult:
     repaired: dict[str, OrderStatus]
     failed: tuple[str, ...]
     abandoned: tuple[str, ...] = ()
+    deferred: tuple[str, ...] = ()  # left created: Payrails did not answer the look-up
 
 
 async def claim_stuck_orders(
@@ -111,57 +108,6 @@ async def claim_stuck_orders(
     async with sessions.begin() as session:
         rows = (await session.execute(claim)).all()
     return tuple(Claim(i, ref, ex, bool(late)) for i, ref, ex, late in rows if ex is not None)
-
-
-async def abandon_created_orders(
-    sessions: async_sessionmaker[AsyncSession],
-    *,
-    stuck_after: float,
-    unpaid_after: float,
-    limit: int,
-) -> tuple[str, ...]:
-    """Fail up to ``limit`` orders left ``created`` too long; their references.
-
-    Two clocks: an order whose place-order began (it has an instrument) but whose authorize was
-    never queued is abandoned after ``stuck_after``; an order the merchant created that no
-    shopper has paid yet waits ``unpaid_after`` (the checkout session's lifetime) since its last
-    session was issued, then expires.
-    """
-    now = func.now()
-    started = Order.payment_instrument_id.is_not(None)
-    stale = (
-        select(Order)
-        .where(
-            Order.status == OrderStatus.CREATED,
-            or_(
-                and_(started, Order.updated_at < now - timedelta(seconds=stuck_after)),
-                and_(~started, Order.updated_at < now - timedelta(seconds=unpaid_after)),
-            ),
-        )
-        .order_by(Order.updated_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    abandoned: list[str] = []
-    async with sessions.begin() as session:
-        for order in (await session.scalars(stale)).all():
-            reason = ABANDONED if order.payment_instrument_id else EXPIRED
-            observed = Observation(OrderStatus.PAYMENT_FAILED, reason=reason)
-            if await apply_observation(session, order, observed, Cause.SWEEP) is not None:
-                abandoned.append(order.reference)
-    for reference in abandoned:
-        metrics.SWEEPER_REPAIRS.labels(OrderStatus.PAYMENT_FAILED.value).inc()
-        log.info("sweeper.abandoned", order_reference=reference)
-    return tuple(abandoned)
-
-
-def authorize_never_reached(execution: Execution) -> bool:
-    """Payrails shows no authorize at all for the execution: it is still just created."""
-    return (
-        execution.outcome is ExecutionOutcome.PENDING
-        and execution.latest_code in (None, "created")
-        and not any(entry.code.startswith("authorize") for entry in execution.statuses)
-    )
 
 
 def sweep_observation(
@@ -198,16 +144,17 @@ async def reconcile_claim(
 
 
 async def sweep_once(deps: Deps) -> SweepResult:
-    """One pass: fail abandoned orders, then claim a batch and reconcile each order; one order's
-    failure never stops the rest.
+    """One pass: settle orders left created (``worker.abandon``), then claim a batch of stuck
+    orders and reconcile each; one order's failure never stops the rest.
 
     Claims not reached within half the threshold (at least MIN_PASS_SECONDS; Payrails slow or
     down) are left for a later pass: by then their claim could have run out and another replica
     taken them, which is harmless, since each order is re-locked before it is changed.
     """
     settings = deps.settings
-    abandoned = await abandon_created_orders(
+    created = await sweep_created_orders(
         deps.sessions,
+        deps.payrails,
         stuck_after=settings.sweeper_stuck_after_seconds,
         unpaid_after=max(
             settings.checkout_session_ttl_seconds, settings.sweeper_stuck_after_seconds
@@ -234,7 +181,13 @@ async def sweep_once(deps: Deps) -> SweepResult:
             failed.append(claim.reference)
         elif transition is not None:
             repaired[claim.reference] = transition.to_status
-    return SweepResult(claims, repaired, tuple(failed), abandoned)
+    return SweepResult(
+        claims,
+        {**created.repaired, **repaired},
+        tuple(failed),
+        tuple(created.abandoned),
+        tuple(created.deferred),
+    )
 
 
 async def _sweep_one(deps: Deps, claim: Claim) -> Transition | Literal["failed"] | None:
@@ -266,10 +219,11 @@ async def run_pass(deps: Deps) -> SweepResult | None:
         metrics.SWEEPER_RUNS.labels("error").inc()
         return None
     metrics.SWEEPER_RUNS.labels("ok").inc()
-    if result.claimed or result.abandoned:
+    if result.claimed or result.abandoned or result.deferred:
         log.info(
             "sweeper.pass",
             abandoned=len(result.abandoned),
+            deferred=len(result.deferred),
             claimed=len(result.claimed),
             repaired=len(result.repaired),
             failed=len(result.failed),

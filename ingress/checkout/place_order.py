@@ -43,7 +43,13 @@ from shared.commands import AuthorizeCommand
 from shared.db.models import Order
 from shared.errors import InvalidPayload, PublishError
 from shared.messaging import ROUTING_AUTHORIZE
-from shared.order_store import apply_observation, ensure_idempotency_key, lock_order, order_money
+from shared.order_store import (
+    apply_observation,
+    ensure_idempotency_key,
+    lock_order,
+    order_money,
+    utcnow,
+)
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.payrails.models import Execution, ExecutionOutcome
 from shared.state_machine import UNRESOLVED, Cause, Observation, OrderStatus
@@ -97,12 +103,19 @@ def _take_instrument(order: Order, request: PlaceOrderRequest) -> None:
 
 
 async def take_order(checkout: Checkout, bound: BoundSession, request: PlaceOrderRequest) -> Order:
-    """Lock the session's order, refuse other terms, and take the request's instrument."""
+    """Lock the session's order, refuse other terms, and take the request's instrument.
+
+    An attempt on an order still ``created`` also restarts its ``updated_at``: the sweeper
+    abandons a started order only SWEEPER_STUCK_AFTER_SECONDS after its last attempt, so a
+    shopper still retrying (the broker could not take the authorize command, say) keeps it.
+    """
     async with checkout.sessions.begin() as session:
         order = await lock_order(session, order_id=bound.order_id)
         assert order is not None  # the session row references it (ON DELETE CASCADE)
         _refuse_other_terms(order, request)
         _take_instrument(order, request)
+        if order.status is OrderStatus.CREATED:
+            order.updated_at = utcnow()
         return order
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ingress.checkout_app import create_checkout_app
@@ -31,6 +33,7 @@ from tests.ingress.proxy import TcpProxy
 from tests.ports import free_port
 from tests.settings import Settings
 from tests.waiting import wait_until
+from worker.sweeper import sweep_once
 
 Client = TestClient[web.Request, web.Application]
 
@@ -229,3 +232,52 @@ async def test_a_broker_that_never_confirms_answers_503_once_the_publish_wait_is
     assert answer["error"] == "broker_unavailable"
     order = await (await checkout.get(f"/orders/{body['orderReference']}")).json()
     assert order["status"] == "created"
+
+
+async def test_a_shopper_retrying_through_a_broker_outage_keeps_the_order_from_the_sweeper(
+    checkout: Client,
+    checkout_settings: Settings,
+    topology: Names,
+    sandbox: SandboxHandle,
+    authorize_consumer: AuthorizeConsumer,
+    broker_proxy: TcpProxy,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The merchant created the order past the sweeper's threshold; each attempt restarts it."""
+    proxied = through(
+        checkout_settings.model_copy(update={"checkout_port": free_port()}), broker_proxy.port
+    )
+    app = create_checkout_app(proxied)
+    server = TestServer(app, host="127.0.0.1", port=proxied.checkout_port)
+    body = await order_body(checkout, sandbox, FRICTIONLESS)
+    reference = body["orderReference"]
+    threshold = timedelta(days=30)  # far older than anything another test leaves behind
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Order)
+            .where(Order.reference == reference)
+            .values(updated_at=Order.updated_at - 2 * threshold)
+        )
+    sweeper = dataclasses.replace(
+        authorize_consumer.deps,
+        settings=authorize_consumer.deps.settings.model_copy(
+            update={"sweeper_stuck_after_seconds": threshold.total_seconds()}
+        ),
+    )
+    headers = session_header(session_token(checkout))
+    async with TestClient(server) as client:
+        assert await app[BROKER].wait_ready(10)
+        await broker_proxy.cut()
+        down = await client.post("/checkout/place-order", json=body, headers=headers)
+        assert down.status == 503, await down.json()
+
+        swept = await sweep_once(sweeper)
+
+        assert reference not in swept.abandoned
+        order = await (await checkout.get(f"/orders/{reference}")).json()
+        assert order["status"] == "created"
+        await broker_proxy.start()
+        assert await app[BROKER].wait_ready(10)
+        retry = await client.post("/checkout/place-order", json=body, headers=headers)
+        assert (await retry.json())["status"] == "authorized"
+    assert sum((await sandbox.stats())["authorizesExecuted"].values()) == 1

@@ -15,8 +15,9 @@ from shared.errors import ConfigError
 from tests.ops.shop import APPROVE, CHALLENGE, Shop, make_stuck, order_status, transitions_of
 from tests.settings import Settings
 from tests.waiting import sample, wait_until
+from worker.abandon import ABANDONED, UNCONFIRMED
 from worker.deps import Deps
-from worker.sweeper import ABANDONED, UNCONFIRMED, run_sweeper, sweep_once
+from worker.sweeper import run_sweeper, sweep_once
 
 
 async def test_sweeper_repairs_an_order_whose_webhook_the_sandbox_dropped(

@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db.models import Order
 from tests.ops.shop import STUCK_AFTER, make_stuck
 from tests.worker.conftest import insert_order
+from worker.abandon import EXPIRED
 from worker.deps import Deps
-from worker.sweeper import EXPIRED, sweep_once
+from worker.sweeper import sweep_once
 
 
 async def merchant_order(sessions: async_sessionmaker[AsyncSession]) -> str:
