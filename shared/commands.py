@@ -1,8 +1,12 @@
-"""Commands on ``payments.commands``: the checkout's ``authorize``, a backend's ``order.create``."""
+"""Commands on ``payments.commands``: the checkout's ``authorize``, a backend's ``order.create``.
+
+A backend's capture, cancel and refund commands are in ``shared.operation_intake``.
+"""
 
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 
 from shared.errors import InvalidPayload
@@ -10,6 +14,11 @@ from shared.payloads import json_object
 from shared.validation import OrderTerms, parse_order_terms
 
 COMMAND_ID_MAX = 100  # the merchant_commands key's width
+
+
+def answer_message_id(command_id: str) -> str:
+    """Stable per command: the answer to a repeated command is recognisably the same message."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"recon:command:{command_id}"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,6 +191,21 @@ MERCHANT_ORDERS = Counter(
     "(created|repeated|conflict|invalid).",
     ["channel", "outcome"],
 )
+OPERATIONS_REQUESTED = Counter(
+    "recon_operations_requested_total",
+    "Captures, cancels and refunds commerce backends asked for and got (stored now, or the one "
+    "stored for their command id), by channel (http|amqp), kind (capture|cancel|refund) and "
+    "outcome (requested|repeated).",
+    ["channel", "kind", "outcome"],
+)
+OPERATIONS_REFUSED = Counter(
+    "recon_operations_refused_total",
+    "Captures, cancels and refunds refused before anything was stored or Payrails called, by "
+    "channel (http|amqp), kind and reason: a money rule's code (exceeds_authorized, "
+    "exceeds_captured, partial_cancel, currency_mismatch, order_cancelled, not_authorized, ...), "
+    "command_reused, not_found, invalid or idempotency_key_invalid.",
+    ["channel", "kind", "reason"],
+)
 CHECKOUT_RATE_LIMITED = Counter(
     "recon_checkout_rate_limited_total",
     "Checkout requests refused with 429 by a rate limit, by the limit's scope.",

@@ -103,9 +103,16 @@ def outbox_message_id(order: Order, status: OrderStatus) -> str:
 
 
 async def write_outbox_message(
-    session: AsyncSession, *, order_id: int, routing_key: str, message_id: str, body: dict[str, Any]
+    session: AsyncSession,
+    *,
+    order_id: int | None,
+    routing_key: str,
+    message_id: str,
+    body: dict[str, Any],
 ) -> None:
-    """One message for commerce backends outside a transition (a command's answer). No commit."""
+    """One message for commerce backends outside a transition (a command's answer). No commit.
+
+    ``order_id`` is None for an answer about an order that does not exist."""
     await session.execute(
         insert(table_of(OutboxMessage)).on_conflict_do_nothing(index_elements=["message_id"]),
         [

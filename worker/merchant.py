@@ -1,4 +1,6 @@
-"""``order.create`` commands from commerce backends that speak RabbitMQ.
+"""Commands from commerce backends that speak RabbitMQ: ``order.create`` here, and
+``order.capture``, ``order.cancel`` and ``order.refund`` (``worker.merchant_operations``), all on
+the merchant commands queue, told apart by their routing key.
 
 The same rule as ``POST /merchant/orders`` (``shared.merchant_orders``): the same reference with
 the same terms is the same order; other terms are refused. Each command is executed once, by its
@@ -9,7 +11,6 @@ sends that same answer again (same message id) instead of running twice.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import structlog
@@ -20,11 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import metrics
 from shared.checkout_sessions import is_payable, issue_session
-from shared.commands import CreateOrderCommand
+from shared.commands import CreateOrderCommand, answer_message_id
 from shared.db.failover import is_transient
 from shared.db.models import MerchantCommand, Order
 from shared.errors import InvalidPayload, PublishError, TransientError
 from shared.merchant_orders import OrderTermsConflict, create_order
+from shared.operation_intake import OperationCommand
 from shared.order_store import (
     SCHEMA_VERSION,
     order_money,
@@ -33,6 +35,7 @@ from shared.order_store import (
     write_outbox_message,
 )
 from worker.deps import Deps
+from worker.merchant_operations import KIND_OF_COMMAND, request_from_command
 from worker.retry import dead_letter, retry_later
 
 log = structlog.get_logger(__name__)
@@ -40,11 +43,6 @@ log = structlog.get_logger(__name__)
 KIND_CREATE = "order.create"
 ROUTING_CREATED = "order.created"
 ROUTING_REJECTED = "order.rejected"
-
-
-def answer_message_id(command_id: str) -> str:
-    """Stable per command: the answer to a repeated command is recognisably the same message."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"recon:command:{command_id}"))
 
 
 def _answer(
@@ -112,20 +110,40 @@ async def create_order_from_command(deps: Deps, command: CreateOrderCommand) -> 
         return await _execute(session, deps, command)
 
 
+def _parse(message: AbstractIncomingMessage) -> CreateOrderCommand | OperationCommand:
+    """The command its routing key names; InvalidPayload for a bad body or an unknown key."""
+    kind = KIND_OF_COMMAND.get(message.routing_key or "")
+    if kind is not None:
+        return OperationCommand.from_body(message.body, message.message_id, kind)
+    if message.routing_key not in (KIND_CREATE, None, ""):
+        raise InvalidPayload(f"no merchant command is routed by {message.routing_key!r}")
+    return CreateOrderCommand.from_body(message.body, message.message_id)
+
+
+async def _run(deps: Deps, command: CreateOrderCommand | OperationCommand) -> str:
+    if isinstance(command, OperationCommand):
+        return await request_from_command(deps, command)
+    return await create_order_from_command(deps, command)
+
+
+def _reference(command: CreateOrderCommand | OperationCommand) -> str:
+    return command.reference if isinstance(command, OperationCommand) else command.terms.reference
+
+
 async def _process(message: AbstractIncomingMessage, deps: Deps) -> str:
     """One command to one outcome; retry and dead-letter hand-offs are confirmed publishes."""
     queue = deps.names.merchant_commands_queue
     try:
-        command = CreateOrderCommand.from_body(message.body, message.message_id)
+        command = _parse(message)
     except InvalidPayload as exc:
         log.warning("merchant.command_invalid", error=str(exc))
         await dead_letter(message, deps, source_queue=queue, reason="invalid_payload")
         return "invalid"
     with structlog.contextvars.bound_contextvars(
-        command_id=command.command_id, order_reference=command.terms.reference
+        command_id=command.command_id, order_reference=_reference(command)
     ):
         try:
-            return await create_order_from_command(deps, command)
+            return await _run(deps, command)
         except (TransientError, DBAPIError) as exc:
             if not is_transient(exc):
                 raise
@@ -143,5 +161,6 @@ async def handle_merchant_command(message: AbstractIncomingMessage, deps: Deps) 
             await message.nack(requeue=True)
             return
         await message.ack()
-        metrics.MERCHANT_ORDERS.labels("amqp", outcome).inc()
+        if message.routing_key not in KIND_OF_COMMAND:
+            metrics.MERCHANT_ORDERS.labels("amqp", outcome).inc()
         log.info("merchant.command_done", outcome=outcome)

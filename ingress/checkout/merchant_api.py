@@ -20,6 +20,8 @@ from shared import metrics
 from shared.checkout_sessions import IssuedSession, is_payable, issue_session
 from shared.db.models import Order
 from shared.merchant_orders import OrderTermsConflict, create_order
+from shared.operation_intake import money_json, operation_json
+from shared.operation_store import operations_of, picture_of
 from shared.order_store import order_money
 from shared.request_logging import set_outcome
 from shared.validation import REFERENCE, REFERENCE_MAX, parse_order_terms
@@ -82,7 +84,7 @@ async def create_merchant_order(request: web.Request) -> web.Response:
 
 
 async def get_merchant_order(request: web.Request) -> web.Response:
-    """GET /merchant/orders/{reference}: any order, for its commerce backend."""
+    """GET /merchant/orders/{reference}: any order, its money picture and its operations."""
     require_merchant(request, request.app[API_KEYS])
     reference = request.match_info["reference"]
     if len(reference) > REFERENCE_MAX or not REFERENCE.match(reference):
@@ -91,6 +93,11 @@ async def get_merchant_order(request: web.Request) -> web.Response:
         order = await session.scalar(select(Order).where(Order.reference == reference))
         if order is None:
             raise OrderNotFound("no order has this reference")
-        body = {"order": merchant_order_json(order)}
+        rows = await operations_of(session, order.id)
+        body = {
+            "order": merchant_order_json(order),
+            "money": money_json(picture_of(order, rows)),
+            "operations": [operation_json(row) for row in rows],
+        }
     set_outcome(request, order.status)
     return _no_store(web.json_response(body))

@@ -29,6 +29,9 @@ ENDPOINTS = frozenset(
         "order_status",
         "merchant_create_order",
         "merchant_get_order",
+        "merchant_capture",
+        "merchant_cancel",
+        "merchant_refund",
     }
 )
 

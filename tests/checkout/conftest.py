@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
@@ -26,7 +27,7 @@ from ingress.keys import BROKER
 from sandbox.control_client import SandboxHandle
 from sandbox.keys import IDEMPOTENCY
 from shared.checkout_sessions import BoundSession, resolve_session, token_hash
-from shared.config import SANDBOX_MERCHANT_API_KEY
+from shared.config import SANDBOX_MERCHANT_API_KEY, Secret
 from shared.db.models import (
     CheckoutSession,
     IdempotencyKey,
@@ -38,6 +39,7 @@ from shared.messaging import Names, open_channel
 from shared.order_store import utcnow
 from shared.payrails.client import open_payrails_client
 from tests.conftest import ServiceUrls
+from tests.ingress.proxy import TcpProxy
 from tests.ports import free_port
 from tests.read_only import ReadOnlySwitch
 from tests.settings import Settings
@@ -315,6 +317,23 @@ async def idempotency_operations(
             .order_by(IdempotencyKey.id)
         )
         return list(rows)
+
+
+def through(settings: Settings, port: int) -> Settings:
+    """The same settings with AMQP_URL pointed at 127.0.0.1:<port>."""
+    parts = urlsplit(settings.amqp_url.reveal())
+    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{port}"
+    return settings.model_copy(update={"amqp_url": Secret(parts._replace(netloc=netloc).geturl())})
+
+
+@pytest.fixture
+async def broker_proxy(checkout_settings: Settings) -> AsyncIterator[TcpProxy]:
+    """A TCP proxy to the test RabbitMQ, listening; cut at the end."""
+    target = urlsplit(checkout_settings.amqp_url.reveal())
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
+    await proxy.start()
+    yield proxy
+    await proxy.cut()
 
 
 @pytest.fixture

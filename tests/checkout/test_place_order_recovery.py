@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from urllib.parse import urlsplit
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select, update
@@ -17,7 +14,6 @@ from ingress.checkout_app import create_checkout_app
 from ingress.health import ADMIN_RUNNER
 from ingress.keys import BROKER
 from sandbox.control_client import SandboxHandle
-from shared.config import Secret
 from shared.db.models import Order
 from shared.messaging import Names
 from tests.checkout.conftest import (
@@ -26,6 +22,7 @@ from tests.checkout.conftest import (
     order_body,
     session_header,
     session_token,
+    through,
     tokenize,
     transitions_of,
 )
@@ -85,23 +82,6 @@ async def test_a_new_instrument_after_the_authorize_started_is_ignored(
     assert await again.json() == first
     assert await stored_instrument(sessions, body["orderReference"]) == body["paymentInstrumentId"]
     assert (await sandbox.stats())["authorizesExecuted"] == {first["executionId"]: 1}
-
-
-def through(settings: Settings, port: int) -> Settings:
-    """The same settings with AMQP_URL pointed at 127.0.0.1:<port>."""
-    parts = urlsplit(settings.amqp_url.reveal())
-    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{port}"
-    return settings.model_copy(update={"amqp_url": Secret(parts._replace(netloc=netloc).geturl())})
-
-
-@pytest.fixture
-async def broker_proxy(checkout_settings: Settings) -> AsyncIterator[TcpProxy]:
-    """A TCP proxy to the test RabbitMQ, listening; cut at the end."""
-    target = urlsplit(checkout_settings.amqp_url.reveal())
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
-    await proxy.start()
-    yield proxy
-    await proxy.cut()
 
 
 async def test_broker_down_answers_503_and_a_retry_authorizes_once(

@@ -26,9 +26,16 @@ from shared.state_machine import (
 )
 from tests.worker.conftest import insert_order
 from worker.merchant import ROUTING_CREATED, ROUTING_REJECTED
+from worker.merchant_operations import ROUTING_OPERATION_REJECTED, ROUTING_OPERATION_REQUESTED
 
 # Every routing key the service publishes on the orders exchange.
-ORDER_ROUTING_KEYS = {*ROUTING_KEY.values(), ROUTING_CREATED, ROUTING_REJECTED}
+ORDER_ROUTING_KEYS = {
+    *ROUTING_KEY.values(),
+    ROUTING_CREATED,
+    ROUTING_REJECTED,
+    ROUTING_OPERATION_REQUESTED,
+    ROUTING_OPERATION_REJECTED,
+}
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
 _TYPES: dict[str, tuple[type, ...]] = {
