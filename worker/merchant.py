@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -85,29 +86,43 @@ async def _execute(session: AsyncSession, deps: Deps, command: CreateOrderComman
     await write_outbox_message(
         session, order_id=order.id, routing_key=routing_key, message_id=message_id, body=body
     )
-    session.add(
-        MerchantCommand(
+    return outcome
+
+
+async def _claim(session: AsyncSession, command: CreateOrderCommand) -> bool:
+    """Record the command id in this transaction; False when it was recorded before.
+
+    The insert comes first so that a repeat delivered while the command still runs (a backend
+    that publishes again, two workers) waits on the command id's row and then answers again,
+    instead of running the command a second time and failing on the id at commit.
+    """
+    claimed = await session.scalar(
+        insert(MerchantCommand)
+        .values(
             command_id=command.command_id,
             kind=KIND_CREATE,
             order_reference=command.terms.reference,
-            answer_message_id=message_id,
+            answer_message_id=answer_message_id(command.command_id),
         )
+        .on_conflict_do_nothing(index_elements=["command_id"])
+        .returning(MerchantCommand.command_id)
     )
-    return outcome
+    return claimed is not None
 
 
 async def create_order_from_command(deps: Deps, command: CreateOrderCommand) -> str:
     """Run the command once, or answer a repeat again; the outcome, committed."""
     async with deps.sessions.begin() as session:
+        if await _claim(session, command):
+            return await _execute(session, deps, command)
         done = await session.scalar(
-            select(MerchantCommand.answer_message_id)
-            .where(MerchantCommand.command_id == command.command_id)
-            .with_for_update()
+            select(MerchantCommand.answer_message_id).where(
+                MerchantCommand.command_id == command.command_id
+            )
         )
-        if done is not None:
-            await republish_outbox_message(session, done)
-            return "answered_again"
-        return await _execute(session, deps, command)
+        assert done is not None  # claimed by a committed transaction
+        await republish_outbox_message(session, done)
+        return "answered_again"
 
 
 def _parse(message: AbstractIncomingMessage) -> CreateOrderCommand | OperationCommand:

@@ -1,7 +1,8 @@
 """Merchant API keys: several at once (rotation), kept only as hashes, compared in constant time.
 
-Hashing first gives every comparison the same length, and the plain keys never stay in memory
-past start-up (``CheckoutSettings`` holds them as ``Secret``; nothing here keeps a reference).
+Hashing first gives every comparison the same length. The requests are checked against the
+digests alone; the plain keys remain only where the process read them (its environment and the
+``CheckoutSettings`` it started with, as ``Secret``, hidden from repr and logs).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ingress.checkout.service import CheckoutError
 from shared import metrics
@@ -77,7 +78,9 @@ async def translate_errors(request: web.Request, handler: Handler) -> web.Stream
             headers=exc.headers,
             **exc.details,
         )
-    except (TransientError, DBAPIError) as exc:
+    # PoolTimeout: every pooled connection stayed busy (a load peak); the same request again
+    # a moment later is served, as after a failover.
+    except (TransientError, DBAPIError, PoolTimeout) as exc:
         if not is_transient(exc):
             raise
         log.warning("checkout.dependency_unavailable", error=type(exc).__name__)

@@ -6,6 +6,7 @@ the shopper pays that order with.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from structlog.testing import capture_logs
 
 from sandbox.control_client import SandboxHandle
 from shared.config import SANDBOX_MERCHANT_API_KEY
@@ -291,6 +293,22 @@ async def test_a_key_removed_from_the_settings_is_refused(
         for gone in ("key-2025-old", SANDBOX_MERCHANT_API_KEY):
             status, answer = await post_order(client, terms(), headers=bearer(gone))
             assert status == 401, (gone, answer)
+
+
+async def test_neither_a_right_nor_a_wrong_key_nor_the_session_is_ever_logged(
+    checkout: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "wrong-merchant-key-0123456789abcdef"
+    with caplog.at_level(logging.DEBUG), capture_logs() as logs:
+        status, answer = await post_order(checkout, terms())
+        assert status == 201, answer
+        token = answer["checkoutSession"]["token"]
+        assert (await post_order(checkout, terms(), headers=bearer(wrong)))[0] == 401
+        assert (await checkout.get("/orders/x", headers=session_header(token))).status == 404
+    written = repr(logs) + "\n".join(record.getMessage() for record in caplog.records)
+    assert logs, "the requests logged nothing: the test would prove nothing"
+    for secret in (SANDBOX_MERCHANT_API_KEY, wrong, token):
+        assert secret not in written
 
 
 # --- read ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from aiohttp import web
 
+from ingress.checkout.shopper import COOKIE, HEADER
 from ingress.checkout.validation import INSTRUMENT_ID, METHOD_CODE, REFERENCE
 from ingress.checkout_app import create_checkout_app
 from shared.money import MAX_INTEGER_DIGITS
@@ -95,3 +96,34 @@ def test_the_described_amount_pattern_bounds_the_integer_digits_like_money() -> 
     pattern = re.compile(schema("Amount")["properties"]["value"]["pattern"])
     assert pattern.match("9" * MAX_INTEGER_DIGITS + ".9999")
     assert not pattern.match("1" + "0" * MAX_INTEGER_DIGITS + ".00")
+
+
+def test_the_merchant_api_is_described_behind_the_bearer_key_and_nothing_else_is() -> None:
+    spec: dict[str, Any] = yaml.safe_load(SPEC.read_text())
+    schemes = spec["components"]["securitySchemes"]
+    assert (schemes["merchantApiKey"]["type"], schemes["merchantApiKey"]["scheme"]) == (
+        "http",
+        "bearer",
+    )
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            named = {name for requirement in operation.get("security", []) for name in requirement}
+            assert named <= set(schemes), (method, path)
+            if path.startswith("/merchant/"):
+                assert operation.get("security") == [{"merchantApiKey": []}], (method, path)
+                assert "401" in operation["responses"], (method, path)
+            else:
+                assert "merchantApiKey" not in named, (method, path)
+
+
+def test_the_described_session_cookie_and_header_are_the_ones_read() -> None:
+    spec: dict[str, Any] = yaml.safe_load(SPEC.read_text())
+    schemes = spec["components"]["securitySchemes"]
+    assert (schemes["checkoutSession"]["in"], schemes["checkoutSession"]["name"]) == (
+        "cookie",
+        COOKIE,
+    )
+    assert (schemes["checkoutSessionHeader"]["in"], schemes["checkoutSessionHeader"]["name"]) == (
+        "header",
+        HEADER,
+    )

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
+from shared.db.models import Order
+from shared.money import Money
+from shared.payrails.client import PayrailsClient
+from shared.payrails.models import ExecutionOutcome
 from tests.checkout.conftest import (
     CHALLENGE,
+    FRICTIONLESS,
     AuthorizeConsumer,
     order_body,
+    order_row,
     outbox_of,
     start_checkout,
     transitions_of,
@@ -101,6 +110,7 @@ async def test_the_return_page_answers_json_when_asked(
     location = await sandbox.answer_challenge(answer["executionId"], complete=True)
     response = await checkout.session.get(location, headers={"Accept": "application/json"})
     assert response.status == 200
+    assert response.headers["Cache-Control"] == "no-store"
     assert await response.json() == {
         "type": "threeds:complete",
         "orderReference": answer["orderReference"],
@@ -108,6 +118,54 @@ async def test_the_return_page_answers_json_when_asked(
         "executionId": answer["executionId"],
         "reason": None,
     }
+
+
+async def test_a_return_for_an_execution_authorized_at_another_amount_goes_to_review(
+    checkout: Client,
+    sandbox: SandboxHandle,
+    payrails: PayrailsClient,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The checkout's own poll compares the authorized amount with the order's, as the worker."""
+    reference = await start_checkout(checkout, value="129.90", customer="customer-1")
+    execution = await payrails.create_execution(
+        merchant_reference=reference,
+        holder_reference="customer-1",
+        meta={},
+        idempotency_key=uuid.uuid4(),
+    )
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Order)
+            .where(Order.reference == reference)
+            .values(execution_id=execution.id, status="authorizing")
+        )
+    init = await payrails.client_init(
+        holder_reference="customer-1", init_type="secureFields", idempotency_key=uuid.uuid4()
+    )
+    await payrails.authorize(
+        execution.id,
+        amount=Money(Decimal("0.01"), "EUR"),
+        payment_instrument_id=await sandbox.tokenize(init, FRICTIONLESS),
+        payment_method_code="card",
+        return_url="http://shop.example/return",
+        idempotency_key=uuid.uuid4(),
+    )
+    decided = await payrails.get_execution(
+        execution.id, wait_while=["created", "authorizeRequested"], timeout=5
+    )
+    assert decided.outcome is ExecutionOutcome.SUCCEEDED
+    response = await checkout.get(
+        f"/payment-return/{execution.id}", headers={"Accept": "application/json"}
+    )
+    answer = await response.json()
+    mismatch = "authorized amount 0.01 EUR differs from the order's 129.90 EUR"
+    assert response.status == 200, answer
+    assert (answer["status"], answer["reason"]) == ("processing", mismatch)
+    order = await order_row(sessions, reference)
+    assert (order.status, order.failure_reason) == ("needs_review", mismatch)
+    assert await transitions_of(sessions, reference) == [("authorizing", "needs_review", "return")]
+    assert await outbox_of(sessions, reference) == ["order.needs_review"]
 
 
 async def test_an_unknown_execution_id_is_not_found(checkout: Client) -> None:

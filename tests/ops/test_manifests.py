@@ -6,6 +6,7 @@ ports from the settings defaults, paths from the apps. Docker is not needed: thi
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,7 @@ from shared.errors import ConfigError
 from tests.ops.deploy_files import (
     COMPOSE,
     DEPLOY,
+    ROOT,
     k8s_documents,
     load_yaml,
 )
@@ -654,3 +656,29 @@ def test_dockerfile_is_multi_stage_slim_and_runs_as_a_non_root_user() -> None:
     assert exposed == {port for ls in LISTENERS.values() for _, port in ls.values()}
     assert "COPY --chown=root:root migrations" in text
     assert "alembic.ini" in text
+
+
+def imported_packages(package: str) -> set[str]:
+    """The top-level names the modules of ``package`` import."""
+    found: set[str] = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_image_ships_the_service_without_the_demo_shop() -> None:
+    """The demo shop is a client of the service: its own process, never in the image."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    copied = {
+        source.rstrip("/")
+        for line in re.findall(r"^COPY (.+)$", text, re.M)
+        for source in [word for word in line.split() if not word.startswith("--")][:-1]
+    }
+    assert {"shared", "ingress", "worker"} <= copied
+    assert "demoshop" not in copied
+    shipped = sorted(copied & {"shared", "ingress", "worker", "sandbox"})
+    assert all("demoshop" not in imported_packages(package) for package in shipped), shipped

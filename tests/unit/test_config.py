@@ -147,7 +147,12 @@ def test_real_payrails_counts_hex_webhook_keys_in_decoded_bytes() -> None:
     "url",
     [
         "HTTPS://api.payrails.io",
+        "https://API.PAYRAILS.IO",
+        "HTTP://API.PAYRAILS.IO:8090",
+        "http://LOCALHOST.EXAMPLE.COM",
         "https://127.0.0.1:8090",
+        "HTTP://203.0.113.7",
+        "http://[2001:DB8::1]:8090",
         "http://203.0.113.7:8090",
         "http://10.0.0.5:8090",
         "http://sandbox:8090",

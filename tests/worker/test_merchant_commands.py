@@ -6,26 +6,34 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.checkout_sessions import resolve_session
+from shared.commands import CreateOrderCommand
 from shared.db.models import CheckoutSession, MerchantCommand, Order
+from shared.merchant_orders import create_order
 from shared.messaging import (
     ROUTING_CREATE_ORDER,
     connect_robust,
     persistent_properties,
     publish_frames,
 )
+from shared.order_store import lock_order
+from tests.waiting import wait_until
 from tests.worker.conftest import QueueDriver, new_reference
 from tests.worker.test_asyncapi import check
 from worker.consumer import HandlerConsumer
 from worker.deps import Deps
-from worker.merchant import answer_message_id, handle_merchant_command
+from worker.merchant import (
+    answer_message_id,
+    create_order_from_command,
+    handle_merchant_command,
+)
 from worker.outbox import OutboxRelay
 
 
@@ -122,6 +130,63 @@ async def test_a_repeated_command_is_answered_again_and_never_executed_twice(
     async with sessions() as session:
         order_id = await session.scalar(select(Order.id).where(Order.reference == reference))
     assert await count(sessions, CheckoutSession, order_id=order_id) == 1
+
+
+def lock_waiters(
+    sessions: async_sessionmaker[AsyncSession], expected: int
+) -> Callable[[], Awaitable[bool]]:
+    """Whether ``expected`` connections to this test database wait for a lock."""
+
+    async def waiting() -> bool:
+        async with sessions() as session:
+            found = await session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        return found == expected
+
+    return waiting
+
+
+async def test_a_repeat_delivered_while_the_command_runs_is_answered_again_not_run_twice(
+    deps: Deps, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A backend that publishes again before the first delivery is done, or two workers."""
+    body = command(new_reference())
+    parsed = CreateOrderCommand.from_body(json.dumps(body).encode(), None)
+    async with sessions.begin() as session:
+        await create_order(session, parsed.terms)
+    # The order's row lock, held here, keeps the first delivery in flight while both run.
+    async with sessions.begin() as holder:
+        await lock_order(holder, reference=parsed.terms.reference)
+        runs = [asyncio.create_task(create_order_from_command(deps, parsed)) for _ in range(2)]
+        await wait_until(lock_waiters(sessions, 2))
+    outcomes = await asyncio.gather(*runs)
+    assert sorted(outcomes) == ["answered_again", "repeated"]
+    assert await count(sessions, MerchantCommand, command_id=body["commandId"]) == 1
+    async with sessions() as session:
+        order_id = await session.scalar(
+            select(Order.id).where(Order.reference == parsed.terms.reference)
+        )
+    assert await count(sessions, CheckoutSession, order_id=order_id) == 1
+
+
+async def test_the_same_terms_under_a_new_command_id_answer_created_for_the_same_order(
+    deps: Deps, broker: QueueDriver, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference = new_reference()
+    first_body, second_body = command(reference), command(reference)
+    async with merchant_worker(deps):
+        await send(broker, first_body)
+        (first,) = await broker.wait_for(broker.orders.name, 1, keep=about(reference))
+        await send(broker, second_body)
+        (second,) = await broker.wait_for(broker.orders.name, 1, keep=about(reference))
+    assert (first.routing_key, second.routing_key) == ("order.created", "order.created")
+    assert second.message_id == answer_message_id(second_body["commandId"]) != first.message_id
+    assert json.loads(second.body)["checkoutSession"] is not None
+    assert await count(sessions, Order, reference=reference) == 1
 
 
 async def test_a_command_with_other_terms_for_a_reference_is_rejected_and_changes_nothing(
