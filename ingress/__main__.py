@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import MutableMapping
 
 import structlog
 from aiohttp import web
@@ -38,6 +39,15 @@ def build_app(settings: IngressSettings) -> tuple[web.Application, str, int]:
     raise TypeError(f"no ingress app reads {type(settings).__name__}")
 
 
+PLAIN_KEY_VARIABLES = ("MERCHANT_API_KEYS",)
+
+
+def forget_plain_keys(environ: MutableMapping[str, str]) -> None:
+    """Drop the merchant API keys from the environment once the app holds their digests."""
+    for name in PLAIN_KEY_VARIABLES:
+        environ.pop(name, None)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the app name, load settings, configure logging and serve."""
     parser = argparse.ArgumentParser(prog="python -m ingress", description=__doc__)
@@ -49,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"configuration error: {exc}")
     configure_logging(settings.log_level, json=settings.log_format == "json")
     app, host, port = build_app(settings)
+    forget_plain_keys(os.environ)
     structlog.get_logger("ingress").info(
         "ingress.starting",
         app=args.app,

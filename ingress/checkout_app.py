@@ -101,8 +101,10 @@ def create_checkout_app(settings: CheckoutSettings) -> web.Application:
         middlewares=[translate_errors, shopper_guard], client_max_size=CHECKOUT_MAX_BODY_BYTES
     )
     setup_request_logging(app, REQUEST_LOGGING)
-    app[SETTINGS] = app[CHECKOUT_SETTINGS] = settings
     app[API_KEYS] = ApiKeys(settings.merchant_api_keys)
+    # From here on the keys exist only as digests: the app's settings keep none of them.
+    settings = settings.model_copy(update={"merchant_api_keys": ()})
+    app[SETTINGS] = app[CHECKOUT_SETTINGS] = settings
     app[GUARDS] = ShopperGuards.from_settings(settings)
     app[RETURN_TEMPLATE] = load_return_template()
     app.cleanup_ctx.extend(

@@ -1,8 +1,8 @@
 """Merchant API keys: several at once (rotation), kept only as hashes, compared in constant time.
 
 Hashing first gives every comparison the same length. The requests are checked against the
-digests alone; the plain keys remain only where the process read them (its environment and the
-``CheckoutSettings`` it started with, as ``Secret``, hidden from repr and logs).
+digests alone; once they exist, the plain keys are dropped: the app's settings keep none, and
+``python -m ingress`` removes MERCHANT_API_KEYS from its environment.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from structlog.testing import capture_logs
 
+from ingress.__main__ import forget_plain_keys
+from ingress.checkout.keys import API_KEYS
+from ingress.keys import CHECKOUT_SETTINGS
 from sandbox.control_client import SandboxHandle
 from shared.config import SANDBOX_MERCHANT_API_KEY
 from shared.messaging import Names
@@ -293,6 +296,22 @@ async def test_a_key_removed_from_the_settings_is_refused(
         for gone in ("key-2025-old", SANDBOX_MERCHANT_API_KEY):
             status, answer = await post_order(client, terms(), headers=bearer(gone))
             assert status == 401, (gone, answer)
+
+
+async def test_the_running_app_keeps_the_keys_only_as_digests(
+    checkout_settings: Settings, base_env: dict[str, str], topology: Names
+) -> None:
+    configured = with_keys(checkout_settings, base_env, "key-2026-new")
+    async with serve_checkout(configured) as client:
+        assert client.app[CHECKOUT_SETTINGS].merchant_api_keys == ()
+        assert "key-2026-new" not in repr(vars(client.app[API_KEYS]))
+        assert (await post_order(client, terms(), headers=bearer("key-2026-new")))[0] == 201
+
+
+def test_python_m_ingress_drops_the_plain_keys_from_its_environment() -> None:
+    environ = {"MERCHANT_API_KEYS": "key-2026-new", "LOG_LEVEL": "INFO"}
+    forget_plain_keys(environ)
+    assert environ == {"LOG_LEVEL": "INFO"}
 
 
 async def test_neither_a_right_nor_a_wrong_key_nor_the_session_is_ever_logged(
