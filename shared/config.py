@@ -293,6 +293,7 @@ class DatabaseUrlSettings(EnvSettings):
 
 class DatabaseSettings(DatabaseUrlSettings):
     database_pool_size: Count = 10
+    database_pool_timeout_seconds: PositiveSeconds = 10.0
 
 
 class BrokerSettings(EnvSettings):

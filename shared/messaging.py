@@ -39,6 +39,9 @@ HDR_ATTEMPT = "x-attempt"
 HDR_REASON = "x-dead-letter-reason"
 HDR_SOURCE_QUEUE = "x-source-queue"
 HDR_FAILED_AT = "x-failed-at"
+# The routing key a message first arrived with: a delay tier or the dead letters re-route it by
+# queue name, and a queue that holds several kinds (merchant commands) tells them apart by it.
+HDR_ROUTING_KEY = "x-routing-key"
 
 # Headers the broker adds when it dead-letters; they describe that hop, not our copy.
 BROKER_DEATH_HEADERS = frozenset(

@@ -22,14 +22,13 @@ from enum import StrEnum
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import metrics
 from shared.commands import AuthorizeCommand
-from shared.db.failover import is_transient
+from shared.db.failover import MAYBE_TRANSIENT, is_transient
 from shared.db.models import IdempotencyKey, Order
-from shared.errors import InvalidPayload, PublishError, TransientError
+from shared.errors import InvalidPayload, PublishError
 from shared.order_store import (
     apply_observation,
     ensure_idempotency_key,
@@ -221,7 +220,7 @@ async def _process(
             order_reference=command.order_reference, execution_id=command.execution_id
         ):
             return await authorize_order(deps, command, hook)
-    except (TransientError, DBAPIError) as exc:
+    except MAYBE_TRANSIENT as exc:
         if not is_transient(exc):
             raise
         log.warning("authorize.transient_failure", error=type(exc).__name__)

@@ -17,15 +17,14 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import metrics
 from shared.checkout_sessions import is_payable, issue_session
 from shared.commands import CreateOrderCommand, answer_message_id
-from shared.db.failover import is_transient
+from shared.db.failover import MAYBE_TRANSIENT, is_transient
 from shared.db.models import MerchantCommand, Order
-from shared.errors import InvalidPayload, PublishError, TransientError
+from shared.errors import InvalidPayload, PublishError
 from shared.merchant_orders import OrderTermsConflict, create_order
 from shared.operation_intake import OperationCommand
 from shared.order_store import (
@@ -37,7 +36,7 @@ from shared.order_store import (
 )
 from worker.deps import Deps
 from worker.merchant_operations import KIND_OF_COMMAND, request_from_command
-from worker.retry import dead_letter, retry_later
+from worker.retry import dead_letter, retry_later, routing_key_of
 
 log = structlog.get_logger(__name__)
 
@@ -127,11 +126,12 @@ async def create_order_from_command(deps: Deps, command: CreateOrderCommand) -> 
 
 def _parse(message: AbstractIncomingMessage) -> CreateOrderCommand | OperationCommand:
     """The command its routing key names; InvalidPayload for a bad body or an unknown key."""
-    kind = KIND_OF_COMMAND.get(message.routing_key or "")
+    routing_key = routing_key_of(message)  # a retried command comes back routed by queue name
+    kind = KIND_OF_COMMAND.get(routing_key)
     if kind is not None:
         return OperationCommand.from_body(message.body, message.message_id, kind)
-    if message.routing_key not in (KIND_CREATE, None, ""):
-        raise InvalidPayload(f"no merchant command is routed by {message.routing_key!r}")
+    if routing_key not in (KIND_CREATE, ""):
+        raise InvalidPayload(f"no merchant command is routed by {routing_key!r}")
     return CreateOrderCommand.from_body(message.body, message.message_id)
 
 
@@ -159,7 +159,7 @@ async def _process(message: AbstractIncomingMessage, deps: Deps) -> str:
     ):
         try:
             return await _run(deps, command)
-        except (TransientError, DBAPIError) as exc:
+        except MAYBE_TRANSIENT as exc:
             if not is_transient(exc):
                 raise
             log.warning("merchant.transient_failure", error=type(exc).__name__)

@@ -19,6 +19,7 @@ from shared.messaging import (
     HDR_ATTEMPT,
     HDR_FAILED_AT,
     HDR_REASON,
+    HDR_ROUTING_KEY,
     HDR_SOURCE_QUEUE,
     publish_confirmed,
 )
@@ -42,8 +43,16 @@ def attempt_of(message: AbstractIncomingMessage) -> int:
     return 0
 
 
+def routing_key_of(message: AbstractIncomingMessage) -> str:
+    """The routing key the message was first published with, through any retries."""
+    original = (message.headers or {}).get(HDR_ROUTING_KEY)
+    return original if isinstance(original, str) else message.routing_key or ""
+
+
 def _own_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
-    return {k: v for k, v in (message.headers or {}).items() if k not in BROKER_DEATH_HEADERS}
+    headers = {k: v for k, v in (message.headers or {}).items() if k not in BROKER_DEATH_HEADERS}
+    headers[HDR_ROUTING_KEY] = routing_key_of(message)
+    return headers
 
 
 def persistent_copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:

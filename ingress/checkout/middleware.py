@@ -8,13 +8,10 @@ from typing import Any
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ingress.checkout.service import CheckoutError
 from shared import metrics
-from shared.db.failover import is_transient
-from shared.errors import TransientError
+from shared.db.failover import MAYBE_TRANSIENT, is_transient
 from shared.request_logging import RequestLogging, set_outcome
 
 log = structlog.get_logger("ingress.checkout")
@@ -78,9 +75,9 @@ async def translate_errors(request: web.Request, handler: Handler) -> web.Stream
             headers=exc.headers,
             **exc.details,
         )
-    # PoolTimeout: every pooled connection stayed busy (a load peak); the same request again
+    # A pool timeout (every pooled connection busy: a load peak) too: the same request again
     # a moment later is served, as after a failover.
-    except (TransientError, DBAPIError, PoolTimeout) as exc:
+    except MAYBE_TRANSIENT as exc:
         if not is_transient(exc):
             raise
         log.warning("checkout.dependency_unavailable", error=type(exc).__name__)

@@ -61,6 +61,15 @@ def drop_connections_on_failover(engine: AsyncEngine) -> None:
             context.is_disconnect = True
 
 
+# What may say "retry later": a service's TransientError, a DBAPI error (is_transient tells which)
+# or the pool's timeout, which is no DBAPI error. Catch these, then ask is_transient.
+MAYBE_TRANSIENT: tuple[type[Exception], ...] = (
+    TransientError,
+    sa_exc.DBAPIError,
+    sa_exc.TimeoutError,
+)
+
+
 def is_transient(exc: BaseException) -> bool:
     """A service error meant to be retried, or the database being unavailable (see above)."""
     return isinstance(exc, TransientError) or is_database_unavailable(exc)

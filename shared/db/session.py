@@ -24,7 +24,7 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         max_overflow=settings.database_pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
-        pool_timeout=10,
+        pool_timeout=settings.database_pool_timeout_seconds,
         connect_args={"connect_timeout": 5},
     )
     drop_connections_on_failover(engine)

@@ -31,7 +31,9 @@ async def test_create_order_on_a_read_only_database_answers_503_then_a_retry_cre
 async def test_a_request_finding_every_pooled_connection_busy_answers_503_then_a_retry_is_served(
     checkout_settings: Settings, topology: Names
 ) -> None:
-    one = checkout_settings.model_copy(update={"database_pool_size": 1})  # 1 + 1 overflow
+    one = checkout_settings.model_copy(  # 1 + 1 overflow, and a short wait for them
+        update={"database_pool_size": 1, "database_pool_timeout_seconds": 0.5}
+    )
     body = terms()
     async with serve_checkout(one) as checkout, contextlib.AsyncExitStack() as held:
         for _ in range(2):

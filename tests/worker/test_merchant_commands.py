@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.checkout_sessions import resolve_session
 from shared.commands import CreateOrderCommand
 from shared.db.models import CheckoutSession, MerchantCommand, Order
+from shared.db.session import create_engine, create_sessionmaker
 from shared.merchant_orders import create_order
 from shared.messaging import (
     ROUTING_CREATE_ORDER,
@@ -24,7 +26,7 @@ from shared.messaging import (
     publish_frames,
 )
 from shared.order_store import lock_order
-from tests.waiting import wait_until
+from tests.waiting import sample, wait_until
 from tests.worker.conftest import QueueDriver, new_reference
 from tests.worker.test_asyncapi import check
 from worker.consumer import HandlerConsumer
@@ -234,3 +236,33 @@ async def test_both_answers_validate_against_the_documented_schema(
     bodies = [json.loads(answer.body) for answer in answers]
     assert sorted(body["type"] for body in bodies) == ["order.created", "order.rejected"]
     assert [check(body, "CommandAnswer") for body in bodies] == [[], []]
+
+
+async def test_a_command_meeting_a_pool_with_every_connection_busy_is_retried_not_dead_lettered(
+    deps: Deps, broker: QueueDriver
+) -> None:
+    tight = deps.settings.model_copy(  # 1 + 1 overflow, and a short wait for them
+        update={"database_pool_size": 1, "database_pool_timeout_seconds": 0.5}
+    )
+    engine = create_engine(tight)
+    reference = new_reference()
+
+    def retried() -> float:
+        return sample("recon_merchant_orders_total", channel="amqp", outcome="retried")
+
+    before = retried()
+    try:
+        busy = dataclasses.replace(deps, settings=tight, sessions=create_sessionmaker(engine))
+        async with merchant_worker(busy), contextlib.AsyncExitStack() as held:
+            for _ in range(2):  # every connection of the pool, held past its timeout
+                session = await held.enter_async_context(busy.sessions())
+                await session.connection()
+            await send(broker, command(reference))
+            await wait_until(lambda: retried() > before)
+            assert await broker.fetchable(deps.names.dead_letters_queue) == 0
+            await held.aclose()  # the peak is over
+            (answer,) = await broker.wait_for(broker.orders.name, 1, keep=about(reference))
+    finally:
+        await engine.dispose()
+    assert answer.routing_key == "order.created"
+    assert await broker.fetchable(deps.names.dead_letters_queue) == 0
