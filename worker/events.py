@@ -28,6 +28,7 @@ from shared.payrails.client import PayrailsClient
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.payrails.models import Execution
 from shared.state_machine import Cause, Observation, Transition, with_reported_unknown
+from worker.operation_events import operation_kind, reconcile_operation
 
 
 class Outcome(StrEnum):
@@ -279,6 +280,12 @@ async def reconcile_batch(session: AsyncSession, deliveries: Sequence[Delivery])
     transitions = await apply_observations(session, list(changes.values()), Cause.WEBHOOK)
     for index, transition in zip(changes, transitions, strict=True):
         results[index] = replace(results[index], transition=transition)
+    # Capture, cancel and refund reports, after the batch's transitions: an instant capture's
+    # report may be what first shows the order authorized.
+    for index, change in changes.items():
+        delivery = deliveries[index]
+        if operation_kind(delivery.event) is not None:
+            await reconcile_operation(session, change.order, delivery.event, delivery.execution)
     return results
 
 
