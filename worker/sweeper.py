@@ -16,6 +16,9 @@ an authorize (its command was dead-lettered, say) is re-polled like any other un
 open for three thresholds, then goes to ``needs_review``: the shopper is gone, so an operator
 decides, never an automatic authorize.
 
+Each pass then re-polls captures, cancels and refunds stuck in flight
+(``worker/operation_sweeper.py``, ``SWEEPER_OPERATION_STUCK_AFTER_SECONDS``).
+
 Claiming, and why no row lock is held across the HTTP call: one short transaction selects the
 stuck ids ``FOR UPDATE SKIP LOCKED`` and bumps their ``updated_at`` to now. Replicas sweeping at
 the same moment skip the locked rows, and once that transaction commits the bumped rows are no
@@ -30,7 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
@@ -42,11 +46,13 @@ from shared import metrics
 from shared.db.models import Order
 from shared.errors import ReconError
 from shared.money import Money
+from shared.operation_states import OperationState
 from shared.order_store import apply_observation, lock_order, order_money
 from shared.payrails.client import PayrailsClient
 from shared.payrails.models import Execution, ExecutionOutcome
 from shared.state_machine import STUCK, Cause, Observation, OrderStatus, Transition
 from worker.deps import Deps
+from worker.operation_sweeper import sweep_operations
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +84,8 @@ class SweepResult:
     repaired: dict[str, OrderStatus]
     failed: tuple[str, ...]
     abandoned: tuple[str, ...] = ()
+    # Captures, cancels and refunds settled by re-polling (worker/operation_sweeper.py), by id.
+    operations: Mapping[int, OperationState] = field(default_factory=dict)
 
 
 async def claim_stuck_orders(
@@ -234,7 +242,8 @@ async def sweep_once(deps: Deps) -> SweepResult:
             failed.append(claim.reference)
         elif transition is not None:
             repaired[claim.reference] = transition.to_status
-    return SweepResult(claims, repaired, tuple(failed), abandoned)
+    operations = await sweep_operations(deps)
+    return SweepResult(claims, repaired, tuple(failed), abandoned, operations)
 
 
 async def _sweep_one(deps: Deps, claim: Claim) -> Transition | Literal["failed"] | None:
@@ -266,13 +275,14 @@ async def run_pass(deps: Deps) -> SweepResult | None:
         metrics.SWEEPER_RUNS.labels("error").inc()
         return None
     metrics.SWEEPER_RUNS.labels("ok").inc()
-    if result.claimed or result.abandoned:
+    if result.claimed or result.abandoned or result.operations:
         log.info(
             "sweeper.pass",
             abandoned=len(result.abandoned),
             claimed=len(result.claimed),
             repaired=len(result.repaired),
             failed=len(result.failed),
+            operations_settled=len(result.operations),
         )
     return result
 
