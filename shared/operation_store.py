@@ -29,7 +29,6 @@ from shared.money_picture import (
 )
 from shared.money_requests import MoneyConflict, check_request
 from shared.operation_states import (
-    PENDING_STATES,
     TERMINAL_STATES,
     OperationKind,
     OperationState,
@@ -213,7 +212,7 @@ def match_operation(
     amount: Money | None,
 ) -> PaymentOperation | None:
     """The operation a Payrails report is about: by its action id, else the oldest one of its
-    kind and amount not decided yet and not bound to another action."""
+    kind and amount in flight and not bound to another action."""
     if action_id is not None:
         for row in rows:
             if row.payrails_action_id == action_id:
@@ -221,12 +220,23 @@ def match_operation(
     for row in rows:
         if (
             row.kind is kind
-            and row.state in PENDING_STATES
+            and row.state is OperationState.IN_FLIGHT
             and row.payrails_action_id is None
             and _same_amount(row, amount)
         ):
             return row
     return None
+
+
+def awaiting_call(
+    rows: Sequence[PaymentOperation], kind: OperationKind, amount: Money | None
+) -> bool:
+    """An operation of this kind and amount is requested and its call's answer not stored yet:
+    a report that matches nothing else may be about it."""
+    return any(
+        row.kind is kind and row.state is OperationState.REQUESTED and _same_amount(row, amount)
+        for row in rows
+    )
 
 
 async def record_reported_operation(

@@ -4,8 +4,10 @@ re-polled execution confirms it, and ``apply_operation_outcome`` applies it unde
 An ``executionActionCompleted`` (or any reconciled event) whose ``details.action`` is capture,
 cancel or refund reports one operation: its ``actionId``, ``success``, ``operationResult`` and
 the amount it moved. The operation is found by its Payrails action id, else as the oldest one of
-its kind and amount not decided yet (the webhook can overtake the commit that stores the action
-id). A ``captureFailed`` or ``refundFailed`` is a failure of that operation, never a success;
+its kind and amount in flight without one. A report that matches neither while an operation of
+its kind and amount is still ``requested`` may be about that one, its webhook having overtaken
+the commit that stores the action id: the event is retried later (``AWAITING_CALL``) rather than
+guessed. A ``captureFailed`` or ``refundFailed`` is a failure of that operation, never a success;
 an unknown-family result (``ProviderTimeout``...) makes it ``unknown``, for review.
 
 The execution carries no action ids, only status codes (``captureSuccessful``...), so the
@@ -46,6 +48,7 @@ from shared.operation_states import (
 from shared.operation_store import (
     Outcome,
     apply_operation_outcome,
+    awaiting_call,
     match_operation,
     operations_of,
     record_reported_operation,
@@ -166,6 +169,7 @@ class OperationResult(StrEnum):
     RECORDED = "recorded"  # Payrails' own operation, recorded
     UNCONFIRMED = "unconfirmed"  # the execution does not show it yet: left for the sweeper
     UNMATCHED = "unmatched"  # no operation, and nothing to record
+    AWAITING_CALL = "awaiting_call"  # maybe about a requested one: the event is retried later
 
 
 def _result_of(outcome: Outcome | None, recorded: bool) -> OperationResult:
@@ -221,6 +225,8 @@ async def reconcile_operation(
                 session, matched.id, OperationState.IN_FLIGHT, action_id=report.action_id
             )
         result = OperationResult.UNCONFIRMED
+    elif matched is None and awaiting_call(rows, report.kind, report.amount):
+        result = OperationResult.AWAITING_CALL
     elif matched is not None:
         outcome = await apply_and_announce(
             session,
