@@ -480,3 +480,84 @@ def sweeping(deps: Deps) -> Deps:
         deps,
         settings=deps.settings.model_copy(update={"sweeper_operation_stuck_after_seconds": 60.0}),
     )
+
+
+async def test_no_answer_after_every_delay_tier_makes_the_capture_unknown_not_resent(
+    lifecycle: Lifecycle, settings: Any
+) -> None:
+    reference, execution_id = await lifecycle.paid_order("20.00")
+    await lifecycle.sandbox.set_faults({"endpoints": {"capture": {"error_rate": 1}}})
+    retried = sample("recon_operations_executed_total", kind="capture", outcome="retried")
+
+    unknown = await lifecycle.run(
+        reference, OperationKind.CAPTURE, "5.00", final=False, state=OperationState.UNKNOWN
+    )
+
+    tiers = len(settings.worker_retry_delays_seconds)
+    assert sample("recon_operations_executed_total", kind="capture", outcome="retried") == (
+        retried + tiers
+    )
+    assert unknown.reason is not None
+    assert "no answer from Payrails" in unknown.reason
+    [message] = await lifecycle.messages(reference)
+    assert message["_routing_key"] == "order.operation_unknown"
+    assert message["cause"] == "operation"
+    await lifecycle.sandbox.clear_faults()
+    calls = (await lifecycle.sandbox.stats())["requests"]["capture"]
+    skipped = sample("recon_operations_executed_total", kind="capture", outcome="skipped")
+    await lifecycle.execute(unknown.id)  # a late redelivery: still no second call
+    await wait_until(
+        lambda: (
+            sample("recon_operations_executed_total", kind="capture", outcome="skipped") > skipped
+        )
+    )
+    assert (await lifecycle.sandbox.stats())["requests"]["capture"] == calls
+    assert (await lifecycle.sandbox.money_picture(execution_id))["operations"] == []
+
+
+async def test_a_capture_payrails_refuses_as_not_allowed_fails_with_its_code(
+    lifecycle: Lifecycle,
+) -> None:
+    reference, execution_id = await lifecycle.paid_order("20.00")
+    operation_id = await lifecycle.request(reference, OperationKind.CAPTURE)
+    # Someone captured everything at Payrails meanwhile: nothing is left to capture.
+    await lifecycle.payrails.capture(execution_id, idempotency_key=uuid.uuid4())
+
+    async def captured_elsewhere() -> bool:
+        return bool((await lifecycle.sandbox.money_picture(execution_id))["captured"] == "20.00")
+
+    await wait_until(captured_elsewhere)
+    await lifecycle.execute(operation_id)
+    failed = await lifecycle.reaches(operation_id, OperationState.FAILED)
+
+    assert failed.result_code == "workflow.action.not-allowed"
+    messages = await lifecycle.messages(reference)
+    refusal = [m for m in messages if m["operation"]["id"] == operation_id]
+    assert [(m["_routing_key"], m["cause"]) for m in refusal] == [
+        ("order.capture_failed", "operation")
+    ]
+
+    async def recorded_as_payrails_own() -> bool:
+        return (await lifecycle.order(reference)).captured_value == Decimal("20.00")
+
+    await wait_until(recorded_as_payrails_own)  # the other capture's webhook, once ours failed
+
+
+async def test_the_seed_status_shape_settles_captures_and_refunds_too(
+    lifecycle: Lifecycle,
+) -> None:
+    await lifecycle.sandbox.set_config(status_shape="seed")
+    reference, _ = await lifecycle.paid_order("20.00")
+
+    await lifecycle.run(reference, OperationKind.CAPTURE)
+    await lifecycle.run(reference, OperationKind.REFUND, "5.00")
+    await lifecycle.run(reference, OperationKind.REFUND, "5.91", state=OperationState.FAILED)
+
+    order = await lifecycle.order(reference)
+    assert (order.captured_value, order.refunded_value) == (Decimal("20.00"), Decimal("5.00"))
+    messages = await lifecycle.messages(reference)
+    assert [m["_routing_key"] for m in messages] == [
+        "order.captured",
+        "order.refunded",
+        "order.refund_failed",
+    ]
