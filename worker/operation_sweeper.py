@@ -10,13 +10,19 @@ transaction open, and settles what the execution's status codes settle without d
 Nothing is ever sent to Payrails again: an operation Payrails still shows pending stays in
 flight (``recon_operations{state="in_flight"}`` shows how many), and one it never reports on
 waits for a person.
+
+An operation still ``requested`` that long (its ``operation.execute`` command was lost, say) is
+claimed the same way and its command published again: the consumer sends only a requested
+operation, always with its stored key, so a second command never makes a second operation.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 
+import aio_pika
 import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared import metrics
 from shared.db.models import Order, PaymentOperation
 from shared.errors import InvalidPayload
+from shared.messaging import ROUTING_EXECUTE_OPERATION, publish_confirmed
 from shared.operation_states import OperationKind, OperationState
 from shared.operation_store import operations_of
 from shared.order_store import lock_order
@@ -71,6 +78,57 @@ async def claim_stuck_operations(
         for op_id, order_id, execution_id, kind in rows
         if execution_id is not None
     )
+
+
+async def claim_unsent_operations(
+    sessions: async_sessionmaker[AsyncSession], *, stuck_after: float, limit: int
+) -> tuple[int, ...]:
+    """Claim up to ``limit`` operations requested too long ago; bump updated_at; their ids."""
+    stuck = (
+        select(PaymentOperation.id)
+        .where(
+            PaymentOperation.state == OperationState.REQUESTED,
+            PaymentOperation.updated_at < func.now() - timedelta(seconds=stuck_after),
+        )
+        .order_by(PaymentOperation.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claim = (
+        update(PaymentOperation)
+        .where(PaymentOperation.id.in_(stuck.scalar_subquery()))
+        .values(updated_at=func.now())
+        .returning(PaymentOperation.id)
+    )
+    async with sessions.begin() as session:
+        return tuple((await session.scalars(claim)).all())
+
+
+async def resend_commands(deps: Deps) -> tuple[int, ...]:
+    """Publish ``operation.execute`` again for operations left requested; their ids."""
+    settings = deps.settings
+    ids = await claim_unsent_operations(
+        deps.sessions,
+        stuck_after=settings.sweeper_operation_stuck_after_seconds,
+        limit=settings.sweeper_batch_size,
+    )
+    for operation_id in ids:
+        body = json.dumps({"operationId": str(operation_id)}).encode()
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            message_id=f"operation-{operation_id}",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await publish_confirmed(
+            deps.channel,
+            deps.names.commands_exchange,
+            ROUTING_EXECUTE_OPERATION,
+            message,
+            timeout=settings.amqp_publish_timeout_seconds,
+        )
+        log.warning("sweeper.operation_resent", operation_id=operation_id)
+    return ids
 
 
 async def _settle_order(

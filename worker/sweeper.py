@@ -16,8 +16,9 @@ an authorize (its command was dead-lettered, say) is re-polled like any other un
 open for three thresholds, then goes to ``needs_review``: the shopper is gone, so an operator
 decides, never an automatic authorize.
 
-Each pass then re-polls captures, cancels and refunds stuck in flight
-(``worker/operation_sweeper.py``, ``SWEEPER_OPERATION_STUCK_AFTER_SECONDS``).
+Each pass then re-polls captures, cancels and refunds stuck in flight, and sends the command of
+those left requested again (``worker/operation_sweeper.py``,
+``SWEEPER_OPERATION_STUCK_AFTER_SECONDS``).
 
 Claiming, and why no row lock is held across the HTTP call: one short transaction selects the
 stuck ids ``FOR UPDATE SKIP LOCKED`` and bumps their ``updated_at`` to now. Replicas sweeping at
@@ -52,7 +53,7 @@ from shared.payrails.client import PayrailsClient
 from shared.payrails.models import Execution, ExecutionOutcome
 from shared.state_machine import STUCK, Cause, Observation, OrderStatus, Transition
 from worker.deps import Deps
-from worker.operation_sweeper import sweep_operations
+from worker.operation_sweeper import resend_commands, sweep_operations
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +87,8 @@ class SweepResult:
     abandoned: tuple[str, ...] = ()
     # Captures, cancels and refunds settled by re-polling (worker/operation_sweeper.py), by id.
     operations: Mapping[int, OperationState] = field(default_factory=dict)
+    # Operations left requested whose operation.execute command was published again.
+    resent: tuple[int, ...] = ()
 
 
 async def claim_stuck_orders(
@@ -243,7 +246,8 @@ async def sweep_once(deps: Deps) -> SweepResult:
         elif transition is not None:
             repaired[claim.reference] = transition.to_status
     operations = await sweep_operations(deps)
-    return SweepResult(claims, repaired, tuple(failed), abandoned, operations)
+    resent = await resend_commands(deps)
+    return SweepResult(claims, repaired, tuple(failed), abandoned, operations, resent)
 
 
 async def _sweep_one(deps: Deps, claim: Claim) -> Transition | Literal["failed"] | None:
@@ -275,7 +279,7 @@ async def run_pass(deps: Deps) -> SweepResult | None:
         metrics.SWEEPER_RUNS.labels("error").inc()
         return None
     metrics.SWEEPER_RUNS.labels("ok").inc()
-    if result.claimed or result.abandoned or result.operations:
+    if result.claimed or result.abandoned or result.operations or result.resent:
         log.info(
             "sweeper.pass",
             abandoned=len(result.abandoned),
@@ -283,6 +287,7 @@ async def run_pass(deps: Deps) -> SweepResult | None:
             repaired=len(result.repaired),
             failed=len(result.failed),
             operations_settled=len(result.operations),
+            operations_resent=len(result.resent),
         )
     return result
 

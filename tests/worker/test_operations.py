@@ -32,6 +32,7 @@ from worker.consumer import HandlerConsumer
 from worker.deps import Deps
 from worker.operation_sweeper import sweep_operations
 from worker.operations import ExecuteCommand, handle_operation
+from worker.sweeper import run_pass
 
 pytestmark = pytest.mark.usefixtures("webhook_ingress")
 EUR = "EUR"
@@ -466,20 +467,21 @@ async def _count(items: Callable[[], Awaitable[list[Any]]], count: int) -> bool:
 
 
 async def backdate(sessions: async_sessionmaker[AsyncSession], operation_id: int) -> None:
-    """Make an operation look in flight for an hour, past any sweeper threshold."""
+    """Make an operation look untouched for ten days, past the threshold of ``sweeping``."""
     async with sessions.begin() as session:
         await session.execute(
             update(PaymentOperation)
             .where(PaymentOperation.id == operation_id)
-            .values(updated_at=PaymentOperation.updated_at - timedelta(hours=1))
+            .values(updated_at=PaymentOperation.updated_at - timedelta(days=10))
         )
 
 
 def sweeping(deps: Deps) -> Deps:
-    return replace(
-        deps,
-        settings=deps.settings.model_copy(update={"sweeper_operation_stuck_after_seconds": 60.0}),
-    )
+    """A sweeper whose thresholds (five days) only this test's backdated rows have passed, so it
+    leaves whatever other tests of the run stored alone."""
+    days = timedelta(days=5).total_seconds()
+    update = {"sweeper_operation_stuck_after_seconds": days, "sweeper_stuck_after_seconds": days}
+    return replace(deps, settings=deps.settings.model_copy(update=update))
 
 
 async def test_no_answer_after_every_delay_tier_makes_the_capture_unknown_not_resent(
@@ -561,3 +563,21 @@ async def test_the_seed_status_shape_settles_captures_and_refunds_too(
         "order.refunded",
         "order.refund_failed",
     ]
+
+
+async def test_the_sweeper_sends_the_command_of_an_operation_left_requested_again(
+    lifecycle: Lifecycle, sandbox_deps: Deps
+) -> None:
+    reference, _ = await lifecycle.paid_order("20.00")
+    operation_id = await lifecycle.request(reference, OperationKind.CAPTURE, "9.00", final=False)
+    await backdate(lifecycle.sessions, operation_id)  # its command was lost on the way
+
+    result = await run_pass(sweeping(sandbox_deps))
+
+    assert result is not None
+    assert result.resent == (operation_id,)
+    capture = await lifecycle.reaches(operation_id, OperationState.SUCCEEDED)
+    assert capture.result_code == "Success"
+    assert (await lifecycle.sandbox.stats())["requests"]["capture"] == 1
+    [message] = await lifecycle.messages(reference)
+    assert message["_routing_key"] == "order.captured"
