@@ -40,7 +40,7 @@ from shared.db.failover import is_transient
 from shared.db.models import Order, PaymentOperation
 from shared.errors import InvalidPayload, PublishError, TransientError
 from shared.money import Money
-from shared.operation_states import OperationKind, OperationState
+from shared.operation_states import TERMINAL_STATES, OperationKind, OperationState
 from shared.order_store import lock_order
 from shared.payloads import json_object
 from shared.payrails.client import ActionAck
@@ -180,7 +180,10 @@ async def _settle(
         order = None if order_id is None else await lock_order(session, order_id=order_id)
         if order is None:
             return
-        outcome = await apply_and_announce(
+        row = await session.get(PaymentOperation, operation_id)
+        if reason and row is not None and row.state not in TERMINAL_STATES:
+            row.reason = reason  # before the outcome is applied, so its message carries it
+        await apply_and_announce(
             session,
             order,
             operation_id,
@@ -189,10 +192,6 @@ async def _settle(
             result_code=result_code,
             action_id=action_id,
         )
-        if reason and outcome is not None:
-            row = await session.get(PaymentOperation, operation_id)
-            if row is not None and row.state is state and row.reason is None:
-                row.reason = reason
 
 
 async def execute_operation(

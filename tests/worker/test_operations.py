@@ -504,6 +504,7 @@ async def test_no_answer_after_every_delay_tier_makes_the_capture_unknown_not_re
     [message] = await lifecycle.messages(reference)
     assert message["_routing_key"] == "order.operation_unknown"
     assert message["cause"] == "operation"
+    assert message["operation"]["reason"] == unknown.reason
     await lifecycle.sandbox.clear_faults()
     calls = (await lifecycle.sandbox.stats())["requests"]["capture"]
     skipped = sample("recon_operations_executed_total", kind="capture", outcome="skipped")
