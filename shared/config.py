@@ -513,6 +513,8 @@ class WorkerSettings(
     sweeper_interval_seconds: PositiveSeconds = 30.0
     sweeper_stuck_after_seconds: Annotated[float, Field(ge=1.0)] = 300.0
     sweeper_batch_size: Count = 50
+    # A capture, cancel or refund in flight this long is re-polled (its webhook may be lost).
+    sweeper_operation_stuck_after_seconds: Annotated[float, Field(ge=1.0)] = 300.0
     # ``package.module:ClassName`` of the pre-authorize hook; empty: every order is allowed.
     pre_authorize_hook: str = ""
 

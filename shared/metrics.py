@@ -125,6 +125,24 @@ AUTHORIZE_COMMANDS = Counter(
     ["outcome"],  # authorized|denied|skipped|refused|rejected|retried|dead_lettered
 )
 
+# --- worker: payment operations (capture, cancel, refund) -----------------------------------
+OPERATIONS_EXECUTED = Counter(
+    "recon_operations_executed_total",
+    "Operation commands finished by the worker, by operation kind and outcome.",
+    ["kind", "outcome"],  # in_flight|failed|unknown|skipped|retried|missing
+)
+OPERATIONS_RECONCILED = Counter(
+    "recon_operations_reconciled_total",
+    "Operation reports from Payrails (webhooks, sweeper re-polls), by kind, reported state and "
+    "what the report did.",
+    ["kind", "state", "outcome"],  # outcome: applied|review|ignored|conflict|recorded|...
+)
+OPERATIONS_BY_STATE = Gauge(
+    "recon_operations",
+    "Payment operations by kind and state, as last counted by the worker.",
+    ["kind", "state"],
+)
+
 # --- worker: outbox relay --------------------------------------------------------------------
 OUTBOX_PUBLISHED = Counter(
     "recon_outbox_published_total",

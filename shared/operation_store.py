@@ -28,7 +28,11 @@ from shared.money_picture import (
     apply_report,
 )
 from shared.money_requests import MoneyConflict, check_request
-from shared.operation_states import TERMINAL_STATES, OperationKind, OperationState
+from shared.operation_states import (
+    TERMINAL_STATES,
+    OperationKind,
+    OperationState,
+)
 from shared.order_store import lock_order, utcnow
 from shared.state_machine import OrderStatus
 
@@ -188,3 +192,82 @@ def _write(order: Order, row: PaymentOperation, picture: MoneyPicture) -> None:
     order.refunded_value = picture.refunded
     order.updated_at = now
     order.version += 1
+
+
+def _same_amount(row: PaymentOperation, amount: Money | None) -> bool:
+    """A cancel moves whatever is left, which Payrails may count otherwise: its kind is enough."""
+    if row.kind is OperationKind.CANCEL:
+        return True
+    return amount is not None and (row.amount_value, row.currency) == (
+        amount.value,
+        amount.currency,
+    )
+
+
+def match_operation(
+    rows: Sequence[PaymentOperation],
+    kind: OperationKind,
+    *,
+    action_id: str | None,
+    amount: Money | None,
+) -> PaymentOperation | None:
+    """The operation a Payrails report is about: by its action id, else the oldest one of its
+    kind and amount in flight and not bound to another action."""
+    if action_id is not None:
+        for row in rows:
+            if row.payrails_action_id == action_id:
+                return row
+    for row in rows:
+        if (
+            row.kind is kind
+            and row.state is OperationState.IN_FLIGHT
+            and row.payrails_action_id is None
+            and _same_amount(row, amount)
+        ):
+            return row
+    return None
+
+
+def awaiting_call(
+    rows: Sequence[PaymentOperation], kind: OperationKind, amount: Money | None
+) -> bool:
+    """An operation of this kind and amount is requested and its call's answer not stored yet:
+    a report that matches nothing else may be about it."""
+    return any(
+        row.kind is kind and row.state is OperationState.REQUESTED and _same_amount(row, amount)
+        for row in rows
+    )
+
+
+async def record_reported_operation(
+    session: AsyncSession,
+    order: Order,
+    kind: OperationKind,
+    amount: Money,
+    state: OperationState,
+    *,
+    action_id: str | None,
+    result_code: str | None = None,
+) -> Outcome | None:
+    """Record an operation Payrails did by itself (its instant capture), then apply its state.
+
+    The row gets a key of its own, never sent (nothing of ours calls Payrails for it), and goes
+    through the same invariants as any report: a success that breaks one is ``unknown``. The
+    order must be locked by the caller. No commit.
+    """
+    row = PaymentOperation(
+        order_id=order.id,
+        kind=kind,
+        state=OperationState.IN_FLIGHT,
+        amount_value=amount.value,
+        currency=order.currency,
+        final=True if kind is OperationKind.CAPTURE else None,
+        idempotency_key=uuid.uuid4(),
+        payrails_execution_id=order.execution_id,
+        payrails_action_id=action_id,
+    )
+    session.add(row)
+    await session.flush()
+    return await apply_operation_outcome(
+        session, row.id, state, result_code=result_code, reported=amount
+    )

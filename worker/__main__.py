@@ -1,4 +1,5 @@
-"""``python -m worker``: every component (events, authorize, merchant, outbox, sweeper), or some.
+"""``python -m worker``: every component (events, authorize, merchant, operations, outbox,
+sweeper), or some.
 
 Start-up opens, in order, the database engine, the AMQP connection, the confirm channel (and
 the topology), the Payrails client and the health server; SIGTERM stops the consumers (cancel,
@@ -41,13 +42,14 @@ from worker.deps import Deps
 from worker.gauges import run_gauges
 from worker.health import amqp_check, database_check, start_health_server
 from worker.merchant import handle_merchant_command
+from worker.operations import handle_operation
 from worker.outbox import run_outbox_relay
 from worker.preauthorize import PreAuthorizeHook, load_hook
 from worker.sweeper import run_sweeper
 
 log = structlog.get_logger("worker")
-COMPONENTS = ("events", "authorize", "merchant", "outbox", "sweeper")
-CONSUMERS = ("events", "authorize", "merchant")
+COMPONENTS = ("events", "authorize", "merchant", "operations", "outbox", "sweeper")
+CONSUMERS = ("events", "authorize", "merchant", "operations")
 Loop = Callable[[Deps, asyncio.Event], Coroutine[None, None, None]]
 
 # Background loops, by component: each runs until the stop event is set.
@@ -72,6 +74,8 @@ def build_consumer(
         return HandlerConsumer(
             deps, channel, deps.names.merchant_commands_queue, handle_merchant_command
         )
+    if name == "operations":
+        return HandlerConsumer(deps, channel, deps.names.operations_queue, handle_operation)
     handler = functools.partial(handle_authorize, hook=hook)
     return HandlerConsumer(deps, channel, deps.names.authorize_queue, handler)
 

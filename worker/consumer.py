@@ -52,7 +52,9 @@ log = structlog.get_logger("worker.events")
 T = TypeVar("T")
 
 _ACKED = frozenset({Outcome.RECONCILED, Outcome.DUPLICATE, Outcome.IGNORED})
-_RETRIED = frozenset({Outcome.ORDER_NOT_FOUND, Outcome.PAYRAILS_UNAVAILABLE})
+_RETRIED = frozenset(
+    {Outcome.ORDER_NOT_FOUND, Outcome.PAYRAILS_UNAVAILABLE, Outcome.OPERATION_NOT_SENT}
+)
 _DB_BACKOFF = Backoff(start=0.2, cap=5.0)
 _DB_FAILURES_WHILE_UP = 3  # failures of one batch, with the database answering, before a split
 _HANDOFF_BACKOFF = Backoff(start=0.2, cap=10.0)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,7 @@ from shared.payrails.client import PayrailsClient
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.payrails.models import Execution
 from shared.state_machine import Cause, Observation, Transition, with_reported_unknown
+from worker.operation_events import OperationResult, operation_kind, reconcile_operation
 
 
 class Outcome(StrEnum):
@@ -41,6 +42,8 @@ class Outcome(StrEnum):
     PAYRAILS_REJECTED = "payrails_rejected"  # re-poll refused for good (4xx, bad body)
     NO_EXECUTION_ID = "no_execution_id"  # a reconciled event naming no execution
     EXECUTION_MISMATCH = "execution_mismatch"  # the execution belongs to another order
+    # an operation report that may be about an operation whose call is not answered yet
+    OPERATION_NOT_SENT = "operation_not_sent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +282,18 @@ async def reconcile_batch(session: AsyncSession, deliveries: Sequence[Delivery])
     transitions = await apply_observations(session, list(changes.values()), Cause.WEBHOOK)
     for index, transition in zip(changes, transitions, strict=True):
         results[index] = replace(results[index], transition=transition)
+    # Capture, cancel and refund reports, after the batch's transitions: an instant capture's
+    # report may be what first shows the order authorized.
+    for index, change in changes.items():
+        delivery = deliveries[index]
+        if operation_kind(delivery.event) is None:
+            continue
+        done = await reconcile_operation(session, change.order, delivery.event, delivery.execution)
+        if done is OperationResult.AWAITING_CALL:
+            # Retried afresh later, so its inbox row goes with this attempt.
+            event_id = delivery.event.event_id
+            await session.execute(delete(InboxEntry).where(InboxEntry.event_id == event_id))
+            results[index] = Result(Outcome.OPERATION_NOT_SENT, change.order.reference)
     return results
 
 

@@ -1,4 +1,5 @@
-"""Periodic gauges: queue depths (passive declares), outbox backlog and age, orders by status."""
+"""Periodic gauges: queue depths (passive declares), outbox backlog and age, orders by status,
+payment operations by kind and state."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
-from shared.db.models import OutboxMessage
+from shared.db.models import OutboxMessage, PaymentOperation
 from shared.messaging import Names
+from shared.operation_states import OperationKind, OperationState
 from shared.order_store import count_orders_by_status
 from shared.state_machine import OrderStatus
 from worker.deps import Deps
@@ -61,12 +63,28 @@ async def refresh_order_counts(sessions: async_sessionmaker[AsyncSession]) -> No
         metrics.ORDERS_BY_STATUS.labels(status.value).set(counts.get(status, 0))
 
 
+async def refresh_operation_counts(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """recon_operations: payment operations by kind and state (one GROUP BY)."""
+    query = select(PaymentOperation.kind, PaymentOperation.state, func.count()).group_by(
+        PaymentOperation.kind, PaymentOperation.state
+    )
+    async with sessions() as session:
+        rows = (await session.execute(query)).all()
+    counts = {(kind, state): count for kind, state, count in rows}
+    for kind in OperationKind:
+        for state in OperationState:
+            metrics.OPERATIONS_BY_STATE.labels(kind.value, state.value).set(
+                counts.get((kind, state), 0)
+            )
+
+
 async def refresh_all(connection: AbstractConnection, deps: Deps) -> None:
     """One pass; each gauge family fails on its own without stopping the others."""
     steps = {
         "queues": refresh_queue_depths(connection, deps),
         "outbox": refresh_outbox_gauges(deps.sessions),
         "orders": refresh_order_counts(deps.sessions),
+        "operations": refresh_operation_counts(deps.sessions),
     }
     for name, step in steps.items():
         try:

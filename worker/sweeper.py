@@ -14,6 +14,10 @@ an authorize (its command was dead-lettered, say) is re-polled like any other un
 open for three thresholds, then goes to ``needs_review``: the shopper is gone, so an operator
 decides, never an automatic authorize.
 
+Each pass then re-polls captures, cancels and refunds stuck in flight, and sends the command of
+those left requested again (``worker/operation_sweeper.py``,
+``SWEEPER_OPERATION_STUCK_AFTER_SECONDS``).
+
 Claiming, and why no row lock is held across the HTTP call: one short transaction selects the
 stuck ids ``FOR UPDATE SKIP LOCKED`` and bumps their ``updated_at`` to now. Replicas sweeping at
 the same moment skip the locked rows, and once that transaction commits the bumped rows are no
@@ -28,7 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
@@ -40,12 +45,14 @@ from shared import metrics
 from shared.db.models import Order
 from shared.errors import ReconError
 from shared.money import Money
+from shared.operation_states import OperationState
 from shared.order_store import apply_observation, lock_order, order_money
 from shared.payrails.client import PayrailsClient
 from shared.payrails.models import Execution
 from shared.state_machine import STUCK, Cause, Observation, OrderStatus, Transition
 from worker.abandon import UNCONFIRMED, authorize_never_reached, sweep_created_orders
 from worker.deps import Deps
+from worker.operation_sweeper import resend_commands, sweep_operations
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +82,10 @@ class SweepResult:
     failed: tuple[str, ...]
     abandoned: tuple[str, ...] = ()
     deferred: tuple[str, ...] = ()  # left created: Payrails did not answer the look-up
+    # Captures, cancels and refunds settled by re-polling (worker/operation_sweeper.py), by id.
+    operations: Mapping[int, OperationState] = field(default_factory=dict)
+    # Operations left requested whose operation.execute command was published again.
+    resent: tuple[int, ...] = ()
 
 
 async def claim_stuck_orders(
@@ -181,12 +192,16 @@ async def sweep_once(deps: Deps) -> SweepResult:
             failed.append(claim.reference)
         elif transition is not None:
             repaired[claim.reference] = transition.to_status
+    operations = await sweep_operations(deps)
+    resent = await resend_commands(deps)
     return SweepResult(
         claims,
         {**created.repaired, **repaired},
         tuple(failed),
         tuple(created.abandoned),
         tuple(created.deferred),
+        operations,
+        resent,
     )
 
 
@@ -219,7 +234,7 @@ async def run_pass(deps: Deps) -> SweepResult | None:
         metrics.SWEEPER_RUNS.labels("error").inc()
         return None
     metrics.SWEEPER_RUNS.labels("ok").inc()
-    if result.claimed or result.abandoned or result.deferred:
+    if result.claimed or result.abandoned or result.deferred or result.operations or result.resent:
         log.info(
             "sweeper.pass",
             abandoned=len(result.abandoned),
@@ -227,6 +242,8 @@ async def run_pass(deps: Deps) -> SweepResult | None:
             claimed=len(result.claimed),
             repaired=len(result.repaired),
             failed=len(result.failed),
+            operations_settled=len(result.operations),
+            operations_resent=len(result.resent),
         )
     return result
 

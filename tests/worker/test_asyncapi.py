@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.models import Order, OutboxMessage
+from shared.operation_messages import ROUTING_KEYS as OPERATION_ROUTING_KEYS
 from shared.order_store import SCHEMA_VERSION, apply_observation, message_body, record_transition
 from shared.state_machine import (
     ROUTING_KEY,
@@ -31,6 +32,7 @@ from worker.merchant_operations import ROUTING_OPERATION_REJECTED, ROUTING_OPERA
 # Every routing key the service publishes on the orders exchange.
 ORDER_ROUTING_KEYS = {
     *ROUTING_KEY.values(),
+    *OPERATION_ROUTING_KEYS.values(),
     ROUTING_CREATED,
     ROUTING_REJECTED,
     ROUTING_OPERATION_REQUESTED,
