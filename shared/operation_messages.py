@@ -57,7 +57,8 @@ def totals(picture: MoneyPicture) -> dict[str, str]:
 
 def operation_json(operation: Operation, currency: str) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": operation.id,
+        "id": str(operation.idempotency_key),  # the id the merchant API answered with
+        "sequence": operation.id,
         "kind": operation.kind.value,
         "state": operation.state.value,
         "amount": Money(operation.amount, currency).to_json(),

@@ -200,7 +200,8 @@ async def test_a_full_capture_is_executed_reconciled_and_announced(lifecycle: Li
     [message] = await lifecycle.messages(reference)
     assert message["_routing_key"] == "order.captured"
     assert amounts(message) == ("20.00", "20.00", "0.00")
-    assert message["operation"]["id"] == capture.id
+    assert message["operation"]["sequence"] == capture.id
+    assert message["operation"]["id"] == str(capture.idempotency_key)  # as the intake answered
     assert message["operation"]["kind"] == "capture"
     assert message["operation"]["amount"] == {"value": "20.00", "currency": EUR}
     assert message["operation"]["resultCode"] == "Success"
@@ -436,7 +437,7 @@ async def test_reordered_refund_webhooks_settle_each_refund_once(lifecycle: Life
     assert order.refunded_value == Decimal("5.00")
     messages = await lifecycle.messages(reference)
     refunds = [m for m in messages if m["_routing_key"] == "order.refunded"]
-    assert {m["operation"]["id"] for m in refunds} == {first.id, second.id}
+    assert {m["operation"]["sequence"] for m in refunds} == {first.id, second.id}
     assert len(refunds) == 2
 
 
@@ -535,7 +536,7 @@ async def test_a_capture_payrails_refuses_as_not_allowed_fails_with_its_code(
 
     assert failed.result_code == "workflow.action.not-allowed"
     messages = await lifecycle.messages(reference)
-    refusal = [m for m in messages if m["operation"]["id"] == operation_id]
+    refusal = [m for m in messages if m["operation"]["sequence"] == operation_id]
     assert [(m["_routing_key"], m["cause"]) for m in refusal] == [
         ("order.capture_failed", "operation")
     ]
