@@ -39,6 +39,7 @@ from pydantic_settings import (
 
 from shared.amqp_url import check_amqp_url
 from shared.errors import ConfigError
+from shared.operation_states import CaptureMode
 
 
 class Secret(SecretStr):
@@ -485,6 +486,13 @@ class CheckoutSettings(
     # Concurrent long-polls (place-order, payment-return) per session and in all.
     checkout_long_polls_per_session: Count = 2
     checkout_long_polls_total: Count = 256
+    # Who captures new orders' authorizations: Payrails at once (its default) or the merchant.
+    payrails_capture_mode: CaptureMode = CaptureMode.INSTANT
+
+    @field_validator("payrails_capture_mode", mode="before")
+    @classmethod
+    def capture_mode_lower_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("payrails_sdk_origin")
     @classmethod

@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 from sqlalchemy import select, update
 
+from ingress.checkout.capture_mode import PAYRAILS_CAPTURE_MODES, fix_capture_mode
 from ingress.checkout.order_views import OrderView, record_execution, view_by_reference
 from ingress.checkout.service import (
     BrokerUnavailable,
@@ -120,8 +121,13 @@ async def take_order(checkout: Checkout, bound: BoundSession, request: PlaceOrde
 
 
 async def _create_execution(checkout: Checkout, order: Order) -> Execution:
-    """Create the execution with the order's stored key, committed before the call."""
+    """Create the execution with the order's stored key and capture mode, committed before
+    the call."""
     async with checkout.sessions.begin() as session:
+        locked = await lock_order(session, order_id=order.id)
+        assert locked is not None
+        configured = checkout.settings.payrails_capture_mode
+        mode = await fix_capture_mode(session, locked, configured, CREATE_EXECUTION)
         key = await ensure_idempotency_key(session, order.id, CREATE_EXECUTION)
     meta: dict[str, Any] = {
         "order": {"reference": order.reference},
@@ -134,6 +140,7 @@ async def _create_execution(checkout: Checkout, order: Order) -> Execution:
             holder_reference=order.customer_reference,
             meta=meta,
             idempotency_key=key,
+            capture_mode=PAYRAILS_CAPTURE_MODES[mode],
         )
     except PayrailsTransientError as exc:
         raise PaymentsUnavailable(

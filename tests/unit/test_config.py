@@ -273,6 +273,7 @@ def test_invalid_webhook_secrets_are_rejected_at_startup(raw: str) -> None:
         ("WEBHOOK_PORT", "eighty"),
         ("WORKER_PREFETCH", "0"),
         ("SWEEPER_OPERATION_STUCK_AFTER_SECONDS", "0.5"),
+        ("PAYRAILS_CAPTURE_MODE", "delayed"),
         ("WORKER_RETRY_DELAYS_SECONDS", "1,-5"),
         ("LOG_FORMAT", "xml"),
         ("LOG_LEVEL", "loud"),
@@ -284,3 +285,8 @@ def test_invalid_webhook_secrets_are_rejected_at_startup(raw: str) -> None:
 def test_a_bad_variable_is_named_in_the_error(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(("raw", "mode"), [("instant", "instant"), ("Manual", "manual")])
+def test_the_capture_mode_is_read_in_any_case(raw: str, mode: str) -> None:
+    assert Settings.from_env({"PAYRAILS_CAPTURE_MODE": raw}).payrails_capture_mode == mode
