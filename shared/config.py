@@ -523,6 +523,9 @@ class WorkerSettings(
     sweeper_batch_size: Count = 50
     # A capture, cancel or refund in flight this long is re-polled (its webhook may be lost).
     sweeper_operation_stuck_after_seconds: Annotated[float, Field(ge=1.0)] = 300.0
+    # A manual-capture authorization not captured this long is flagged (schemes expire them
+    # after about seven days).
+    authorization_capture_warning_seconds: Annotated[float, Field(ge=60.0)] = 6 * 86400.0
     # ``package.module:ClassName`` of the pre-authorize hook; empty: every order is allowed.
     pre_authorize_hook: str = ""
 

@@ -142,6 +142,11 @@ OPERATIONS_BY_STATE = Gauge(
     "Payment operations by kind and state, as last counted by the worker.",
     ["kind", "state"],
 )
+AUTHORIZATIONS_NEAR_EXPIRY = Gauge(
+    "recon_authorizations_near_expiry",
+    "Manual-capture orders authorized longer than AUTHORIZATION_CAPTURE_WARNING_SECONDS with an "
+    "amount neither captured nor being captured, as last counted by the sweeper.",
+)
 
 # --- worker: outbox relay --------------------------------------------------------------------
 OUTBOX_PUBLISHED = Counter(

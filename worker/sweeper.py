@@ -16,7 +16,8 @@ decides, never an automatic authorize.
 
 Each pass then re-polls captures, cancels and refunds stuck in flight, and sends the command of
 those left requested again (``worker/operation_sweeper.py``,
-``SWEEPER_OPERATION_STUCK_AFTER_SECONDS``).
+``SWEEPER_OPERATION_STUCK_AFTER_SECONDS``), and flags manual-capture authorizations not captured
+in time (``worker/capture_deadline.py``, ``AUTHORIZATION_CAPTURE_WARNING_SECONDS``).
 
 Claiming, and why no row lock is held across the HTTP call: one short transaction selects the
 stuck ids ``FOR UPDATE SKIP LOCKED`` and bumps their ``updated_at`` to now. Replicas sweeping at
@@ -51,6 +52,7 @@ from shared.payrails.client import PayrailsClient
 from shared.payrails.models import Execution
 from shared.state_machine import STUCK, Cause, Observation, OrderStatus, Transition
 from worker.abandon import UNCONFIRMED, authorize_never_reached, sweep_created_orders
+from worker.capture_deadline import CaptureDue, flag_capture_due
 from worker.deps import Deps
 from worker.operation_sweeper import resend_commands, sweep_operations
 
@@ -86,6 +88,8 @@ class SweepResult:
     operations: Mapping[int, OperationState] = field(default_factory=dict)
     # Operations left requested whose operation.execute command was published again.
     resent: tuple[int, ...] = ()
+    # Manual-capture orders whose authorization is near expiry (worker/capture_deadline.py).
+    capture_due: tuple[CaptureDue, ...] = ()
 
 
 async def claim_stuck_orders(
@@ -194,6 +198,9 @@ async def sweep_once(deps: Deps) -> SweepResult:
             repaired[claim.reference] = transition.to_status
     operations = await sweep_operations(deps)
     resent = await resend_commands(deps)
+    due = await flag_capture_due(
+        deps.sessions, warning_after=settings.authorization_capture_warning_seconds
+    )
     return SweepResult(
         claims,
         {**created.repaired, **repaired},
@@ -202,6 +209,7 @@ async def sweep_once(deps: Deps) -> SweepResult:
         tuple(created.deferred),
         operations,
         resent,
+        due,
     )
 
 

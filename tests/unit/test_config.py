@@ -273,6 +273,7 @@ def test_invalid_webhook_secrets_are_rejected_at_startup(raw: str) -> None:
         ("WEBHOOK_PORT", "eighty"),
         ("WORKER_PREFETCH", "0"),
         ("SWEEPER_OPERATION_STUCK_AFTER_SECONDS", "0.5"),
+        ("AUTHORIZATION_CAPTURE_WARNING_SECONDS", "30"),
         ("PAYRAILS_CAPTURE_MODE", "delayed"),
         ("WORKER_RETRY_DELAYS_SECONDS", "1,-5"),
         ("LOG_FORMAT", "xml"),

@@ -26,6 +26,7 @@ from shared.state_machine import (
     resolve_review,
 )
 from tests.worker.conftest import insert_order
+from worker.capture_deadline import ROUTING_CAPTURE_DUE
 from worker.merchant import ROUTING_CREATED, ROUTING_REJECTED
 from worker.merchant_operations import ROUTING_OPERATION_REJECTED, ROUTING_OPERATION_REQUESTED
 
@@ -37,6 +38,7 @@ ORDER_ROUTING_KEYS = {
     ROUTING_REJECTED,
     ROUTING_OPERATION_REQUESTED,
     ROUTING_OPERATION_REJECTED,
+    ROUTING_CAPTURE_DUE,
 }
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
