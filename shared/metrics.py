@@ -142,6 +142,12 @@ OPERATIONS_BY_STATE = Gauge(
     "Payment operations by kind and state, as last counted by the worker.",
     ["kind", "state"],
 )
+OPERATIONS_OLDEST_PENDING_SECONDS = Gauge(
+    "recon_operations_oldest_pending_age_seconds",
+    "Age of the oldest payment operation not decided yet (requested or in flight), by kind, as "
+    "last counted by the worker (0 when none).",
+    ["kind"],
+)
 AUTHORIZATIONS_NEAR_EXPIRY = Gauge(
     "recon_authorizations_near_expiry",
     "Manual-capture orders authorized longer than AUTHORIZATION_CAPTURE_WARNING_SECONDS with an "

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared import metrics
 from shared.db.models import OutboxMessage, PaymentOperation
 from shared.messaging import Names
-from shared.operation_states import OperationKind, OperationState
+from shared.operation_states import PENDING_STATES, OperationKind, OperationState
 from shared.order_store import count_orders_by_status
 from shared.state_machine import OrderStatus
 from worker.deps import Deps
@@ -64,7 +64,7 @@ async def refresh_order_counts(sessions: async_sessionmaker[AsyncSession]) -> No
 
 
 async def refresh_operation_counts(sessions: async_sessionmaker[AsyncSession]) -> None:
-    """recon_operations: payment operations by kind and state (one GROUP BY)."""
+    """recon_operations by kind and state, and the oldest undecided one's age by kind."""
     query = select(PaymentOperation.kind, PaymentOperation.state, func.count()).group_by(
         PaymentOperation.kind, PaymentOperation.state
     )
@@ -76,6 +76,18 @@ async def refresh_operation_counts(sessions: async_sessionmaker[AsyncSession]) -
             metrics.OPERATIONS_BY_STATE.labels(kind.value, state.value).set(
                 counts.get((kind, state), 0)
             )
+    oldest = (
+        select(PaymentOperation.kind, func.min(PaymentOperation.created_at))
+        .where(PaymentOperation.state.in_(PENDING_STATES))
+        .group_by(PaymentOperation.kind)
+    )
+    async with sessions() as session:
+        since = {kind: created for kind, created in (await session.execute(oldest)).all()}
+    now = datetime.now(UTC)
+    for kind in OperationKind:
+        created = since.get(kind)
+        age = (now - created).total_seconds() if created else 0.0
+        metrics.OPERATIONS_OLDEST_PENDING_SECONDS.labels(kind.value).set(max(age, 0.0))
 
 
 async def refresh_all(connection: AbstractConnection, deps: Deps) -> None:

@@ -55,5 +55,10 @@ def test_the_dashboard_covers_every_family_the_operators_watch() -> None:
         "recon_payrails_request_seconds",
         "recon_outbox_backlog",
         "recon_sweeper_repairs",
+        "recon_operations_executed",
+        "recon_operations_reconciled",
+        "recon_operations",
+        "recon_operations_oldest_pending_age_seconds",
+        "recon_authorizations_near_expiry",
     ):
         assert family in families, f"the dashboard has no panel on {family}"

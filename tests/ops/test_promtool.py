@@ -33,6 +33,10 @@ REQUIRED_ALERTS = {
     "ReconOrdersNeedReview",
     "ReconTargetDown",
     "ReconPayrailsErrors",
+    "ReconOperationFailures",  # captures, cancels, refunds that Payrails failed
+    "ReconOperationsStuckInFlight",
+    "ReconOperationsUnknown",  # money may have moved: a person decides
+    "ReconAuthorizationsNearExpiry",  # manual capture not done in time
 }
 
 
