@@ -4,12 +4,14 @@ then ``operation.execute`` for the worker), and a verdict on an unknown outcome 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from decimal import Decimal
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from click.testing import CliRunner
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,6 +24,7 @@ from tests.ops.conftest import Invoke
 from tests.ops.shop import APPROVE, Shop
 from tests.settings import Settings
 from tests.worker.test_asyncapi import check
+from worker.cli import cli
 from worker.deps import Deps
 from worker.operations import ExecuteCommand, ExecuteOutcome, execute_operation
 
@@ -436,3 +439,25 @@ async def test_an_operation_verdict_on_the_wrong_order_or_of_the_wrong_kind_exit
     assert missing.exit_code == 2
     assert "order no-such-order not found" in missing.stderr
     assert (await operation(sessions, unknown.id)).state is OperationState.UNKNOWN
+
+
+async def test_a_broker_that_does_not_answer_leaves_the_operation_requested_for_the_sweeper(
+    base_env: dict[str, str], settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    reference = await paid_order(sessions)
+    env = {
+        **base_env,
+        "AMQP_NAME_PREFIX": settings.amqp_name_prefix,
+        "AMQP_URL": "amqp://ops:hunter2@127.0.0.1:1/",
+    }
+
+    result = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["orders", "capture", reference, "--yes"], env=env
+    )
+
+    assert result.exit_code == 1
+    assert "stored as requested, but not handed to the worker" in result.stderr
+    assert "hunter2" not in result.output
+    assert "Traceback" not in result.output
+    (stored,) = await operations_of(sessions, reference)
+    assert stored.state is OperationState.REQUESTED
