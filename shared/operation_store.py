@@ -25,7 +25,9 @@ from shared.money_picture import (
     MoneyPicture,
     Operation,
     OperationReport,
+    VerdictRefused,
     apply_report,
+    resolve_unknown,
 )
 from shared.money_requests import MoneyConflict, check_request
 from shared.operation_states import (
@@ -176,6 +178,48 @@ async def apply_operation_outcome(
         _write(order, row, picture)
     await session.flush()
     return Outcome(applied, picture)
+
+
+def find_operation(rows: Sequence[PaymentOperation], ident: str) -> PaymentOperation | None:
+    """The operation ``ident`` names: its id (the sequence number) or its UUID key."""
+    if ident.isascii() and ident.isdigit():
+        return next((row for row in rows if row.id == int(ident)), None)
+    try:
+        key = uuid.UUID(ident)
+    except ValueError:
+        return None
+    return next((row for row in rows if row.idempotency_key == key), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The locked order, the resolved operation's id, and the picture with the verdict."""
+
+    order: Order
+    operation_id: int
+    picture: MoneyPicture
+
+
+async def resolve_operation(
+    session: AsyncSession, *, reference: str, operation: str, verdict: OperationState, note: str
+) -> Resolved:
+    """A person's verdict on the order's unknown operation ``operation`` (id or key), stored
+    under the order's row lock with the order's totals; see ``money_picture.resolve_unknown``.
+
+    Raises OrderNotFound, or VerdictRefused (and stores nothing) for an operation that is not
+    the order's, not unknown, or whose verdict would break a money invariant. No commit.
+    """
+    order = await lock_order(session, reference=reference)
+    if order is None:
+        raise OrderNotFound(f"no order {reference!r}")
+    rows = await operations_of(session, order.id)
+    row = find_operation(rows, operation)
+    if row is None:
+        raise VerdictRefused(f"order {reference} has no operation {operation}")
+    picture = resolve_unknown(picture_of(order, rows), row.id, verdict, note)
+    _write(order, row, picture)
+    await session.flush()
+    return Resolved(order, row.id, picture)
 
 
 def _write(order: Order, row: PaymentOperation, picture: MoneyPicture) -> None:

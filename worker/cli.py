@@ -1,6 +1,7 @@
 """``recon``: the operator CLI (dead letters, orders, reviews). Settings come from the environment.
 
-Exit codes: 0 done, 1 not found or failed, 2 usage error.
+Exit codes: 0 done; 1 failed (a dependency, a dead letter not found, a confirmation declined);
+2 a usage error, an unknown order, or an operation or verdict the money rules refuse.
 """
 
 from __future__ import annotations
@@ -8,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import click
@@ -22,11 +25,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.config import WorkerSettings
-from shared.db.models import Order, OrderTransition
+from shared.db.models import Order, OrderTransition, PaymentOperation
 from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import ConfigError, PublishError, ReconError
 from shared.logging import configure_logging, redact_text
 from shared.messaging import Names, connect, open_channel
+from shared.money import Money
+from shared.money_picture import MoneyPicture, VerdictRefused, show
+from shared.money_requests import MoneyRuleError
+from shared.operation_intake import Taken
+from shared.operation_states import VERDICTS, OperationKind, OperationState
+from shared.operation_store import OrderNotFound
 from shared.order_store import apply_observation, lock_order, order_money, record_transition
 from shared.payrails.client import PayrailsClient, open_payrails_client
 from shared.state_machine import (
@@ -38,6 +47,7 @@ from shared.state_machine import (
     resolve_review,
 )
 from worker import dlq
+from worker import operator_operations as operator
 
 T = TypeVar("T")
 
@@ -79,6 +89,16 @@ def fail(message: str) -> click.exceptions.Exit:
     """Print to stderr and return the exit-1 exception for the caller to raise."""
     click.secho(message, err=True, fg="red")
     return click.exceptions.Exit(1)
+
+
+def refuse(message: str) -> click.exceptions.Exit:
+    """Print to stderr and return the exit-2 exception: an unknown order, a refused request."""
+    click.secho(message, err=True, fg="red")
+    return click.exceptions.Exit(2)
+
+
+def not_found(reference: str) -> click.exceptions.Exit:
+    return refuse(f"order {reference} not found")
 
 
 @contextlib.asynccontextmanager
@@ -303,11 +323,13 @@ def orders_group() -> None:
 @click.argument("reference")
 @pass_runtime
 def orders_show(runtime: Runtime, reference: str) -> None:
-    """Show the order REFERENCE with its full transition timeline and causes."""
+    """Show the order REFERENCE: its transition timeline with causes, its money picture
+    (authorized, captured, refunded) and every operation with its state, amount, result code
+    and key."""
     found = run(_load_order(runtime.settings(), reference))
     if found is None:
-        raise fail(f"order {reference} not found")
-    order, transitions = found
+        raise not_found(reference)
+    order, transitions, money = found
     for label, value in (
         ("reference", order.reference),
         ("status", order.status),
@@ -328,21 +350,257 @@ def orders_show(runtime: Runtime, reference: str) -> None:
             for t in transitions
         ),
     )
+    click.echo("")
+    print_picture(money.picture)
+    click.echo("")
+    print_operations(money.operations)
+
+
+def totals_line(picture: MoneyPicture) -> str:
+    """``authorized 12.50 EUR, captured 0.00 EUR, refunded 0.00 EUR``."""
+    return ", ".join(
+        f"{name} {show(picture.money(value))}"
+        for name, value in (
+            ("authorized", picture.authorized),
+            ("captured", picture.captured),
+            ("refunded", picture.refunded),
+        )
+    )
+
+
+def print_picture(picture: MoneyPicture) -> None:
+    for label, value in (
+        ("capture mode", picture.capture_mode.value),
+        ("authorized", show(picture.money(picture.authorized))),
+        ("captured", show(picture.money(picture.captured))),
+        ("refunded", show(picture.money(picture.refunded))),
+    ):
+        click.echo(f"{label + ':':<16}{value}")
+
+
+def print_operations(rows: Sequence[PaymentOperation]) -> None:
+    """One line per operation; its key is its idempotency key, an id and no secret."""
+    if not rows:
+        click.echo("no operations")
+        return
+    table(
+        ("op", "kind", "state", "amount", "final", "result", "key", "updated", "reason"),
+        (
+            (
+                row.id,
+                row.kind.value,
+                row.state.value,
+                show(Money(row.amount_value, row.currency)),
+                row.final,
+                row.result_code,
+                row.idempotency_key,
+                row.updated_at.isoformat(),
+                row.reason,
+            )
+            for row in rows
+        ),
+    )
 
 
 async def _load_order(
     settings: WorkerSettings, reference: str
-) -> tuple[Order, list[OrderTransition]] | None:
-    async with database(settings) as sessions, sessions() as session:
-        order = await session.scalar(select(Order).where(Order.reference == reference))
-        if order is None:
+) -> tuple[Order, list[OrderTransition], operator.OrderMoney] | None:
+    async with database(settings) as sessions:
+        money = await operator.load_money(sessions, reference)
+        if money is None:
             return None
-        rows = await session.scalars(
-            select(OrderTransition)
-            .where(OrderTransition.order_id == order.id)
-            .order_by(OrderTransition.id)
+        async with sessions() as session:
+            rows = await session.scalars(
+                select(OrderTransition)
+                .where(OrderTransition.order_id == money.order.id)
+                .order_by(OrderTransition.id)
+            )
+            return money.order, list(rows), money
+
+
+# --- operations ------------------------------------------------------------------------------
+AMOUNT_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")  # ASCII digits only
+
+
+class AmountType(click.ParamType[Decimal, "str | Decimal"]):
+    """An exact decimal amount such as ``12.34``, in the order's currency; never a float."""
+
+    name = "amount"
+
+    def convert(
+        self, value: str | Decimal, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Decimal:
+        if isinstance(value, Decimal):
+            return value
+        if not isinstance(value, str) or not AMOUNT_TEXT.fullmatch(value):
+            self.fail(f"{value!r} is not an amount such as 12.34", param, ctx)
+        return Decimal(value)
+
+
+AMOUNT = AmountType()
+
+
+capture_amount_option = click.option(
+    "--amount",
+    type=AMOUNT,
+    default=None,
+    help="In the order's currency, e.g. 12.34; without it, all that is authorized and not "
+    "captured.",
+)
+refund_amount_option = click.option(
+    "--amount",
+    type=AMOUNT,
+    default=None,
+    help="In the order's currency, e.g. 12.34; without it, all that is captured and not refunded.",
+)
+dry_run_option = click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check the money rules and print the outcome; store and send nothing.",
+)
+yes_option = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+
+
+@orders_group.command("capture")
+@click.argument("reference")
+@capture_amount_option
+@click.option(
+    "--final/--no-final",
+    default=True,
+    show_default=True,
+    help="Whether this capture closes capturing (--no-final: more partial captures may follow).",
+)
+@dry_run_option
+@yes_option
+@pass_runtime
+def orders_capture(
+    runtime: Runtime,
+    reference: str,
+    amount: Decimal | None,
+    final: bool,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """Capture the order REFERENCE (manual capture mode), in full or --amount."""
+    operate(runtime, reference, OperationKind.CAPTURE, amount, final, dry_run=dry_run, yes=yes)
+
+
+@orders_group.command("cancel")
+@click.argument("reference")
+@click.option(
+    "--amount",
+    type=AMOUNT,
+    default=None,
+    hidden=True,  # refused by the money rules, as the merchant API refuses it: never partial
+)
+@dry_run_option
+@yes_option
+@pass_runtime
+def orders_cancel(
+    runtime: Runtime, reference: str, amount: Decimal | None, dry_run: bool, yes: bool
+) -> None:
+    """Cancel the order REFERENCE: void what is not captured, refund what is. Always in full."""
+    operate(runtime, reference, OperationKind.CANCEL, amount, True, dry_run=dry_run, yes=yes)
+
+
+@orders_group.command("refund")
+@click.argument("reference")
+@refund_amount_option
+@dry_run_option
+@yes_option
+@pass_runtime
+def orders_refund(
+    runtime: Runtime, reference: str, amount: Decimal | None, dry_run: bool, yes: bool
+) -> None:
+    """Refund the order REFERENCE, in full or --amount (several partial refunds may follow)."""
+    operate(runtime, reference, OperationKind.REFUND, amount, True, dry_run=dry_run, yes=yes)
+
+
+def operate(
+    runtime: Runtime,
+    reference: str,
+    kind: OperationKind,
+    value: Decimal | None,
+    final: bool,
+    *,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """Print the plan; then, confirmed, store the operation and hand it to the worker.
+
+    The same path as the merchant API's: Payrails is called by the worker, never from here.
+    """
+    settings = runtime.settings()
+    try:
+        planned = run(_plan(settings, reference, kind, value, final))
+    except OrderNotFound as exc:
+        raise not_found(reference) from exc
+    except MoneyRuleError as exc:
+        raise refuse(f"{kind.value} refused ({exc.code}): {exc}") from exc
+    print_plan(reference, planned)
+    if dry_run:
+        click.echo("dry run: the money rules allow it; nothing stored, nothing sent")
+        return
+    if not yes and not click.confirm(f"Request this {kind.value}?", default=False, err=True):
+        raise fail("not confirmed: nothing stored, nothing sent")
+    try:
+        taken = run(_request(settings, reference, planned))
+    except OrderNotFound as exc:
+        raise not_found(reference) from exc
+    except MoneyRuleError as exc:
+        raise refuse(f"{kind.value} refused ({exc.code}): {exc}; nothing stored") from exc
+    except operator.MoneyChanged as exc:
+        raise fail(
+            f"{exc}; nothing stored, look again with: recon orders show {reference}"
+        ) from exc
+    operation = taken.operation
+    click.echo(
+        f"{reference}: {kind.value} of {show(Money(operation.amount_value, operation.currency))} "
+        f"requested: operation {operation.id}, key {operation.idempotency_key}"
+    )
+    if taken.execute is None:
+        return
+    problem = run(operator.hand_over(settings, taken.execute))
+    if problem is not None:
+        raise fail(
+            f"stored as requested, but not handed to the worker: {problem}; the sweeper sends "
+            "it again once it has been requested too long"
         )
-        return order, list(rows)
+    click.echo(f"handed to the worker; follow it with: recon orders show {reference}")
+
+
+def print_plan(reference: str, planned: operator.Plan) -> None:
+    request = planned.request
+    what = f"{request.kind.value} {show(planned.before.money(planned.value))}"
+    if request.kind is OperationKind.CAPTURE:
+        what += " (final)" if request.final else " (not final: more captures may follow)"
+    for label, value in (
+        ("order", reference),
+        ("capture mode", planned.before.capture_mode.value),
+        ("now", totals_line(planned.before)),
+        ("operation", what),
+        ("if it succeeds", totals_line(planned.after)),
+    ):
+        click.echo(f"{label + ':':<16}{value}")
+
+
+async def _plan(
+    settings: WorkerSettings,
+    reference: str,
+    kind: OperationKind,
+    value: Decimal | None,
+    final: bool,
+) -> operator.Plan:
+    async with database(settings) as sessions:
+        money = await operator.load_money(sessions, reference)
+    if money is None:
+        raise OrderNotFound(f"no order {reference!r}")
+    return operator.plan(money.picture, operator.make_request(money.picture, kind, value, final))
+
+
+async def _request(settings: WorkerSettings, reference: str, planned: operator.Plan) -> Taken:
+    async with database(settings) as sessions:
+        return await operator.request(sessions, reference, planned)
 
 
 @orders_group.command("reconcile")
@@ -350,7 +608,10 @@ async def _load_order(
 @pass_runtime
 def orders_reconcile(runtime: Runtime, reference: str) -> None:
     """Re-poll the execution of order REFERENCE now and apply it (cause: operator)."""
-    outcome = run(_reconcile(runtime.settings(), reference))
+    try:
+        outcome = run(_reconcile(runtime.settings(), reference))
+    except OrderNotFound as exc:
+        raise not_found(reference) from exc
     if isinstance(outcome, str):
         raise fail(outcome)
     current, transition, payrails_status = outcome
@@ -374,7 +635,7 @@ async def _reconcile(
                 )
             ).first()
         if row is None:
-            return f"order {reference} not found"
+            raise OrderNotFound(f"no order {reference!r}")
         if row.execution_id is None:
             return f"order {reference} has no execution yet"
         return await _apply_operator_poll(sessions, payrails, reference, row.execution_id)
@@ -393,7 +654,7 @@ async def _apply_operator_poll(
     async with sessions.begin() as session:
         order = await lock_order(session, reference=reference)
         if order is None:
-            return f"order {reference} not found"
+            raise OrderNotFound(f"no order {reference!r}")
         transition = await apply_observation(
             session,
             order,
@@ -413,8 +674,9 @@ def review_group() -> None:
 @review_group.command("list")
 @pass_runtime
 def review_list(runtime: Runtime) -> None:
-    """List orders in needs_review: Payrails could not say whether money moved."""
-    orders = run(_needs_review(runtime.settings()))
+    """List orders in needs_review and operations whose outcome is unknown: Payrails could not
+    say whether money moved."""
+    orders, operations = run(_needs_review(runtime.settings()))
     table(
         ("order", "execution", "amount", "reason", "since"),
         (
@@ -428,33 +690,120 @@ def review_list(runtime: Runtime) -> None:
             for o in orders
         ),
     )
-    click.echo(f"{len(orders)} order(s) in needs_review", err=True)
+    click.echo("")
+    table(
+        ("order", "op", "kind", "amount", "result", "key", "since", "reason"),
+        (
+            (
+                reference,
+                op.id,
+                op.kind.value,
+                show(Money(op.amount_value, op.currency)),
+                op.result_code,
+                op.idempotency_key,
+                op.updated_at.isoformat(),
+                op.reason,
+            )
+            for reference, op in operations
+        ),
+    )
+    click.echo(
+        f"{len(orders)} order(s) in needs_review, "
+        f"{len(operations)} operation(s) with an unknown outcome",
+        err=True,
+    )
 
 
-async def _needs_review(settings: WorkerSettings) -> list[Order]:
-    async with database(settings) as sessions, sessions() as session:
-        rows = await session.scalars(
-            select(Order).where(Order.status == OrderStatus.NEEDS_REVIEW).order_by(Order.updated_at)
-        )
-        return list(rows)
+async def _needs_review(
+    settings: WorkerSettings,
+) -> tuple[list[Order], list[tuple[str, PaymentOperation]]]:
+    async with database(settings) as sessions:
+        async with sessions() as session:
+            rows = await session.scalars(
+                select(Order)
+                .where(Order.status == OrderStatus.NEEDS_REVIEW)
+                .order_by(Order.updated_at)
+            )
+            orders = list(rows)
+        return orders, await operator.unknown_operations(sessions)
+
+
+ORDER_VERDICTS = sorted(verdict.value for verdict in REVIEW_VERDICTS)
+OPERATION_VERDICTS = sorted(verdict.value for verdict in VERDICTS)
 
 
 @review_group.command("resolve")
 @click.argument("reference")
 @click.option(
+    "--operation",
+    metavar="ID",
+    help="Resolve this operation of the order (its op number or key, from `review list`).",
+)
+@click.option(
     "--verdict",
-    type=click.Choice([verdict.value for verdict in sorted(REVIEW_VERDICTS)]),
+    type=click.Choice([*ORDER_VERDICTS, *OPERATION_VERDICTS]),
     required=True,
-    help="What the PSP confirmed: the money moved (paid) or it did not (payment_failed).",
+    help="What the PSP confirmed. An order: the money moved (paid) or it did not "
+    "(payment_failed). An --operation: succeeded or failed.",
 )
 @click.option("--note", required=True, help="Why: the evidence, e.g. a PSP reference.")
 @pass_runtime
-def review_resolve(runtime: Runtime, reference: str, verdict: str, note: str) -> None:
-    """Close a needs_review order with a person's verdict; announces it like any transition."""
-    problem = run(_resolve(runtime.settings(), reference, OrderStatus(verdict), note))
+def review_resolve(
+    runtime: Runtime, reference: str, operation: str | None, verdict: str, note: str
+) -> None:
+    """Close a needs_review order, or an operation with an unknown outcome, with a person's
+    verdict; announces it like any transition or outcome."""
+    if operation is not None:
+        resolve_operation(runtime, reference, operation, verdict, note)
+        return
+    if verdict not in ORDER_VERDICTS:
+        raise click.UsageError(
+            f"an order's verdict is one of {', '.join(ORDER_VERDICTS)} "
+            f"({verdict} is for an --operation)"
+        )
+    try:
+        problem = run(_resolve(runtime.settings(), reference, OrderStatus(verdict), note))
+    except OrderNotFound as exc:
+        raise not_found(reference) from exc
     if problem is not None:
         raise fail(problem)
     click.echo(f"{reference}: needs_review -> {verdict}")
+
+
+def resolve_operation(
+    runtime: Runtime, reference: str, operation: str, verdict: str, note: str
+) -> None:
+    if verdict not in OPERATION_VERDICTS:
+        raise click.UsageError(
+            f"an operation's verdict is one of {', '.join(OPERATION_VERDICTS)} "
+            f"({verdict} is for an order)"
+        )
+    settings = runtime.settings()
+    try:
+        done = run(
+            _resolve_operation(settings, reference, operation, OperationState(verdict), note)
+        )
+    except OrderNotFound as exc:
+        raise not_found(reference) from exc
+    except VerdictRefused as exc:
+        raise refuse(f"verdict refused: {exc}") from exc
+    announced = done.routing_key or "nothing"
+    click.echo(
+        f"{reference}: operation {done.operation.id} ({done.operation.kind.value}) "
+        f"unknown -> {done.operation.state.value}; announced {announced}"
+    )
+    click.echo(f"{'now:':<16}{totals_line(done.picture)}")
+
+
+async def _resolve_operation(
+    settings: WorkerSettings,
+    reference: str,
+    operation: str,
+    verdict: OperationState,
+    note: str,
+) -> operator.Verdict:
+    async with database(settings) as sessions:
+        return await operator.resolve(sessions, reference, operation, verdict, note)
 
 
 async def _resolve(
@@ -463,7 +812,7 @@ async def _resolve(
     async with database(settings) as sessions, sessions.begin() as session:
         order = await lock_order(session, reference=reference)
         if order is None:
-            return f"order {reference} not found"
+            raise OrderNotFound(f"no order {reference!r}")
         transition = resolve_review(order.status, verdict, note)
         if transition is None:
             return f"order {reference} is {order.status}, not needs_review"

@@ -1,11 +1,15 @@
-"""Ops fixtures: worker dependencies on the sandbox, and a shop whose webhooks are dropped."""
+"""Ops fixtures: worker dependencies on the sandbox, a shop whose webhooks are dropped, and
+``recon`` run against this test's names."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from click.testing import CliRunner, Result
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sandbox.control_client import SandboxHandle
@@ -13,7 +17,10 @@ from shared.messaging import Names, open_channel
 from shared.payrails.client import PayrailsClient
 from tests.ops.shop import STUCK_AFTER, Shop
 from tests.settings import Settings
+from worker.cli import cli
 from worker.deps import Deps
+
+Invoke = Callable[..., Coroutine[Any, Any, Result]]
 
 
 @pytest.fixture
@@ -45,3 +52,23 @@ async def shop(
     await sandbox.set_config(webhook_url="http://127.0.0.1:9/webhooks/payrails")
     await sandbox.set_faults({"webhooks": {"drop_rate": 1}})
     return Shop(payrails, sandbox, sessions)
+
+
+@pytest.fixture
+def recon(base_env: dict[str, str], settings: Settings, sandbox: SandboxHandle) -> Invoke:
+    """Run ``recon ARGS`` with this test's names and sandbox; returns click's Result.
+
+    The command runs through click's CliRunner in a thread: the CLI runs its own event loop
+    there, while the test's loop keeps serving the in-process sandbox.
+    """
+    env = {
+        **base_env,
+        "AMQP_NAME_PREFIX": settings.amqp_name_prefix,
+        "PAYRAILS_BASE_URL": sandbox.url,
+    }
+
+    async def invoke(*args: str, stdin: str | None = None) -> Result:
+        runner = CliRunner()
+        return await asyncio.to_thread(runner.invoke, cli, list(args), input=stdin, env=env)
+
+    return invoke
