@@ -38,6 +38,27 @@ class Instrument:
     last4: str
     holder_reference: str
 
+    @property
+    def network(self) -> str:
+        return network_of(self.bin)
+
+
+# Leading digits of a card number and the network that issues them (the common ranges).
+_NETWORKS = (
+    (("34", "37"), "amex"),
+    (("51", "52", "53", "54", "55", "22", "23", "24", "25", "26", "27"), "mastercard"),
+    (("4",), "visa"),
+    (("6011", "65"), "discover"),
+)
+
+
+def network_of(bin_digits: str) -> str:
+    """The card network a BIN belongs to; ``unknown`` outside the common ranges."""
+    for prefixes, network in _NETWORKS:
+        if bin_digits.startswith(prefixes):
+            return network
+    return "unknown"
+
 
 def check_card(number: object, month: object, year: object, cvv: object, today: date) -> str:
     """The PAN's digits after validating every field; raise ApiError 400 otherwise."""

@@ -47,6 +47,14 @@ SECONDARY_PSP = "sandbox-psp-secondary"
 # Payrails staging was seen adding an authorizePending after a PSP decline (not after 3DS fails).
 TRAILING_PENDING_RESULTS = frozenset({"InsufficientBalance"})
 THREEDS_RESULT = {"challenged": True, "enrolled": "Y", "transStatus": "Y", "version": "2.2.0"}
+# An approval without a challenge: the issuer authenticated the shopper frictionlessly.
+FRICTIONLESS_RESULT = {
+    "challenged": False,
+    "enrolled": "Y",
+    "transStatus": "Y",
+    "eci": "05",
+    "version": "2.2.0",
+}
 
 
 class PaymentEngine:
@@ -136,6 +144,8 @@ class PaymentEngine:
             behaviour=instrument.behaviour,
             return_success=success_url,
             base_url=base,
+            card_network=instrument.network,
+            card_last4=instrument.last4,
         )
 
     def _finish_authorize(self, execution: SandboxExecution, auth: Authorization) -> None:
@@ -149,7 +159,8 @@ class PaymentEngine:
         elif behaviour is Behaviour.UNKNOWN:
             self._fail(execution, auth, _payment(auth, PRIMARY_PSP, "Unknown", "ProviderTimeout"))
         else:
-            self._succeed(execution, auth, [_payment(auth, PRIMARY_PSP, "Authorized", "Success")])
+            approved = _payment(auth, PRIMARY_PSP, "Authorized", "Success", FRICTIONLESS_RESULT)
+            self._succeed(execution, auth, [approved])
 
     def _pause_for_challenge(self, execution: SandboxExecution, auth: Authorization) -> None:
         payment = _payment(auth, PRIMARY_PSP, "Pending", "HTTPRedirectRequired")
@@ -395,6 +406,9 @@ def _payment(
         status=status,
         operation_result=result,
         threeds=threeds,
+        psp_reference=f"psp_{uuid.uuid4().hex[:20]}",
+        card_network=auth.card_network,
+        card_last4=auth.card_last4,
     )
 
 

@@ -55,6 +55,9 @@ class Payment:
     status: str
     operation_result: str
     threeds: Mapping[str, Any] | None = None
+    psp_reference: str | None = None
+    card_network: str | None = None  # display data only: the network and the last four digits
+    card_last4: str | None = None
 
     @property
     def success(self) -> bool:
@@ -73,7 +76,17 @@ class Payment:
         }
         if self.threeds is not None:
             body["threeDS"] = dict(self.threeds)
+        if self.psp_reference is not None:
+            body["pspReference"] = self.psp_reference
+        body.update(self._instrument())
         return body
+
+    def _instrument(self) -> dict[str, Any]:
+        """The instrument's display data, as Payrails shows a tokenized card: never its number."""
+        if self.card_network is None and self.card_last4 is None:
+            return {}
+        data = {"network": self.card_network, "suffix": self.card_last4}
+        return {"paymentInstrument": {"id": self.instrument_id, "data": data}}
 
     def composition(self, operation: str = "Authorize") -> dict[str, Any]:
         """This payment as a webhook's ``paymentComposition`` item for one operation."""
@@ -91,6 +104,9 @@ class Payment:
         }
         if self.threeds is not None:
             item["threeDS"] = dict(self.threeds)
+        if self.psp_reference is not None:
+            item["operationProviderReference"] = self.psp_reference
+        item.update(self._instrument())
         if self.status in ("Failed", "Unknown"):
             item["errors"] = [payment_error(self.operation_result)]
         return item
@@ -111,6 +127,8 @@ class Authorization:
     behaviour: Behaviour
     return_success: str
     base_url: str
+    card_network: str | None = None
+    card_last4: str | None = None
 
 
 @dataclass(slots=True)

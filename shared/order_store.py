@@ -22,6 +22,8 @@ from shared import metrics
 from shared.db.models import IdempotencyKey, Order, OrderTransition, OutboxMessage, table_of
 from shared.db.session import OUTBOX_CHANNEL
 from shared.money import Money
+from shared.payment_books import payment_json, record_payment, result_detail
+from shared.payrails.payment_record import PaymentRecord
 from shared.state_machine import Cause, Observation, OrderStatus, Transition, decide
 
 SCHEMA_VERSION = 1
@@ -74,7 +76,11 @@ def order_money(order: Order) -> Money:
 
 
 def message_body(
-    order: Order, transition: Transition, message_id: str, cause: Cause
+    order: Order,
+    transition: Transition,
+    message_id: str,
+    cause: Cause,
+    payment: PaymentRecord | None = None,
 ) -> dict[str, Any]:
     """The JSON body commerce backends receive (see docs/asyncapi.yaml)."""
     body: dict[str, Any] = {
@@ -94,6 +100,9 @@ def message_body(
         body["redirectUrl"] = transition.threeds_url
     if transition.reason:
         body["reason"] = transition.reason
+    books = payment_json(order, payment)
+    if books is not None:
+        body["payment"] = books
     return body
 
 
@@ -203,6 +212,7 @@ async def apply_observations(
         transitions.append(transition)
         if transition is not None:
             _advance(change.order, transition)
+            record_payment(change.order, change.observed.payment)
             decided.append((change, transition))
     await _write_transitions(session, decided, cause)
     return transitions
@@ -237,7 +247,7 @@ async def _write_transitions(
                 "to_status": transition.to_status.value,
                 "cause": cause.value,
                 "event_id": change.event_id,
-                "detail": dict(change.detail or {}),
+                "detail": {**(change.detail or {}), **result_detail(change.observed.payment)},
             }
         )
         if transition.routing_key is not None:
@@ -247,7 +257,9 @@ async def _write_transitions(
                     "message_id": message_id,
                     "exchange": ORDERS_EXCHANGE,
                     "routing_key": transition.routing_key,
-                    "body": message_body(order, transition, message_id, cause),
+                    "body": message_body(
+                        order, transition, message_id, cause, change.observed.payment
+                    ),
                     "order_id": order.id,
                     "webhook_received_at": change.webhook_received_at,
                 }

@@ -19,6 +19,7 @@ from enum import StrEnum
 
 from shared.money import Money
 from shared.payrails.models import Execution, ExecutionOutcome
+from shared.payrails.payment_record import PaymentRecord
 
 
 class OrderStatus(StrEnum):
@@ -87,6 +88,7 @@ class Observation:
     status: OrderStatus
     threeds_url: str | None = None
     reason: str | None = None
+    payment: PaymentRecord | None = None  # the payment behind it, for the books
 
     @classmethod
     def from_execution(cls, execution: Execution, expected: Money | None = None) -> Observation:
@@ -102,9 +104,9 @@ class Observation:
         if status is OrderStatus.PAID and expected is not None:
             mismatch = amount_mismatch(execution, expected)
             if mismatch is not None:
-                return cls(OrderStatus.NEEDS_REVIEW, reason=mismatch)
+                return cls(OrderStatus.NEEDS_REVIEW, reason=mismatch, payment=execution.payment)
         reason = execution.operation_result if status in TERMINAL - {OrderStatus.PAID} else None
-        return cls(status, execution.threeds_url, reason)
+        return cls(status, execution.threeds_url, reason, execution.payment)
 
 
 def with_reported_unknown(observed: Observation, result: str | None) -> Observation:
@@ -121,7 +123,7 @@ def with_reported_unknown(observed: Observation, result: str | None) -> Observat
     """
     if result is None or observed.status in (OrderStatus.PAID, OrderStatus.NEEDS_REVIEW):
         return observed
-    return Observation(OrderStatus.NEEDS_REVIEW, reason=result)
+    return Observation(OrderStatus.NEEDS_REVIEW, reason=result, payment=observed.payment)
 
 
 def _show(money: Money) -> str:

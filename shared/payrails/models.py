@@ -17,6 +17,7 @@ from typing import Any
 
 from shared.errors import InvalidPayload
 from shared.money import Money, is_currency
+from shared.payrails.payment_record import PaymentRecord, payment_record
 
 
 class ExecutionOutcome(StrEnum):
@@ -208,6 +209,7 @@ class Execution:
     action_required: str | None = None
     operation_result: str | None = None
     amount: Money | None = None
+    payment: PaymentRecord | None = None  # what the books need; never more of a card than 4 digits
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -258,5 +260,6 @@ class Execution:
             action_required=action,
             operation_result=result,
             amount=money,
+            payment=payment_record(body),
             raw=body,
         )
