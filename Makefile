@@ -16,9 +16,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	@$(BIN)/python -m scripts.run
 
+# Every test but the fault suite runs on TEST_WORKERS processes (each with a database and queue
+# names of its own); then the fault suite alone, since its scenarios restart the broker and the
+# database everyone shares.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	@scripts/test-tools.sh
-	@$(BIN)/python -m pytest
+	@$(BIN)/python -m pytest --ignore=tests/e2e -n $(TEST_WORKERS)
+	@$(BIN)/python -m pytest tests/e2e
 
 lint: $(STAMP)
 	@$(BIN)/ruff check $(sources)
