@@ -485,6 +485,8 @@ class CheckoutSettings(
     # Concurrent long-polls (place-order, payment-return) per session and in all.
     checkout_long_polls_per_session: Count = 2
     checkout_long_polls_total: Count = 256
+    # How long after its creation a declined order may still be paid with another card.
+    payment_retry_window_seconds: PositiveSeconds = 86400.0
 
     @field_validator("payrails_sdk_origin")
     @classmethod
