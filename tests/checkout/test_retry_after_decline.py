@@ -10,9 +10,12 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ingress.checkout.order_views import record_execution
 from sandbox.control_client import SandboxHandle
 from shared.db.models import Order, OutboxMessage, PaymentAttempt
 from shared.order_store import utcnow
+from shared.payrails.client import PayrailsClient
+from shared.state_machine import Cause
 from tests.checkout.conftest import (
     CHALLENGE,
     DECLINE,
@@ -203,3 +206,26 @@ async def test_the_declined_card_again_answers_the_decline_without_a_new_attempt
     assert (again_status, again) == (200, first)
     assert (await order_row(sessions, body["orderReference"])).attempt == 1
     assert (await sandbox.stats())["executionsCreated"] == 1
+
+
+async def test_a_late_poll_of_the_declined_attempt_leaves_the_paid_order_paid(
+    checkout: Client,
+    sandbox: SandboxHandle,
+    authorize_consumer: AuthorizeConsumer,
+    sessions: async_sessionmaker[AsyncSession],
+    payrails: PayrailsClient,
+) -> None:
+    """The first attempt's execution, read from Payrails after the second paid, moves nothing."""
+    body = await order_body(checkout, sandbox, DECLINE)
+    _, declined = await place(checkout, body)
+    status, paid = await place(checkout, await another_card(checkout, sandbox, body, FRICTIONLESS))
+    assert (status, paid["status"]) == (200, "authorized"), paid
+
+    late = await payrails.get_execution(declined["executionId"])
+    assert await record_execution(sessions, late, Cause.POLL) is None
+    row = await order_row(sessions, body["orderReference"])
+    assert (row.status, row.attempt, row.execution_id) == ("paid", 2, paid["executionId"])
+    assert [key for key, _, _ in await messages_of(sessions, body["orderReference"])] == [
+        "order.payment_failed",
+        "order.paid",
+    ]
