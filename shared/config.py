@@ -486,6 +486,8 @@ class CheckoutSettings(
     # Concurrent long-polls (place-order, payment-return) per session and in all.
     checkout_long_polls_per_session: Count = 2
     checkout_long_polls_total: Count = 256
+    # How long after its creation a declined order may still be paid with another card.
+    payment_retry_window_seconds: PositiveSeconds = 86400.0
     # Who captures new orders' authorizations: Payrails at once (its default) or the merchant.
     payrails_capture_mode: CaptureMode = CaptureMode.INSTANT
 

@@ -90,6 +90,7 @@ def message_body(
         "orderReference": order.reference,
         "customerReference": order.customer_reference,
         "executionId": order.execution_id,
+        "attempt": order.attempt or 1,  # None only on a row not inserted yet
         "status": transition.to_status.value,
         "previousStatus": transition.from_status.value,
         "amount": order_money(order).to_json(),
@@ -107,8 +108,12 @@ def message_body(
 
 
 def outbox_message_id(order: Order, status: OrderStatus) -> str:
-    """Stable per (order, status): a state is announced at most once, and consumers can dedupe."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"recon:order:{order.reference}:{status.value}"))
+    """Stable per (order, attempt, status): a state is announced at most once per payment
+    attempt, and consumers can dedupe. The first attempt keeps the name it always had."""
+    name = f"recon:order:{order.reference}:{status.value}"
+    if (order.attempt or 1) > 1:  # None only on a row not inserted yet
+        name += f":attempt:{order.attempt}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 
 async def write_outbox_message(

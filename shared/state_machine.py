@@ -5,7 +5,10 @@
 
 States are ranked; an order only ever moves to a higher rank, and the three terminal states never
 change. So whichever of the webhook, the poll, the return page or the sweeper sees a state first
-moves the order, and later or older observations change nothing.
+moves the order, and later or older observations change nothing. The one way back: a declined
+order may start a new payment attempt (``new_attempt``: payment_failed -> created, with a new
+execution) until it expires, and observations of an earlier attempt never move it again
+(``decide_attempt``).
 
 Every set of statuses the service acts on is defined here and nowhere else; adding a status
 means this module, a migration that widens the database's check constraints, and their tests
@@ -60,8 +63,11 @@ STUCK = frozenset({OrderStatus.AUTHORIZING, OrderStatus.ACTION_REQUIRED})
 UNRESOLVED = frozenset({OrderStatus.CREATED, OrderStatus.AUTHORIZING})
 # States the authorize consumer still authorizes (and a dead letter may still be replayed in).
 AUTHORIZABLE = frozenset({OrderStatus.CREATED, OrderStatus.AUTHORIZING})
+# States in which a shopper may start another payment attempt with another card: the last
+# attempt was declined (a payment that failed is not final for the order until it expires).
+RETRYABLE = frozenset({OrderStatus.PAYMENT_FAILED})
 # States in which an order is given a new checkout session: nobody has paid it yet.
-PAYABLE = frozenset({OrderStatus.CREATED})
+PAYABLE = frozenset({OrderStatus.CREATED}) | RETRYABLE
 
 # The message each state announces to commerce backends (ARCHITECTURE section 9); a state
 # without a key is not announced.
@@ -161,6 +167,31 @@ def decide(current: OrderStatus, observed: Observation) -> Transition | None:
     if observed.status is OrderStatus.ACTION_REQUIRED and not observed.threeds_url:
         return None  # a challenge without a URL gives the shopper nothing to do
     return Transition(current, observed.status, observed.threeds_url, observed.reason)
+
+
+def decide_attempt(
+    current: OrderStatus, attempt: int, observed_attempt: int, observed: Observation
+) -> Transition | None:
+    """``decide`` for an observation of payment attempt ``observed_attempt``.
+
+    Only the order's current attempt moves it: whatever an earlier attempt's execution reports
+    later (a late webhook, a slow poll) changes nothing, so a declined attempt can never un-pay
+    an order another attempt paid.
+    """
+    if observed_attempt != attempt:
+        return None
+    return decide(current, observed)
+
+
+def new_attempt(current: OrderStatus) -> Transition | None:
+    """The shopper pays again with another card: the one way back from ``payment_failed``.
+
+    Only a declined order starts a new attempt (back to ``created``, with a new execution); an
+    attempt in flight, a paid order or one in review never does.
+    """
+    if current not in RETRYABLE:
+        return None
+    return Transition(current, OrderStatus.CREATED)
 
 
 # The verdicts a person may give an order in needs_review.

@@ -41,6 +41,7 @@ from shared import metrics
 from shared.db.models import IdempotencyKey, Order
 from shared.errors import InvalidPayload
 from shared.order_store import apply_observation, lock_order, order_money
+from shared.payment_attempts import attempt_operation
 from shared.payrails.client import PayrailsClient
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.payrails.models import Execution, ExecutionOutcome
@@ -157,10 +158,12 @@ async def expire_unpaid_and_claim_started(
     return expired, abandoned, claims
 
 
-async def _key_stored(session: AsyncSession, order_id: int) -> bool:
+async def _key_stored(session: AsyncSession, order: Order) -> bool:
+    """Whether the current payment attempt stored its authorize key."""
+    operation = attempt_operation(AUTHORIZE_OPERATION, order.attempt)
     key = await session.scalar(
         select(IdempotencyKey.key).where(
-            IdempotencyKey.order_id == order_id, IdempotencyKey.operation == AUTHORIZE_OPERATION
+            IdempotencyKey.order_id == order.id, IdempotencyKey.operation == operation
         )
     )
     return key is not None
@@ -189,7 +192,7 @@ async def settle_claim(
         if execution is None:
             observed = Observation(OrderStatus.NEEDS_REVIEW, reason=UNREADABLE)
         else:
-            key_stored = await _key_stored(session, order.id)
+            key_stored = await _key_stored(session, order)
             observed = created_observation(execution, order, key_stored=key_stored)
         detail = {} if execution is None else {"execution_status": execution.latest_code}
         return await apply_observation(session, order, observed, Cause.SWEEP, detail=detail)

@@ -8,7 +8,8 @@ nothing happened: the order goes to ``needs_review``), ``retried`` and ``dead_le
 (transient failures, then the parking lot after the last delay tier).
 
 An order is never authorized twice: only an order still ``created`` or ``authorizing`` is
-authorized, under its row lock; the ``authorize`` idempotency key is committed before the call
+authorized, for the execution of its current payment attempt, under its row lock; the attempt's
+``authorize`` idempotency key is committed before the call
 and reused on every retry; and once Payrails has acknowledged, the key is marked completed so a
 redelivered command is skipped.
 """
@@ -36,6 +37,7 @@ from shared.order_store import (
     order_money,
     utcnow,
 )
+from shared.payment_attempts import attempt_operation
 from shared.payrails.errors import PayrailsError, PayrailsTransientError, is_definite_refusal
 from shared.state_machine import AUTHORIZABLE, Cause, Observation, OrderStatus
 from worker.deps import Deps
@@ -71,10 +73,12 @@ def _is_authorizable(order: Order, command: AuthorizeCommand) -> bool:
     )
 
 
-async def _key_completed(session: AsyncSession, order_id: int) -> bool:
+async def _key_completed(session: AsyncSession, order: Order) -> bool:
+    """Whether the current attempt's authorize was acknowledged already."""
+    operation = attempt_operation(AUTHORIZE_OPERATION, order.attempt)
     completed = await session.scalar(
         select(IdempotencyKey.completed_at).where(
-            IdempotencyKey.order_id == order_id, IdempotencyKey.operation == AUTHORIZE_OPERATION
+            IdempotencyKey.order_id == order.id, IdempotencyKey.operation == operation
         )
     )
     return completed is not None
@@ -88,7 +92,7 @@ async def _load(deps: Deps, command: AuthorizeCommand) -> Order | None:
         )
         if order is None or not _is_authorizable(order, command):
             return None
-        if await _key_completed(session, order.id):
+        if await _key_completed(session, order):
             return None
         return order
 
@@ -106,20 +110,21 @@ async def _decide(
             observed = Observation(OrderStatus.PAYMENT_FAILED, reason=reason)
             await apply_observation(session, order, observed, Cause.PRE_AUTHORIZE)
             return AuthorizeOutcome.DENIED, None, None
-        key = await ensure_idempotency_key(session, order.id, AUTHORIZE_OPERATION)
+        operation = attempt_operation(AUTHORIZE_OPERATION, order.attempt)
+        key = await ensure_idempotency_key(session, order.id, operation)
         await apply_observation(
             session, order, Observation(OrderStatus.AUTHORIZING), Cause.AUTHORIZE
         )
         return AuthorizeOutcome.AUTHORIZED, order, key
 
 
-async def _mark_completed(deps: Deps, order_id: int) -> None:
+async def _mark_completed(deps: Deps, order_id: int, attempt: int) -> None:
     async with deps.sessions.begin() as session:
         await session.execute(
             update(IdempotencyKey)
             .where(
                 IdempotencyKey.order_id == order_id,
-                IdempotencyKey.operation == AUTHORIZE_OPERATION,
+                IdempotencyKey.operation == attempt_operation(AUTHORIZE_OPERATION, attempt),
             )
             .values(completed_at=utcnow())
         )
@@ -151,7 +156,7 @@ async def authorize_order(
         raise
     except (PayrailsError, InvalidPayload) as exc:
         return await _settle_refusal(deps, order.id, exc)
-    await _mark_completed(deps, order.id)
+    await _mark_completed(deps, order.id, order.attempt)
     return outcome
 
 

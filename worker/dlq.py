@@ -43,6 +43,7 @@ from shared.messaging import (
     publish_confirmed,
 )
 from shared.order_store import order_money
+from shared.payment_attempts import attempt_operation
 from shared.payrails.client import PayrailsClient
 from shared.payrails.models import parse_time
 from shared.state_machine import AUTHORIZABLE, Observation, OrderStatus, decide
@@ -225,7 +226,7 @@ async def plan_replay(
     """
     async with sessions() as session:
         order = await _find_order(session, letter)
-        authorize_done = order is not None and await _authorize_completed(session, order.id)
+        authorize_done = order is not None and await _authorize_completed(session, order)
     if order is None:
         return ReplayPlan(letter, letter.order_reference, None, None, "order not found")
     current = order.status
@@ -246,11 +247,11 @@ async def plan_replay(
     return ReplayPlan(letter, order.reference, current, transition.to_status, note)
 
 
-async def _authorize_completed(session: AsyncSession, order_id: int) -> bool:
+async def _authorize_completed(session: AsyncSession, order: Order) -> bool:
     completed = await session.scalar(
         select(IdempotencyKey.completed_at).where(
-            IdempotencyKey.order_id == order_id,
-            IdempotencyKey.operation == _AUTHORIZE_OPERATION,
+            IdempotencyKey.order_id == order.id,
+            IdempotencyKey.operation == attempt_operation(_AUTHORIZE_OPERATION, order.attempt),
         )
     )
     return completed is not None

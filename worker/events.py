@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -24,6 +24,7 @@ from shared.db.models import InboxEntry, Order, table_of
 from shared.errors import InvalidPayload
 from shared.events import WebhookEvent
 from shared.order_store import Change, apply_observations, order_money
+from shared.payment_attempts import earlier_attempts
 from shared.payrails.client import PayrailsClient
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.payrails.models import Execution
@@ -136,12 +137,20 @@ def repoll_outcome(answer: Execution | PayrailsError | InvalidPayload | None) ->
 class _Locked:
     by_execution: dict[str, Order]
     by_reference: dict[str, Order]
+    # executions of replaced payment attempts -> their order's reference (never locked: unused)
+    earlier: dict[str, str] = field(default_factory=dict)
 
     def find(self, event: WebhookEvent) -> Order | None:
-        """By execution id; else by merchantReference, only an order not bound to another one."""
+        """By execution id; else by merchantReference, only an order not bound to another one.
+
+        An earlier payment attempt's execution finds no order to apply to, not even by its
+        reference (the order may be between attempts, bound to no execution yet).
+        """
         order = self.by_execution.get(event.execution_id or "")
         if order is not None:
             return order
+        if event.execution_id in self.earlier:
+            return None
         order = self.by_reference.get(event.merchant_reference or "")
         if order is None or order.execution_id not in (None, event.execution_id):
             return None
@@ -161,6 +170,9 @@ async def lock_orders(session: AsyncSession, events: Sequence[WebhookEvent]) -> 
         rows = await session.scalars(query.where(Order.execution_id.in_(execution_ids)))
         by_execution = {o.execution_id: o for o in rows if o.execution_id}
     locked = _Locked(by_execution, {o.reference: o for o in by_execution.values()})
+    locked.earlier = await earlier_attempts(
+        session, (i for i in execution_ids if i not in by_execution)
+    )
     missing = sorted(
         {e.merchant_reference for e in events if e.merchant_reference and locked.find(e) is None}
     )
@@ -269,7 +281,11 @@ async def reconcile_batch(session: AsyncSession, deliveries: Sequence[Delivery])
     changes: dict[int, Change] = {}  # index in results -> change to apply
     for delivery, order in zip(deliveries, targets, strict=True):
         event = delivery.event
-        if event.is_reconciled and order is None:
+        earlier = locked.earlier.get(event.execution_id or "")
+        if event.is_reconciled and order is None and earlier is not None:
+            # A replaced attempt's report: its order moved on to another execution.
+            results.append(Result(Outcome.IGNORED, earlier))
+        elif event.is_reconciled and order is None:
             results.append(Result(_unmatched(locked, delivery)))
         elif event.event_id not in new_ids:
             results.append(Result(Outcome.DUPLICATE, order.reference if order else None))

@@ -13,8 +13,11 @@ failed publish leaves the order ``created`` for the next attempt and a second re
 
 A retry may carry a new ``paymentInstrumentId`` (the storefront tokenizes the card again on every
 click). While the order is still ``created`` nothing has used the instrument yet, so the retry's
-instrument replaces it under the row lock; once the authorize is queued the order keeps the
-instrument it was authorized with and the retry just reads the current state.
+instrument replaces it under the row lock. Once the authorize is queued, the same instrument
+again just reads the current state, and another one is a second payment attempt: refused with a
+409 while the first is in flight, paid or in review; after a decline it starts the order's next
+attempt (a new execution with its own keys, ``shared.payment_attempts``) until the order's
+retry window (PAYMENT_RETRY_WINDOW_SECONDS after its creation) has passed.
 """
 
 from __future__ import annotations
@@ -28,13 +31,18 @@ from sqlalchemy import select, update
 from ingress.checkout.capture_mode import PAYRAILS_CAPTURE_MODES, fix_capture_mode
 from ingress.checkout.order_views import OrderView, record_execution, view_by_reference
 from ingress.checkout.service import (
+    AttemptRefused,
     BrokerUnavailable,
     Checkout,
     CheckoutError,
     CustomerMismatch,
+    OrderAlreadyPaid,
+    OrderExpired,
     OrderMismatch,
+    PaymentInFlight,
     PaymentsRejected,
     PaymentsUnavailable,
+    PaymentUnderReview,
     TermsMismatch,
 )
 from ingress.checkout.validation import PlaceOrderRequest
@@ -51,9 +59,10 @@ from shared.order_store import (
     order_money,
     utcnow,
 )
+from shared.payment_attempts import attempt_operation, retry_window_closed, start_new_attempt
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.payrails.models import Execution, ExecutionOutcome
-from shared.state_machine import UNRESOLVED, Cause, Observation, OrderStatus
+from shared.state_machine import RETRYABLE, UNRESOLVED, Cause, Observation, OrderStatus
 
 log = structlog.get_logger(__name__)
 
@@ -89,6 +98,37 @@ def _refuse_other_terms(order: Order, request: PlaceOrderRequest) -> None:
         raise error
 
 
+def _is_another_card(order: Order, request: PlaceOrderRequest) -> bool:
+    """Whether the request pays an order whose attempt has started with another instrument."""
+    return order.status is not OrderStatus.CREATED and (
+        order.payment_instrument_id,
+        order.payment_method_code,
+    ) != (request.payment_instrument_id, request.payment_method_code)
+
+
+def _refusal(order: Order, checkout: Checkout) -> AttemptRefused | None:
+    """Why ``order`` may not start another payment attempt; None when it may."""
+    details: dict[str, object] = {
+        "orderReference": order.reference,
+        "orderStatus": order.status.value,
+    }
+    if order.status is OrderStatus.PAID:
+        return OrderAlreadyPaid("the order is paid; it is not paid twice", details=details)
+    if order.status is OrderStatus.NEEDS_REVIEW:
+        return PaymentUnderReview(
+            "the order's payment outcome is being reviewed; it cannot be paid again",
+            details=details,
+        )
+    if order.status not in RETRYABLE:
+        return PaymentInFlight(
+            "a payment of this order is in flight; wait for its outcome", details=details
+        )
+    window = checkout.settings.payment_retry_window_seconds
+    if retry_window_closed(order, utcnow(), window):
+        return OrderExpired("the order expired; it can no longer be paid", details=details)
+    return None
+
+
 def _take_instrument(order: Order, request: PlaceOrderRequest) -> None:
     """Use the retry's instrument while nothing has been authorized with the stored one."""
     if order.status is not OrderStatus.CREATED:
@@ -114,6 +154,15 @@ async def take_order(checkout: Checkout, bound: BoundSession, request: PlaceOrde
         order = await lock_order(session, order_id=bound.order_id)
         assert order is not None  # the session row references it (ON DELETE CASCADE)
         _refuse_other_terms(order, request)
+        if _is_another_card(order, request):
+            refusal = _refusal(order, checkout)
+            if refusal is not None:
+                log.info(
+                    "checkout.attempt_refused", order_reference=order.reference, code=refusal.code
+                )
+                raise refusal
+            await start_new_attempt(session, order)
+            log.info("checkout.new_attempt", order_reference=order.reference, attempt=order.attempt)
         _take_instrument(order, request)
         if order.status is OrderStatus.CREATED:
             order.updated_at = utcnow()
@@ -126,9 +175,10 @@ async def _create_execution(checkout: Checkout, order: Order) -> Execution:
     async with checkout.sessions.begin() as session:
         locked = await lock_order(session, order_id=order.id)
         assert locked is not None
+        operation = attempt_operation(CREATE_EXECUTION, order.attempt)
         configured = checkout.settings.payrails_capture_mode
-        mode = await fix_capture_mode(session, locked, configured, CREATE_EXECUTION)
-        key = await ensure_idempotency_key(session, order.id, CREATE_EXECUTION)
+        mode = await fix_capture_mode(session, locked, configured, operation)
+        key = await ensure_idempotency_key(session, order.id, operation)
     meta: dict[str, Any] = {
         "order": {"reference": order.reference},
         "customer": {"reference": order.customer_reference},
@@ -153,14 +203,18 @@ async def _create_execution(checkout: Checkout, order: Order) -> Execution:
 
 
 async def ensure_execution(checkout: Checkout, order: Order) -> str:
-    """The order's execution id, creating the execution at Payrails the first time."""
+    """The order's execution id, creating the attempt's execution at Payrails the first time."""
     if order.execution_id is not None:
         return order.execution_id
     execution = await _create_execution(checkout, order)
     async with checkout.sessions.begin() as session:
         await session.execute(
             update(Order)
-            .where(Order.id == order.id, Order.execution_id.is_(None))
+            .where(
+                Order.id == order.id,
+                Order.attempt == order.attempt,
+                Order.execution_id.is_(None),
+            )
             .values(execution_id=execution.id)
         )
         stored = await session.scalar(select(Order.execution_id).where(Order.id == order.id))

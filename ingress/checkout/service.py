@@ -115,3 +115,27 @@ class BrokerUnavailable(
 
 class OrderNotFound(CheckoutError, status=404, code="not_found", title="Not found"):
     """No order with this reference or execution id."""
+
+
+class AttemptRefused(
+    CheckoutError, status=409, code="payment_attempt_refused", title="No new payment attempt"
+):
+    """Another card for an order that may not start a new payment attempt."""
+
+
+class PaymentInFlight(AttemptRefused, code="payment_in_flight", title="A payment is in flight"):
+    """The order's current attempt is being authorized or awaits the shopper's 3-D Secure."""
+
+
+class OrderAlreadyPaid(AttemptRefused, code="order_already_paid", title="The order is paid"):
+    """The order is paid: it is paid at most once."""
+
+
+class PaymentUnderReview(
+    AttemptRefused, code="payment_under_review", title="The payment is under review"
+):
+    """The order's payment outcome is unknown: a person settles it, nobody pays again."""
+
+
+class OrderExpired(AttemptRefused, code="order_expired", title="The order can no longer be paid"):
+    """The order's retry window (PAYMENT_RETRY_WINDOW_SECONDS) has passed."""

@@ -100,6 +100,8 @@ class Order(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     version: Mapped[int] = mapped_column(default=1, server_default=text("1"))
+    # The payment attempt execution_id belongs to; a declined order is paid again in the next.
+    attempt: Mapped[int] = mapped_column(default=1, server_default=text("1"))
     # The money picture's totals, kept with the operations that make them (shared/money_picture)
     captured_value: Mapped[Decimal] = mapped_column(AMOUNT, default=0, server_default=text("0"))
     refunded_value: Mapped[Decimal] = mapped_column(AMOUNT, default=0, server_default=text("0"))
@@ -130,6 +132,7 @@ class Order(Base):
             "refunded_value >= 0 AND refunded_value <= captured_value", name="refunded_in_range"
         ),
         CheckConstraint("card_last4 ~ '^[0-9]{4}$'", name="card_last4_four_digits"),
+        CheckConstraint("attempt >= 1", name="attempt_positive"),
     )
 
 
@@ -161,6 +164,26 @@ class PaymentOperation(Base):
         CheckConstraint("amount_value > 0", name="amount_positive"),
         CheckConstraint("(kind = 'capture') = (final IS NOT NULL)", name="final_only_on_capture"),
     )
+
+
+class PaymentAttempt(Base):
+    """An earlier payment attempt of an order, written when the shopper starts the next one.
+
+    The order holds its current attempt (``attempt``, ``execution_id``); this row keeps the
+    execution of each attempt it replaced, so a late webhook or poll of that execution still
+    finds its order, and changes nothing.
+    """
+
+    __tablename__ = "payment_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    attempt: Mapped[int]
+    execution_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text)  # why it was declined
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (UniqueConstraint("order_id", "attempt"),)
 
 
 class IdempotencyKey(Base):

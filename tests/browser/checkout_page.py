@@ -13,6 +13,7 @@ from typing import Any
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -122,10 +123,12 @@ def type_into_field(driver: WebDriver, mount_id: str, text: str) -> None:
         driver.switch_to.default_content()
 
 
-def enter_card(driver: WebDriver, card: Card) -> None:
-    type_into_field(driver, "card-number", card.number)
-    type_into_field(driver, "card-expiry", card.expiry)
-    type_into_field(driver, "card-cvv", card.cvv)
+def enter_card(driver: WebDriver, card: Card, *, replace: bool = False) -> None:
+    """Type the card into the Secure Fields; ``replace`` first empties what they hold."""
+    prefix = Keys.CONTROL + "a" + Keys.NULL + Keys.DELETE if replace else ""
+    type_into_field(driver, "card-number", prefix + card.number)
+    type_into_field(driver, "card-expiry", prefix + card.expiry)
+    type_into_field(driver, "card-cvv", prefix + card.cvv)
 
 
 def place_order(driver: WebDriver) -> None:

@@ -139,6 +139,26 @@ def test_declined_card_shows_the_decline_on_the_checkout_page(
     assert order["failureReason"] == "InsufficientBalance"
 
 
+def test_after_a_decline_another_card_pays_the_same_order(
+    chrome: Chrome, demo: RunningStack
+) -> None:
+    """The page shows the decline; the shopper types another card and the same order is paid."""
+    reference = checkout_with(chrome, demo, DECLINE)
+    error = wait_for_checkout_error(chrome)
+    screenshot(chrome, "declined-before-retry")
+    assert "declined" in error
+    assert "another card" in error
+    assert merchant_order(demo, reference)["status"] == "payment_failed"
+
+    enter_card(chrome, Card(FRICTIONLESS, future_expiry()), replace=True)
+    place_order(chrome)
+    status, cause = wait_for_final_confirmation(chrome, reference)
+    screenshot(chrome, "paid-with-another-card")
+    assert status == "paid"
+    order = assert_final(chrome, demo, reference, status, cause)
+    assert order["failureReason"] is None
+
+
 def test_card_data_only_ever_goes_to_the_payrails_origin(
     chrome: Chrome, demo: RunningStack
 ) -> None:

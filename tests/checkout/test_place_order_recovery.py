@@ -68,7 +68,7 @@ async def test_a_retry_after_503_with_a_freshly_tokenized_card_is_authorized_onc
     assert stats["authorizesExecuted"] == {answer["executionId"]: 1}
 
 
-async def test_a_new_instrument_after_the_authorize_started_is_ignored(
+async def test_a_new_instrument_after_the_order_is_paid_is_refused_and_not_taken(
     checkout: Client,
     sandbox: SandboxHandle,
     authorize_consumer: AuthorizeConsumer,
@@ -78,8 +78,8 @@ async def test_a_new_instrument_after_the_authorize_started_is_ignored(
     first = await (await checkout.post("/checkout/place-order", json=body)).json()
     retry_body = {**body, "paymentInstrumentId": await tokenize(checkout, sandbox, FRICTIONLESS)}
     again = await checkout.post("/checkout/place-order", json=retry_body)
-    assert again.status == 200
-    assert await again.json() == first
+    assert again.status == 409
+    assert (await again.json())["error"] == "order_already_paid"
     assert await stored_instrument(sessions, body["orderReference"]) == body["paymentInstrumentId"]
     assert (await sandbox.stats())["authorizesExecuted"] == {first["executionId"]: 1}
 

@@ -281,6 +281,8 @@ def test_invalid_webhook_secrets_are_rejected_at_startup(raw: str) -> None:
         ("DATABASE_URL", "postgresql://nodriver/db"),
         ("AMQP_PUBLISH_BATCH_WINDOW_SECONDS", "-0.001"),
         ("AMQP_PUBLISH_BATCH_WINDOW_SECONDS", "0.5"),
+        ("PAYMENT_RETRY_WINDOW_SECONDS", "0"),
+        ("PAYMENT_RETRY_WINDOW_SECONDS", "a day"),
     ],
 )
 def test_a_bad_variable_is_named_in_the_error(name: str, value: str) -> None:

@@ -80,7 +80,15 @@ def test_every_status_has_a_rank() -> None:
 
 def test_every_status_set_holds_only_order_statuses() -> None:
     sets = _status_sets()
-    expected = {"TERMINAL", "STUCK", "UNRESOLVED", "AUTHORIZABLE", "PAYABLE", "REVIEW_VERDICTS"}
+    expected = {
+        "TERMINAL",
+        "STUCK",
+        "UNRESOLVED",
+        "AUTHORIZABLE",
+        "RETRYABLE",
+        "PAYABLE",
+        "REVIEW_VERDICTS",
+    }
     assert expected | {"ROUTING_KEY"} <= set(sets)
     for name, members in sets.items():
         assert members, name
