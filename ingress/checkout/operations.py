@@ -19,9 +19,8 @@ from aiohttp import web
 from ingress.checkout.keys import API_KEYS, CHECKOUT
 from ingress.checkout.merchant_auth import require_merchant
 from ingress.checkout.requests import invalid, json_body
-from ingress.checkout.service import BrokerUnavailable, CheckoutError, OrderNotFound
+from ingress.checkout.service import CheckoutError, OrderNotFound
 from shared import metrics
-from shared.errors import PublishError
 from shared.messaging import ROUTING_EXECUTE_OPERATION
 from shared.money_requests import MoneyRuleError
 from shared.operation_intake import (
@@ -62,21 +61,14 @@ class OperationRefused(CheckoutError, status=409, code="money_rule", title="Oper
 
 async def publish_execute(request: web.Request, execute: ExecuteOperation) -> None:
     """Hand the stored operation to the worker: confirmed, persistent, mandatory."""
-    checkout = request.app[CHECKOUT]
-    try:
-        await checkout.broker.publish(
-            checkout.names.commands_exchange,
-            ROUTING_EXECUTE_OPERATION,
-            execute.to_body(),
-            message_id=execute.message_id,
-            headers={},
-        )
-    except PublishError as exc:
-        raise BrokerUnavailable(
-            "the operation is stored but could not be handed over; retry the same request "
-            "with the same Idempotency-Key",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from exc
+    await request.app[CHECKOUT].send_command(
+        ROUTING_EXECUTE_OPERATION,
+        execute.to_body(),
+        execute.message_id,
+        refusal="the operation is stored but could not be handed over; retry the same request "
+        "with the same Idempotency-Key",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 async def _request(request: web.Request, kind: OperationKind) -> web.Response:

@@ -32,7 +32,6 @@ from ingress.checkout.capture_mode import PAYRAILS_CAPTURE_MODES, fix_capture_mo
 from ingress.checkout.order_views import OrderView, record_execution, view_by_reference
 from ingress.checkout.service import (
     AttemptRefused,
-    BrokerUnavailable,
     Checkout,
     CheckoutError,
     CustomerMismatch,
@@ -50,7 +49,7 @@ from shared import metrics
 from shared.checkout_sessions import BoundSession
 from shared.commands import AuthorizeCommand
 from shared.db.models import Order
-from shared.errors import InvalidPayload, PublishError
+from shared.errors import InvalidPayload
 from shared.messaging import ROUTING_AUTHORIZE
 from shared.order_store import (
     apply_observation,
@@ -218,7 +217,11 @@ async def ensure_execution(checkout: Checkout, order: Order) -> str:
             .values(execution_id=execution.id)
         )
         stored = await session.scalar(select(Order.execution_id).where(Order.id == order.id))
-    assert stored is not None
+    if stored is None:  # another request began a new attempt (another card) meanwhile
+        raise PaymentInFlight(
+            "another payment attempt of this order began meanwhile; wait for its outcome",
+            details={"orderReference": order.reference},
+        )
     return stored
 
 
@@ -226,24 +229,24 @@ async def start_authorize(checkout: Checkout, order_id: int, execution_id: str) 
     """Move created -> authorizing and publish the command, both or neither; True if published."""
     async with checkout.sessions.begin() as session:
         order = await lock_order(session, order_id=order_id)
-        if order is None or order.status is not OrderStatus.CREATED:
+        # A request that read the order before another one started a new attempt holds the
+        # old attempt's execution: it must not move the new attempt with a command for that one.
+        if (
+            order is None
+            or order.status is not OrderStatus.CREATED
+            or order.execution_id != execution_id
+        ):
             return False
         command = AuthorizeCommand(order.reference, execution_id)
         await apply_observation(
             session, order, Observation(OrderStatus.AUTHORIZING), Cause.PLACE_ORDER
         )
-        try:
-            await checkout.broker.publish(
-                checkout.names.commands_exchange,
-                ROUTING_AUTHORIZE,
-                command.to_body(),
-                message_id=command.message_id,
-                headers={},
-            )
-        except PublishError as exc:
-            raise BrokerUnavailable(
-                "the authorize command could not be queued; retry the same request"
-            ) from exc
+        await checkout.send_command(
+            ROUTING_AUTHORIZE,
+            command.to_body(),
+            command.message_id,
+            refusal="the authorize command could not be queued; retry the same request",
+        )
     log.debug("checkout.authorize_queued", order_reference=command.order_reference)
     return True
 

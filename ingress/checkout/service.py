@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ingress.publishing import PublisherBase
 from shared.config import CheckoutSettings
-from shared.errors import ReconError
+from shared.errors import PublishError, ReconError
 from shared.messaging import Names
 from shared.payrails.client import PayrailsClient
 
@@ -27,6 +27,24 @@ class Checkout:
     payrails: PayrailsClient
     broker: PublisherBase
     stopping: asyncio.Event
+
+    async def send_command(
+        self,
+        routing_key: str,
+        body: bytes,
+        message_id: str,
+        *,
+        refusal: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Publish a command on the commands exchange, confirmed; BrokerUnavailable (503, with
+        ``refusal`` and ``headers``) when the broker does not take it."""
+        try:
+            await self.broker.publish(
+                self.names.commands_exchange, routing_key, body, message_id=message_id, headers={}
+            )
+        except PublishError as exc:
+            raise BrokerUnavailable(refusal, headers=headers) from exc
 
 
 class CheckoutError(ReconError):

@@ -5,12 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ingress.checkout.keys import CHECKOUT
 from ingress.checkout.order_views import record_execution
+from ingress.checkout.place_order import ensure_execution, start_authorize
+from ingress.checkout.service import PaymentInFlight
 from sandbox.control_client import SandboxHandle
 from shared.db.models import Order, OutboxMessage, PaymentAttempt
 from shared.order_store import utcnow
@@ -229,3 +233,52 @@ async def test_a_late_poll_of_the_declined_attempt_leaves_the_paid_order_paid(
         "order.payment_failed",
         "order.paid",
     ]
+
+
+async def test_a_request_holding_the_declined_attempts_execution_cannot_start_the_next_one(
+    checkout: Client,
+    sandbox: SandboxHandle,
+    authorize_consumer: AuthorizeConsumer,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    body = await order_body(checkout, sandbox, DECLINE)
+    status, first = await place(checkout, body)
+    assert (status, first["status"]) == (200, "failed"), first
+    declined = await order_row(sessions, body["orderReference"])
+    assert declined.execution_id is not None
+    async with sessions.begin() as session:  # another request has begun attempt 2 meanwhile
+        await session.execute(
+            update(Order)
+            .where(Order.id == declined.id)
+            .values(status="created", attempt=2, execution_id="exec-of-attempt-2")
+        )
+
+    started = await start_authorize(
+        checkout.server.app[CHECKOUT], declined.id, declined.execution_id
+    )
+
+    assert started is False
+    row = await order_row(sessions, body["orderReference"])
+    assert (row.status, row.attempt, row.execution_id) == ("created", 2, "exec-of-attempt-2")
+
+
+async def test_a_request_whose_attempt_was_superseded_meanwhile_gets_409_not_500(
+    checkout: Client,
+    sandbox: SandboxHandle,
+    authorize_consumer: AuthorizeConsumer,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    body = await order_body(checkout, sandbox, DECLINE)
+    status, first = await place(checkout, body)
+    assert (status, first["status"]) == (200, "failed"), first
+    declined = await order_row(sessions, body["orderReference"])
+    async with sessions.begin() as session:  # the attempt this request read, without execution
+        await session.execute(
+            update(Order).where(Order.id == declined.id).values(status="created", execution_id=None)
+        )
+    stale = await order_row(sessions, body["orderReference"])
+    async with sessions.begin() as session:  # meanwhile another request begins the next one
+        await session.execute(update(Order).where(Order.id == declined.id).values(attempt=3))
+
+    with pytest.raises(PaymentInFlight):
+        await ensure_execution(checkout.server.app[CHECKOUT], stale)

@@ -87,10 +87,11 @@ JUNK_SESSION_KINDS = ("none", "made_up", "expired", "paid_order")
 UNKNOWN_INSTRUMENTS = ("unknown_id", "unknown_uuid")  # well-formed: they reach Payrails
 MALFORMED_INSTRUMENTS = ("injection", "too_long", "not_a_string")  # refused 422 at the door
 # Without a valid session the door answers 401 before anything else, or 429 past the address's
-# rate; in a real order's session the answer is the order's state, a 422 or a 429, and 202/503
-# when Payrails is slow to answer (documented; the storefront retries).
+# rate; in a real order's session the answer is the order's state, a 422 or a 429, a 409 when
+# another card is tried while a payment is in flight or after the order is paid (retry after a
+# decline), and 202/503 when Payrails is slow to answer (documented; the storefront retries).
 NO_SESSION_ANSWERS = frozenset({401, 429})
-IN_SESSION_ANSWERS = frozenset({200, 202, 422, 429, 503})
+IN_SESSION_ANSWERS = frozenset({200, 202, 409, 422, 429, 503})
 
 
 def junk_instrument(index: int) -> Any:

@@ -22,6 +22,7 @@ from shared.operation_store import apply_operation_outcome, request_operation
 from shared.state_machine import OrderStatus
 from tests.ops.conftest import Invoke
 from tests.ops.shop import APPROVE, Shop
+from tests.paid_orders import operations_of
 from tests.settings import Settings
 from tests.worker.test_asyncapi import check
 from worker.cli import cli
@@ -79,19 +80,6 @@ async def operation(
         row = await session.get(PaymentOperation, operation_id)
     assert row is not None
     return row
-
-
-async def operations_of(
-    sessions: async_sessionmaker[AsyncSession], reference: str
-) -> list[PaymentOperation]:
-    async with sessions() as session:
-        rows = await session.scalars(
-            select(PaymentOperation)
-            .join(Order, Order.id == PaymentOperation.order_id)
-            .where(Order.reference == reference)
-            .order_by(PaymentOperation.id)
-        )
-        return list(rows)
 
 
 async def waiting_commands(connection: AbstractRobustConnection, deps: Deps) -> int:

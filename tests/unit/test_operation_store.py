@@ -35,6 +35,7 @@ from shared.operation_store import (
     request_operation,
 )
 from tests.conftest import ServiceUrls, admin_sql, drop_database
+from tests.paid_orders import operations_of
 from tests.unit.test_schema import order_row
 
 CAPTURE, REFUND, CANCEL = OperationKind.CAPTURE, OperationKind.REFUND, OperationKind.CANCEL
@@ -84,26 +85,13 @@ async def stored(sessions: async_sessionmaker[AsyncSession], reference: str) -> 
     return order
 
 
-async def operations(
-    sessions: async_sessionmaker[AsyncSession], reference: str
-) -> list[PaymentOperation]:
-    async with sessions() as session:
-        rows = await session.scalars(
-            select(PaymentOperation)
-            .join(Order, Order.id == PaymentOperation.order_id)
-            .where(Order.reference == reference)
-            .order_by(PaymentOperation.id)
-        )
-        return list(rows)
-
-
 async def test_a_requested_operation_is_committed_with_a_uuid4_key_before_any_call(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     reference = await new_order(sessions)
     requested = await request(sessions, reference, CAPTURE, amount=eur("40.00"), final=False)
     assert requested.created
-    [row] = await operations(sessions, reference)
+    [row] = await operations_of(sessions, reference)
     assert row.id == requested.row.id
     assert row.idempotency_key.version == 4
     assert (row.kind, row.state, row.amount_value, row.currency, row.final) == (
@@ -126,7 +114,7 @@ async def test_a_repeated_command_returns_the_stored_operation_and_its_key(
     assert (first.created, again.created) == (True, False)
     assert again.row.id == first.row.id
     assert again.row.idempotency_key == first.row.idempotency_key
-    assert len(await operations(sessions, reference)) == 1
+    assert len(await operations_of(sessions, reference)) == 1
 
 
 async def test_a_command_id_used_for_another_operation_is_refused(
@@ -150,7 +138,7 @@ async def test_a_request_that_breaks_an_invariant_stores_nothing(
     reference = await new_order(sessions)
     with pytest.raises(ExceedsAuthorized):
         await request(sessions, reference, CAPTURE, amount=eur("100.01"))
-    assert await operations(sessions, reference) == []
+    assert await operations_of(sessions, reference) == []
 
 
 @pytest.mark.parametrize(
@@ -190,7 +178,7 @@ async def test_concurrent_captures_never_exceed_the_authorization_together(
         "ExceedsAuthorized",
         "Requested",
     ]
-    assert len(await operations(sessions, reference)) == 1
+    assert len(await operations_of(sessions, reference)) == 1
 
 
 async def test_reports_move_the_operation_forward_and_count_its_amount_once(
@@ -207,7 +195,7 @@ async def test_reports_move_the_operation_forward_and_count_its_amount_once(
     await report(sessions, refund.id, OperationState.SUCCEEDED)
     order = await stored(sessions, reference)
     assert (order.captured_value, order.refunded_value) == (Decimal("40.00"), Decimal("15.00"))
-    first, second = await operations(sessions, reference)
+    first, second = await operations_of(sessions, reference)
     assert (first.state, first.result_code, first.payrails_action_id) == (
         OperationState.SUCCEEDED,
         "Success",
@@ -247,7 +235,7 @@ async def test_a_reported_amount_other_than_the_operations_is_flagged_not_counte
     outcome = await report(sessions, capture.id, OperationState.SUCCEEDED, reported=eur("90.00"))
     assert outcome is not None
     assert outcome.applied.value == "review"
-    [row] = await operations(sessions, reference)
+    [row] = await operations_of(sessions, reference)
     assert row.state is OperationState.UNKNOWN
     assert row.reason == "Payrails reports 90.00 EUR for an operation of 40.00 EUR"
     assert (await stored(sessions, reference)).captured_value == 0
