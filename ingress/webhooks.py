@@ -191,7 +191,12 @@ def count(_endpoint: str, outcome: str, seconds: float, line: Mapping[str, Any])
     durations.observe(seconds)
     key_index = line.get("key_index")
     if key_index is not None:
-        metrics.WEBHOOK_SIGNATURE_KEY_MATCHES.labels(str(key_index)).inc()
+        _key_matches(key_index).inc()
+
+
+@cache
+def _key_matches(key_index: int) -> Counter:
+    return metrics.WEBHOOK_SIGNATURE_KEY_MATCHES.labels(str(key_index))
 
 
 REQUEST_LOGGING = RequestLogging(

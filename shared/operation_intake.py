@@ -38,8 +38,6 @@ from shared.payloads import json_object
 from shared.validation import REFERENCE, FieldError, amount_field, reference_field
 
 COMMAND_ID_MAX = 64  # an Idempotency-Key or commandId: a UUID or a plain token
-# The operations a commerce backend may ask for (authorize is the shopper's, at checkout).
-REQUESTABLE = (OperationKind.CAPTURE, OperationKind.CANCEL, OperationKind.REFUND)
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,12 +71,13 @@ def operation_json(operation: Operation, currency: str) -> dict[str, Any]:
     return body
 
 
-def operation_message(
-    order: Order, picture: MoneyPicture, operation: Operation, routing_key: str, cause: str
+def money_message(
+    order: Order, picture: MoneyPicture, routing_key: str, message_id: str
 ) -> dict[str, Any]:
+    """What every message about an order's money says: the order and its amounts so far."""
     return {
         "schemaVersion": SCHEMA_VERSION,
-        "messageId": operation_message_id(operation.id, operation.state),
+        "messageId": message_id,
         "type": routing_key,
         "orderReference": order.reference,
         "customerReference": order.customer_reference,
@@ -84,6 +85,16 @@ def operation_message(
         "status": order.status.value,
         "amount": Money(order.amount_value, order.currency).to_json(),
         "totals": totals(picture),
+    }
+
+
+def operation_message(
+    order: Order, picture: MoneyPicture, operation: Operation, routing_key: str, cause: str
+) -> dict[str, Any]:
+    return {
+        **money_message(
+            order, picture, routing_key, operation_message_id(operation.id, operation.state)
+        ),
         "operation": operation_json(operation, picture.currency),
         "cause": cause,
         "occurredAt": utcnow().isoformat(),

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.models import Order, PaymentAttempt
+from shared.db.models import IdempotencyKey, Order, PaymentAttempt
 from shared.order_store import record_transition
 from shared.state_machine import Cause, Transition, new_attempt
 
@@ -28,6 +28,25 @@ def attempt_operation(operation: str, attempt: int) -> str:
     one gets its own keys, so Payrails sees a new execution and a new authorize.
     """
     return operation if attempt <= 1 else f"{operation}:{attempt}"
+
+
+AUTHORIZE_OPERATION = "authorize"
+
+
+async def stored_key(session: AsyncSession, order_id: int, operation: str) -> IdempotencyKey | None:
+    """The key stored for (order, operation), if any."""
+    return await session.scalar(
+        select(IdempotencyKey).where(
+            IdempotencyKey.order_id == order_id, IdempotencyKey.operation == operation
+        )
+    )
+
+
+async def authorize_key(session: AsyncSession, order: Order) -> IdempotencyKey | None:
+    """The current attempt's authorize key, if it was stored."""
+    return await stored_key(
+        session, order.id, attempt_operation(AUTHORIZE_OPERATION, order.attempt)
+    )
 
 
 def retry_window_closed(order: Order, now: datetime, window_seconds: float) -> bool:

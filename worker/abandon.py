@@ -38,10 +38,10 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
-from shared.db.models import IdempotencyKey, Order
+from shared.db.models import Order
 from shared.errors import InvalidPayload
 from shared.order_store import apply_observation, lock_order, order_money
-from shared.payment_attempts import attempt_operation
+from shared.payment_attempts import authorize_key
 from shared.payrails.client import PayrailsClient
 from shared.payrails.errors import PayrailsError, PayrailsTransientError
 from shared.payrails.models import Execution, ExecutionOutcome
@@ -53,7 +53,6 @@ ABANDONED = "abandoned: authorization never started"
 EXPIRED = "expired: never paid"
 UNCONFIRMED = "authorize not confirmed by Payrails"
 UNREADABLE = "authorize outcome unknown: the execution could not be read"
-AUTHORIZE_OPERATION = "authorize"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,17 +157,6 @@ async def expire_unpaid_and_claim_started(
     return expired, abandoned, claims
 
 
-async def _key_stored(session: AsyncSession, order: Order) -> bool:
-    """Whether the current payment attempt stored its authorize key."""
-    operation = attempt_operation(AUTHORIZE_OPERATION, order.attempt)
-    key = await session.scalar(
-        select(IdempotencyKey.key).where(
-            IdempotencyKey.order_id == order.id, IdempotencyKey.operation == operation
-        )
-    )
-    return key is not None
-
-
 async def settle_claim(
     sessions: async_sessionmaker[AsyncSession], payrails: PayrailsClient, claim: PaymentClaim
 ) -> Transition | None:
@@ -192,7 +180,7 @@ async def settle_claim(
         if execution is None:
             observed = Observation(OrderStatus.NEEDS_REVIEW, reason=UNREADABLE)
         else:
-            key_stored = await _key_stored(session, order)
+            key_stored = await authorize_key(session, order) is not None
             observed = created_observation(execution, order, key_stored=key_stored)
         detail = {} if execution is None else {"execution_status": execution.latest_code}
         return await apply_observation(session, order, observed, Cause.SWEEP, detail=detail)

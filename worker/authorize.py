@@ -23,7 +23,6 @@ from enum import StrEnum
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import metrics
 from shared.commands import AuthorizeCommand
@@ -37,7 +36,7 @@ from shared.order_store import (
     order_money,
     utcnow,
 )
-from shared.payment_attempts import attempt_operation
+from shared.payment_attempts import AUTHORIZE_OPERATION, attempt_operation, authorize_key
 from shared.payrails.errors import PayrailsError, PayrailsTransientError, is_definite_refusal
 from shared.state_machine import AUTHORIZABLE, Cause, Observation, OrderStatus
 from worker.deps import Deps
@@ -45,8 +44,6 @@ from worker.preauthorize import AllowAll, Decision, PreAuthorizeHook
 from worker.retry import dead_letter, retry_later
 
 log = structlog.get_logger(__name__)
-
-AUTHORIZE_OPERATION = "authorize"
 
 
 class AuthorizeOutcome(StrEnum):
@@ -73,17 +70,6 @@ def _is_authorizable(order: Order, command: AuthorizeCommand) -> bool:
     )
 
 
-async def _key_completed(session: AsyncSession, order: Order) -> bool:
-    """Whether the current attempt's authorize was acknowledged already."""
-    operation = attempt_operation(AUTHORIZE_OPERATION, order.attempt)
-    completed = await session.scalar(
-        select(IdempotencyKey.completed_at).where(
-            IdempotencyKey.order_id == order.id, IdempotencyKey.operation == operation
-        )
-    )
-    return completed is not None
-
-
 async def _load(deps: Deps, command: AuthorizeCommand) -> Order | None:
     """The order if it may still be authorized, read without a lock for the hook."""
     async with deps.sessions.begin() as session:
@@ -92,7 +78,8 @@ async def _load(deps: Deps, command: AuthorizeCommand) -> Order | None:
         )
         if order is None or not _is_authorizable(order, command):
             return None
-        if await _key_completed(session, order):
+        key = await authorize_key(session, order)
+        if key is not None and key.completed_at is not None:  # acknowledged already
             return None
         return order
 

@@ -31,10 +31,10 @@ from shared import metrics
 from shared.db.models import Order, OrderTransition, OutboxMessage
 from shared.money import Money
 from shared.money_picture import MoneyPicture
-from shared.operation_messages import totals
+from shared.operation_messages import money_message
 from shared.operation_states import PENDING_STATES, CaptureMode, OperationKind
 from shared.operation_store import operations_of, picture_of
-from shared.order_store import SCHEMA_VERSION, lock_order, utcnow, write_outbox_message
+from shared.order_store import lock_order, utcnow, write_outbox_message
 from shared.state_machine import OrderStatus
 
 log = structlog.get_logger(__name__)
@@ -104,15 +104,7 @@ def capture_due_body(
     order: Order, picture: MoneyPicture, authorized_at: datetime, left: Decimal, message_id: str
 ) -> dict[str, Any]:
     return {
-        "schemaVersion": SCHEMA_VERSION,
-        "messageId": message_id,
-        "type": ROUTING_CAPTURE_DUE,
-        "orderReference": order.reference,
-        "customerReference": order.customer_reference,
-        "executionId": order.execution_id,
-        "status": order.status.value,
-        "amount": Money(order.amount_value, order.currency).to_json(),
-        "totals": totals(picture),
+        **money_message(order, picture, ROUTING_CAPTURE_DUE, message_id),
         "uncaptured": Money(left, order.currency).to_json(),
         "authorizedAt": authorized_at.isoformat(),
         "cause": "sweep",

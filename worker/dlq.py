@@ -28,7 +28,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db.models import IdempotencyKey, Order
+from shared.db.models import Order
 from shared.errors import InvalidPayload, ReconError
 from shared.events import WebhookEvent
 from shared.messaging import (
@@ -43,14 +43,13 @@ from shared.messaging import (
     publish_confirmed,
 )
 from shared.order_store import order_money
-from shared.payment_attempts import attempt_operation
+from shared.payment_attempts import authorize_key
 from shared.payrails.client import PayrailsClient
 from shared.payrails.models import parse_time
 from shared.state_machine import AUTHORIZABLE, Observation, OrderStatus, decide
 from worker.retry import persistent_copy
 
 # The idempotency operation the authorize consumer records.
-_AUTHORIZE_OPERATION = "authorize"
 
 # Headers that describe the failure; a replayed copy starts clean without them.
 _FAILURE_HEADERS = BROKER_DEATH_HEADERS | {HDR_REASON, HDR_SOURCE_QUEUE, HDR_FAILED_AT}
@@ -226,7 +225,8 @@ async def plan_replay(
     """
     async with sessions() as session:
         order = await _find_order(session, letter)
-        authorize_done = order is not None and await _authorize_completed(session, order)
+        key = None if order is None else await authorize_key(session, order)
+        authorize_done = key is not None and key.completed_at is not None
     if order is None:
         return ReplayPlan(letter, letter.order_reference, None, None, "order not found")
     current = order.status
@@ -245,16 +245,6 @@ async def plan_replay(
         return ReplayPlan(letter, order.reference, current, None, note)
     note = f"Payrails: {execution.latest_code}"
     return ReplayPlan(letter, order.reference, current, transition.to_status, note)
-
-
-async def _authorize_completed(session: AsyncSession, order: Order) -> bool:
-    completed = await session.scalar(
-        select(IdempotencyKey.completed_at).where(
-            IdempotencyKey.order_id == order.id,
-            IdempotencyKey.operation == attempt_operation(_AUTHORIZE_OPERATION, order.attempt),
-        )
-    )
-    return completed is not None
 
 
 def _plan_authorize(

@@ -39,6 +39,7 @@ from shared.money import Money
 from shared.money_picture import Applied
 from shared.operation_messages import announce_outcome
 from shared.operation_states import (
+    STATUS_CODES,
     TERMINAL_STATES,
     OperationKind,
     OperationState,
@@ -121,11 +122,6 @@ def reported_action(event: WebhookEvent) -> ReportedAction | None:
     )
 
 
-def _code_of(kind: OperationKind, state: OperationState) -> str:
-    suffix = "Successful" if state is OperationState.SUCCEEDED else "Failed"
-    return f"{kind.value}{suffix}"
-
-
 def _same_group(a: OperationState, b: OperationState) -> bool:
     """Succeeded against succeeded, failed or unknown against failed or unknown."""
     return (a is OperationState.SUCCEEDED) == (b is OperationState.SUCCEEDED)
@@ -133,8 +129,8 @@ def _same_group(a: OperationState, b: OperationState) -> bool:
 
 def codes_of(execution: Execution, kind: OperationKind, state: OperationState) -> int:
     """How many status codes of the execution report ``kind`` ending in ``state``'s group."""
-    code = _code_of(kind, state)
-    return sum(1 for entry in execution.statuses if entry.code == code)
+    group = OperationState.SUCCEEDED if state is OperationState.SUCCEEDED else OperationState.FAILED
+    return sum(1 for entry in execution.statuses if STATUS_CODES.get(entry.code) == (kind, group))
 
 
 def confirms(

@@ -10,11 +10,11 @@ money rules read it (``CaptureNotManual``).
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.models import IdempotencyKey, Order
+from shared.db.models import Order
 from shared.operation_states import CaptureMode
+from shared.payment_attempts import stored_key
 
 # workflowConfigOverride.captureMode values (payrails-api-facts 2.2), by our mode.
 PAYRAILS_CAPTURE_MODES: dict[CaptureMode, str] = {
@@ -31,11 +31,6 @@ async def fix_capture_mode(
     ``order`` must be locked in ``session`` (its row lock serializes concurrent place-orders);
     call before the key is stored. No commit.
     """
-    stored_key = await session.scalar(
-        select(IdempotencyKey.key).where(
-            IdempotencyKey.order_id == order.id, IdempotencyKey.operation == key_operation
-        )
-    )
-    if stored_key is None and order.execution_id is None:
+    if await stored_key(session, order.id, key_operation) is None and order.execution_id is None:
         order.capture_mode = configured
     return order.capture_mode
