@@ -24,7 +24,7 @@ from datetime import timedelta
 
 import aio_pika
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
@@ -49,20 +49,26 @@ class OperationClaim:
     kind: OperationKind
 
 
-async def claim_stuck_operations(
-    sessions: async_sessionmaker[AsyncSession], *, stuck_after: float, limit: int
-) -> tuple[OperationClaim, ...]:
-    """Claim up to ``limit`` operations in flight too long: SKIP LOCKED, and bump updated_at."""
-    stuck = (
+def _stuck_ids(state: OperationState, stuck_after: float, limit: int) -> Select[int]:
+    """Up to ``limit`` operations in ``state`` untouched for ``stuck_after`` s, oldest first,
+    locked and skipping those another sweeper holds."""
+    return (
         select(PaymentOperation.id)
         .where(
-            PaymentOperation.state == OperationState.IN_FLIGHT,
+            PaymentOperation.state == state,
             PaymentOperation.updated_at < func.now() - timedelta(seconds=stuck_after),
         )
         .order_by(PaymentOperation.updated_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+
+
+async def claim_stuck_operations(
+    sessions: async_sessionmaker[AsyncSession], *, stuck_after: float, limit: int
+) -> tuple[OperationClaim, ...]:
+    """Claim up to ``limit`` operations in flight too long: SKIP LOCKED, and bump updated_at."""
+    stuck = _stuck_ids(OperationState.IN_FLIGHT, stuck_after, limit)
     execution = func.coalesce(PaymentOperation.payrails_execution_id, Order.execution_id)
     claim = (
         update(PaymentOperation)
@@ -84,16 +90,7 @@ async def claim_unsent_operations(
     sessions: async_sessionmaker[AsyncSession], *, stuck_after: float, limit: int
 ) -> tuple[int, ...]:
     """Claim up to ``limit`` operations requested too long ago; bump updated_at; their ids."""
-    stuck = (
-        select(PaymentOperation.id)
-        .where(
-            PaymentOperation.state == OperationState.REQUESTED,
-            PaymentOperation.updated_at < func.now() - timedelta(seconds=stuck_after),
-        )
-        .order_by(PaymentOperation.updated_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    stuck = _stuck_ids(OperationState.REQUESTED, stuck_after, limit)
     claim = (
         update(PaymentOperation)
         .where(PaymentOperation.id.in_(stuck.scalar_subquery()))
